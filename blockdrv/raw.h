@@ -1,0 +1,156 @@
+/* tlbd: BlockDev, a raw image file or block device on top of paio.
+ *
+ * Both front ends (the nbdkit plugin and the FUSE export) and `tlbd bench`
+ * use this interface only.  Every data operation is a PaioRequest run on a
+ * threadlet worker; the caller never blocks in a system call on the disk:
+ *  - blockdev_aio_* queue the request and return; the callback runs on the
+ *    BlockDev's IOThread (BlockDevOptions.iothread) once the request is done;
+ *  - blockdev_p* and friends are the blocking forms for callers that are
+ *    threads of their own (nbdkit's): they submit and wait for completion.
+ *
+ * Return values follow the project's convention: bytes or 0 on success,
+ * -errno on failure.  An aio call that returns an error has not queued
+ * anything and will not call its callback.
+ *
+ * Threads: every function may be called from any thread once blockdev_open
+ * returned, except blockdev_close, which must not race with new requests.
+ */
+#ifndef TLBD_RAW_H
+#define TLBD_RAW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "iothread.h"
+#include "threadlet.h"
+
+typedef struct BlockDev BlockDev;
+
+typedef enum BlockDevCache {
+    BLOCKDEV_CACHE_WRITEBACK = 0, /* page cache; flush = fdatasync */
+    BLOCKDEV_CACHE_NONE,          /* O_DIRECT, with bounce buffers as needed */
+} BlockDevCache;
+
+typedef enum BlockDevDiscard {
+    BLOCKDEV_DISCARD_UNMAP = 0, /* discard punches holes / BLKDISCARD */
+    BLOCKDEV_DISCARD_IGNORE,    /* discard succeeds and does nothing */
+} BlockDevDiscard;
+
+typedef struct BlockDevOptions {
+    bool readonly;
+    bool growable;           /* writes past the end extend a regular file */
+    BlockDevCache cache;
+    BlockDevDiscard discard;
+    const char *inject;      /* fault/latency spec, see paio(3). Can be NULL. */
+    ThreadletQueue *queue;   /* where requests run. NULL: the global queue. */
+    IOThread *iothread;      /* where aio callbacks run. Can be NULL: then
+                                they run on the worker. */
+} BlockDevOptions;
+
+/* Request flags. */
+#define BLOCKDEV_FUA         (1u << 0) /* write/zero/discard durable on return */
+#define BLOCKDEV_MAY_TRIM    (1u << 1) /* write_zeroes may punch a hole */
+#define BLOCKDEV_NO_FALLBACK (1u << 2) /* write_zeroes: fast or -ENOTSUP */
+
+/* Called once per aio request with bytes transferred (reads and writes: the
+ * whole length), 0, or -errno.
+ */
+typedef void BlockDevCompleteFn(void *opaque, int64_t ret);
+
+/* Called by blockdev_extents for each run; return 0 to go on, or -errno. */
+typedef int BlockDevExtentFn(void *opaque, uint64_t offset, uint64_t length,
+                             bool hole);
+
+typedef struct BlockDevStats {
+    uint64_t reads, writes, flushes, discards, zeroes, ioctls;
+    uint64_t bytes_read, bytes_written;
+    uint64_t errors;
+    uint64_t in_flight;
+} BlockDevStats;
+
+/* Defaults: read-write, writeback, discard=unmap, no injection. */
+void blockdev_options_init(BlockDevOptions *opts);
+
+/* "writeback" | "none" and "unmap" | "ignore".  Return 0 or -EINVAL. */
+int blockdev_parse_cache(const char *str, BlockDevCache *cache);
+int blockdev_parse_discard(const char *str, BlockDevDiscard *discard);
+
+/* Open PATH, a regular file or block device.  Returns 0 or -errno; on
+ * failure *ERRMSG (if ERRMSG is not NULL) gets a malloc'd one-line message
+ * naming PATH or the option and the reason, e.g.
+ * "cannot open 'disk.img': No such file or directory".  A failed open never
+ * writes to the image.
+ */
+int blockdev_open(const char *path, const BlockDevOptions *opts,
+                  BlockDev **out, char **errmsg);
+
+/* Wait for every request in flight, then close.  NULL is fine. */
+void blockdev_close(BlockDev *bd);
+
+const char *blockdev_path(const BlockDev *bd);
+int blockdev_fd(const BlockDev *bd);
+uint64_t blockdev_size(const BlockDev *bd);
+bool blockdev_is_readonly(const BlockDev *bd);
+bool blockdev_is_blockdev(const BlockDev *bd); /* a block device, not a file */
+bool blockdev_is_direct(const BlockDev *bd);   /* cache=none in effect */
+unsigned blockdev_logical_block_size(const BlockDev *bd);
+unsigned blockdev_physical_block_size(const BlockDev *bd);
+unsigned blockdev_alignment(const BlockDev *bd); /* O_DIRECT; 1 otherwise */
+bool blockdev_can_discard(const BlockDev *bd);
+bool blockdev_can_fast_zero(const BlockDev *bd);
+void blockdev_get_stats(BlockDev *bd, BlockDevStats *stats);
+
+/* Change the fault/latency injection spec at run time (NULL or "" clears).
+ * Returns 0, or -EINVAL with *ERRMSG showing where SPEC is wrong.
+ */
+int blockdev_set_inject(BlockDev *bd, const char *spec, char **errmsg);
+
+/* Asynchronous forms: the callback runs on the BlockDev's IOThread. */
+int blockdev_aio_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
+                        int niov, BlockDevCompleteFn *cb, void *opaque);
+int blockdev_aio_pwritev(BlockDev *bd, uint64_t offset,
+                         const struct iovec *iov, int niov, unsigned flags,
+                         BlockDevCompleteFn *cb, void *opaque);
+int blockdev_aio_flush(BlockDev *bd, BlockDevCompleteFn *cb, void *opaque);
+int blockdev_aio_discard(BlockDev *bd, uint64_t offset, uint64_t length,
+                         unsigned flags, BlockDevCompleteFn *cb, void *opaque);
+int blockdev_aio_write_zeroes(BlockDev *bd, uint64_t offset, uint64_t length,
+                              unsigned flags, BlockDevCompleteFn *cb,
+                              void *opaque);
+int blockdev_aio_ioctl(BlockDev *bd, unsigned long cmd, void *arg,
+                       BlockDevCompleteFn *cb, void *opaque);
+int blockdev_aio_truncate(BlockDev *bd, uint64_t size, BlockDevCompleteFn *cb,
+                          void *opaque);
+
+/* Blocking forms, for callers that are threads.  Same results. */
+int64_t blockdev_pread(BlockDev *bd, void *buf, size_t count,
+                       uint64_t offset);
+int64_t blockdev_pwrite(BlockDev *bd, const void *buf, size_t count,
+                        uint64_t offset, unsigned flags);
+int64_t blockdev_preadv(BlockDev *bd, const struct iovec *iov, int niov,
+                        uint64_t offset);
+int64_t blockdev_pwritev(BlockDev *bd, const struct iovec *iov, int niov,
+                         uint64_t offset, unsigned flags);
+int blockdev_flush(BlockDev *bd);
+int blockdev_discard(BlockDev *bd, uint64_t offset, uint64_t length,
+                     unsigned flags);
+int blockdev_write_zeroes(BlockDev *bd, uint64_t offset, uint64_t length,
+                          unsigned flags);
+int blockdev_ioctl(BlockDev *bd, unsigned long cmd, void *arg);
+int blockdev_truncate(BlockDev *bd, uint64_t size);
+
+/* Report data/hole runs in [OFFSET, OFFSET+LENGTH) from SEEK_DATA/SEEK_HOLE,
+ * or one data run where those are not supported.
+ */
+int blockdev_extents(BlockDev *bd, uint64_t offset, uint64_t length,
+                     BlockDevExtentFn *fn, void *opaque);
+
+/* Bytes really allocated (st_blocks * 512; the size for block devices). */
+int64_t blockdev_allocated(BlockDev *bd);
+
+/* posix_fadvise(WILLNEED) on a range, for NBD_CMD_CACHE. */
+int blockdev_cache(BlockDev *bd, uint64_t offset, uint64_t length);
+
+#endif /* TLBD_RAW_H */

@@ -1,0 +1,369 @@
+/* tlbd: the I/O thread, an epoll loop with a coalescing completion list.
+ *
+ * Posters (threadlet workers, nbdkit threads, anyone) push IOThreadTasks on a
+ * lock-free stack and write the eventfd only when the stack was empty.  The
+ * loop reads the eventfd first and then takes the whole stack with one
+ * exchange, so a push that lands after the exchange sees an empty stack and
+ * kicks again: no wake-up is lost.  The taken stack is reversed into posting
+ * order and run outside any lock.
+ *
+ * Fd handlers live in a list owned by the loop's thread.  A handler removed
+ * while a batch of epoll events is being dispatched is only marked dead and
+ * freed after the batch, so a stale event never reaches freed memory.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include "iothread.h"
+#include "util.h"
+
+#define MAX_EVENTS 64
+
+typedef struct FdHandler {
+    int fd;
+    bool dead;
+    IOHandler *handler;
+    void *opaque;
+    LIST_ENTRY(FdHandler) next;
+} FdHandler;
+
+struct IOThread {
+    char name[16];
+    int epfd;
+    int efd;
+
+    /* atomic */
+    _Atomic(IOThreadTask *) pending;     /* lock-free stack of posted tasks */
+    atomic_bool stopping;
+    _Atomic uint64_t posted;
+    _Atomic uint64_t kicks;
+    _Atomic uint64_t wakeups;
+    _Atomic uint64_t batches;
+    _Atomic uint64_t max_batch;
+
+    /* loop thread only (or while the loop is not running) */
+    LIST_HEAD(, FdHandler) handlers;
+    LIST_HEAD(, FdHandler) graveyard;    /* removed during a dispatch */
+    bool dispatching;
+
+    /* owner only */
+    pthread_t thread;
+    bool has_thread;
+};
+
+static __thread IOThread *current_iothread;
+
+int
+iothread_new(const char *name, IOThread **out)
+{
+    IOThread *io = calloc(1, sizeof(*io));
+    if (!io) {
+        return -ENOMEM;
+    }
+    snprintf(io->name, sizeof(io->name), "io-%s", name ? name : "loop");
+    LIST_INIT(&io->handlers);
+    LIST_INIT(&io->graveyard);
+    atomic_init(&io->pending, NULL);
+    atomic_init(&io->stopping, false);
+
+    io->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (io->epfd < 0) {
+        int err = -errno;
+        free(io);
+        return err;
+    }
+    io->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (io->efd < 0) {
+        int err = -errno;
+        close(io->epfd);
+        free(io);
+        return err;
+    }
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->efd, &ev) < 0) {
+        int err = -errno;
+        close(io->efd);
+        close(io->epfd);
+        free(io);
+        return err;
+    }
+    *out = io;
+    return 0;
+}
+
+static void
+kick(IOThread *io)
+{
+    uint64_t one = 1;
+    atomic_fetch_add_explicit(&io->kicks, 1, memory_order_relaxed);
+    /* EAGAIN means the counter is already non-zero: the loop will wake. */
+    while (write(io->efd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+}
+
+void
+iothread_post(IOThread *io, IOThreadTask *task)
+{
+    IOThreadTask *old = atomic_load_explicit(&io->pending,
+                                             memory_order_relaxed);
+    do {
+        task->next = old;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &io->pending, &old, task, memory_order_release, memory_order_relaxed));
+    atomic_fetch_add_explicit(&io->posted, 1, memory_order_relaxed);
+    if (old == NULL) {
+        kick(io);
+    }
+}
+
+/* Run every posted task.  Returns how many ran. */
+static uint64_t
+drain_tasks(IOThread *io)
+{
+    IOThreadTask *list = atomic_exchange_explicit(&io->pending, NULL,
+                                                  memory_order_acquire);
+    IOThreadTask *fifo = NULL;
+    uint64_t n = 0;
+
+    /* The stack is newest first; reverse it into posting order. */
+    while (list) {
+        IOThreadTask *next = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = next;
+        n++;
+    }
+    while (fifo) {
+        IOThreadTask *next = fifo->next;
+        fifo->fn(fifo); /* may free fifo */
+        fifo = next;
+    }
+    if (n) {
+        atomic_fetch_add_explicit(&io->batches, 1, memory_order_relaxed);
+        uint64_t max = atomic_load_explicit(&io->max_batch,
+                                            memory_order_relaxed);
+        if (n > max) {
+            atomic_store_explicit(&io->max_batch, n, memory_order_relaxed);
+        }
+    }
+    return n;
+}
+
+static void
+reap_graveyard(IOThread *io)
+{
+    FdHandler *h;
+    while ((h = LIST_FIRST(&io->graveyard)) != NULL) {
+        LIST_REMOVE(h, next);
+        free(h);
+    }
+}
+
+int
+iothread_run(IOThread *io)
+{
+    struct epoll_event events[MAX_EVENTS];
+    int ret = 0;
+
+    current_iothread = io;
+
+    while (!atomic_load_explicit(&io->stopping, memory_order_acquire)) {
+        int n = epoll_wait(io->epfd, events, MAX_EVENTS, -1);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            ret = -errno;
+            break;
+        }
+        io->dispatching = true;
+        for (int i = 0; i < n; i++) {
+            FdHandler *h = events[i].data.ptr;
+            if (h == NULL) {
+                uint64_t cnt;
+                /* Read first, then take the list: see the file comment. */
+                if (read(io->efd, &cnt, sizeof(cnt)) == sizeof(cnt)) {
+                    atomic_fetch_add_explicit(&io->wakeups, 1,
+                                              memory_order_relaxed);
+                }
+                drain_tasks(io);
+            } else if (!h->dead) {
+                h->handler(h->opaque, h->fd, events[i].events);
+            }
+        }
+        io->dispatching = false;
+        reap_graveyard(io);
+    }
+    /* Tasks posted before the stop still run exactly once. */
+    while (drain_tasks(io)) {
+    }
+    current_iothread = NULL;
+    return ret;
+}
+
+static void *
+loop_thread(void *opaque)
+{
+    IOThread *io = opaque;
+    pthread_setname_np(pthread_self(), io->name);
+    iothread_run(io);
+    return NULL;
+}
+
+int
+iothread_start(IOThread *io)
+{
+    sigset_t all, old;
+    int err;
+
+    if (io->has_thread) {
+        return -EBUSY;
+    }
+    atomic_store(&io->stopping, false);
+    /* The loop handles no signals; those go to the process's main thread. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = pthread_create(&io->thread, NULL, loop_thread, io);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        return -err;
+    }
+    io->has_thread = true;
+    return 0;
+}
+
+bool
+iothread_is_current(IOThread *io)
+{
+    return current_iothread == io;
+}
+
+void
+iothread_stop(IOThread *io)
+{
+    atomic_store_explicit(&io->stopping, true, memory_order_release);
+    kick(io);
+    if (io->has_thread && !pthread_equal(pthread_self(), io->thread)) {
+        int err = pthread_join(io->thread, NULL);
+        if (err) {
+            tlbd_die("pthread_join", err);
+        }
+        io->has_thread = false;
+    }
+}
+
+void
+iothread_free(IOThread *io)
+{
+    FdHandler *h;
+
+    if (!io) {
+        return;
+    }
+    iothread_stop(io);
+    drain_tasks(io);
+    while ((h = LIST_FIRST(&io->handlers)) != NULL) {
+        LIST_REMOVE(h, next);
+        free(h);
+    }
+    reap_graveyard(io);
+    close(io->efd);
+    close(io->epfd);
+    free(io);
+}
+
+typedef struct CallTask {
+    IOThreadTask task;
+    void (*fn)(void *opaque);
+    void *opaque;
+    sem_t done;
+} CallTask;
+
+static void
+call_task_run(IOThreadTask *task)
+{
+    CallTask *ct = container_of(task, CallTask, task);
+    ct->fn(ct->opaque);
+    sem_post(&ct->done);
+}
+
+void
+iothread_call(IOThread *io, void (*fn)(void *opaque), void *opaque)
+{
+    if (iothread_is_current(io)) {
+        fn(opaque);
+        return;
+    }
+    CallTask ct = { .task.fn = call_task_run, .fn = fn, .opaque = opaque };
+    sem_init(&ct.done, 0, 0);
+    iothread_post(io, &ct.task);
+    while (sem_wait(&ct.done) < 0 && errno == EINTR) {
+    }
+    sem_destroy(&ct.done);
+}
+
+int
+iothread_add_fd(IOThread *io, int fd, uint32_t events, IOHandler *handler,
+                void *opaque)
+{
+    FdHandler *h = calloc(1, sizeof(*h));
+    if (!h) {
+        return -ENOMEM;
+    }
+    h->fd = fd;
+    h->handler = handler;
+    h->opaque = opaque;
+    struct epoll_event ev = { .events = events, .data.ptr = h };
+    if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int err = -errno;
+        free(h);
+        return err;
+    }
+    LIST_INSERT_HEAD(&io->handlers, h, next);
+    return 0;
+}
+
+int
+iothread_del_fd(IOThread *io, int fd)
+{
+    FdHandler *h;
+    LIST_FOREACH(h, &io->handlers, next) {
+        if (h->fd == fd && !h->dead) {
+            break;
+        }
+    }
+    if (!h) {
+        return -ENOENT;
+    }
+    /* The fd may already be closed by its owner; the error is harmless. */
+    epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL);
+    LIST_REMOVE(h, next);
+    if (io->dispatching) {
+        h->dead = true;
+        LIST_INSERT_HEAD(&io->graveyard, h, next);
+    } else {
+        free(h);
+    }
+    return 0;
+}
+
+void
+iothread_get_stats(IOThread *io, IOThreadStats *stats)
+{
+    stats->posted = atomic_load(&io->posted);
+    stats->kicks = atomic_load(&io->kicks);
+    stats->wakeups = atomic_load(&io->wakeups);
+    stats->batches = atomic_load(&io->batches);
+    stats->max_batch = atomic_load(&io->max_batch);
+}

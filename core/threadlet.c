@@ -1,0 +1,461 @@
+/* tlbd: the threadlet pool.
+ *
+ * A queue owns a FIFO of ThreadletWork items and a set of workers.  All queue
+ * state is protected by queue->lock; func runs with no lock held.  Workers
+ * are spawned on submit while the queued items outnumber the idle workers,
+ * up to max_threads; otherwise one idle worker is signalled per item.  A
+ * worker that waits idle_timeout without work leaves if more than
+ * min_threads remain.  A leaving worker moves its record to the exited list
+ * and touches nothing after unlocking; whoever next submits, changes limits
+ * or destroys the queue joins it, so no thread outlives its queue.
+ *
+ * Work state: submit stores QUEUED, a worker stores RUNNING when it takes the
+ * item and DONE after func returns, cancel stores CANCELLED.  Owners read it
+ * with threadlet_work_state (acquire), so whatever func wrote before DONE is
+ * visible to them.  Once DONE is stored the worker touches the item only to
+ * post its complete callback, which it read beforehand.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "threadlet.h"
+
+struct ThreadletWorker {
+    pthread_t thread;
+    ThreadletQueue *queue;
+    unsigned id;
+    TAILQ_ENTRY(ThreadletWorker) node;
+};
+
+typedef TAILQ_HEAD(, ThreadletWorker) WorkerList;
+
+static void
+set_state(ThreadletWork *work, ThreadletState state)
+{
+    atomic_store_explicit(&work->state, (int)state, memory_order_release);
+}
+
+ThreadletState
+threadlet_work_state(const ThreadletWork *work)
+{
+    return (ThreadletState)atomic_load_explicit(
+        (_Atomic int *)&work->state, memory_order_acquire);
+}
+
+static void
+run_complete(IOThreadTask *task)
+{
+    ThreadletWork *work = container_of(task, ThreadletWork, complete_task);
+    work->complete(work);
+}
+
+/* Store the final STATE and hand WORK to its complete callback, if any.
+ * Nothing touches WORK afterwards.
+ */
+static void
+finish(ThreadletWork *work, ThreadletState state)
+{
+    void (*complete)(ThreadletWork *) = work->complete;
+    IOThread *io = work->iothread;
+
+    if (complete && io) {
+        work->complete_task.fn = run_complete;
+        set_state(work, state);
+        iothread_post(io, &work->complete_task);
+    } else {
+        set_state(work, state);
+        if (complete) {
+            complete(work);
+        }
+    }
+}
+
+/* Move the exited workers out, so they can be joined without the lock. */
+static void
+take_exited_locked(ThreadletQueue *q, WorkerList *out)
+{
+    TAILQ_INIT(out);
+    TAILQ_CONCAT(out, &q->exited, node);
+}
+
+static void
+join_workers(WorkerList *list)
+{
+    ThreadletWorker *w;
+    while ((w = TAILQ_FIRST(list)) != NULL) {
+        TAILQ_REMOVE(list, w, node);
+        int err = pthread_join(w->thread, NULL);
+        if (err) {
+            tlbd_die("pthread_join", err);
+        }
+        free(w);
+    }
+}
+
+/* Wait for work or the idle timeout.  Returns true on timeout. */
+static bool
+wait_for_work_locked(ThreadletQueue *q)
+{
+    struct timespec deadline;
+    uint64_t ns = tlbd_now_ns() + q->idle_timeout_ns;
+    int err;
+
+    deadline.tv_sec = (time_t)(ns / 1000000000u);
+    deadline.tv_nsec = (long)(ns % 1000000000u);
+    q->idle_threads++;
+    err = pthread_cond_timedwait(&q->work_cond, &q->lock, &deadline);
+    q->idle_threads--;
+    if (err && err != ETIMEDOUT) {
+        tlbd_die("pthread_cond_timedwait", err);
+    }
+    return err == ETIMEDOUT;
+}
+
+static void *
+worker_main(void *opaque)
+{
+    ThreadletWorker *self = opaque;
+    ThreadletQueue *q = self->queue;
+    char name[16];
+
+    snprintf(name, sizeof(name), "tl-%s-%u", q->name, self->id);
+    pthread_setname_np(pthread_self(), name);
+
+    tlbd_mutex_lock(&q->lock);
+    for (;;) {
+        ThreadletWork *work;
+
+        if (q->cur_threads > q->max_threads) {
+            break; /* limits were lowered; others carry on */
+        }
+        work = TAILQ_FIRST(&q->items);
+        if (!work) {
+            if (q->stopping) {
+                break;
+            }
+            if (wait_for_work_locked(q) && TAILQ_EMPTY(&q->items) &&
+                q->cur_threads > q->min_threads) {
+                break;
+            }
+            continue;
+        }
+        TAILQ_REMOVE(&q->items, work, node);
+        q->stats.queued--;
+        uint64_t waited = tlbd_now_ns() - work->submit_ns;
+        q->stats.wait_ns_total += waited;
+        if (waited > q->stats.wait_ns_max) {
+            q->stats.wait_ns_max = waited;
+        }
+        set_state(work, THREADLET_RUNNING);
+        tlbd_mutex_unlock(&q->lock);
+
+        work->func(work);
+        finish(work, THREADLET_DONE);
+
+        tlbd_mutex_lock(&q->lock);
+        q->stats.completed++;
+    }
+    q->cur_threads--;
+    TAILQ_REMOVE(&q->workers, self, node);
+    TAILQ_INSERT_TAIL(&q->exited, self, node);
+    pthread_cond_broadcast(&q->stopped_cond);
+    tlbd_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+/* Start one worker.  Returns 0 or -errno. */
+static int
+spawn_locked(ThreadletQueue *q)
+{
+    ThreadletWorker *w = calloc(1, sizeof(*w));
+    sigset_t all, old;
+    int err;
+
+    if (!w) {
+        return -ENOMEM;
+    }
+    w->queue = q;
+    w->id = q->next_id++;
+    /* Workers take no asynchronous signals: block all while creating. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        free(w);
+        return -err;
+    }
+    TAILQ_INSERT_TAIL(&q->workers, w, node);
+    q->cur_threads++;
+    q->stats.spawned++;
+    if (q->cur_threads > q->peak_threads) {
+        q->peak_threads = q->cur_threads;
+    }
+    return 0;
+}
+
+static bool
+limits_valid(int max_threads, int min_threads)
+{
+    return max_threads >= 1 && min_threads >= 0 && min_threads <= max_threads;
+}
+
+/* Start workers until MIN_THREADS run.  Returns 0 or the first error. */
+static int
+spawn_min_locked(ThreadletQueue *q)
+{
+    while (q->cur_threads < q->min_threads) {
+        int err = spawn_locked(q);
+        if (err) {
+            return err;
+        }
+    }
+    return 0;
+}
+
+int
+threadlet_queue_init_named(ThreadletQueue *q, const char *name,
+                           int max_threads, int min_threads)
+{
+    pthread_condattr_t attr;
+    int err;
+
+    if (!limits_valid(max_threads, min_threads)) {
+        return -EINVAL;
+    }
+    memset(q, 0, sizeof(*q));
+    err = pthread_mutex_init(&q->lock, NULL);
+    if (err) {
+        return -err;
+    }
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->work_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&q->stopped_cond, NULL);
+    TAILQ_INIT(&q->items);
+    TAILQ_INIT(&q->workers);
+    TAILQ_INIT(&q->exited);
+    snprintf(q->name, sizeof(q->name), "%s", name ? name : "q");
+    q->max_threads = (unsigned)max_threads;
+    q->min_threads = (unsigned)min_threads;
+    q->idle_timeout_ns = THREADLET_DEFAULT_IDLE_MS * 1000000ull;
+    q->initialized = true;
+
+    tlbd_mutex_lock(&q->lock);
+    err = spawn_min_locked(q);
+    tlbd_mutex_unlock(&q->lock);
+    if (err) {
+        threadlet_queue_destroy(q, THREADLET_CANCEL);
+    }
+    return err;
+}
+
+int
+threadlet_queue_init(ThreadletQueue *q, int max_threads, int min_threads)
+{
+    return threadlet_queue_init_named(q, "q", max_threads, min_threads);
+}
+
+int
+threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
+                          IOThread *io, void (*complete)(ThreadletWork *work))
+{
+    WorkerList exited;
+    int ret = 0;
+
+    work->complete = complete;
+    work->iothread = io;
+    work->queue = q;
+    work->submit_ns = tlbd_now_ns();
+
+    tlbd_mutex_lock(&q->lock);
+    if (!q->initialized || q->stopping) {
+        tlbd_mutex_unlock(&q->lock);
+        return -ESHUTDOWN;
+    }
+    set_state(work, THREADLET_QUEUED);
+    TAILQ_INSERT_TAIL(&q->items, work, node);
+    q->stats.submitted++;
+    q->stats.queued++;
+    if (q->stats.queued > q->idle_threads &&
+        q->cur_threads < q->max_threads) {
+        int err = spawn_locked(q);
+        if (err && q->cur_threads == 0) {
+            /* Nobody would ever run it: hand it back. */
+            TAILQ_REMOVE(&q->items, work, node);
+            q->stats.submitted--;
+            q->stats.queued--;
+            set_state(work, THREADLET_NEW);
+            ret = err;
+        } else if (err && q->idle_threads) {
+            pthread_cond_signal(&q->work_cond);
+        }
+    } else if (q->idle_threads) {
+        pthread_cond_signal(&q->work_cond);
+    }
+    take_exited_locked(q, &exited);
+    tlbd_mutex_unlock(&q->lock);
+
+    join_workers(&exited);
+    return ret;
+}
+
+int
+submit_threadlet_to_queue(ThreadletQueue *q, ThreadletWork *work)
+{
+    return threadlet_submit_complete(q, work, NULL, NULL);
+}
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static ThreadletQueue global_queue;
+static int global_err;
+
+int
+threadlet_default_max_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long max = 8 * (n > 0 ? n : 1);
+    return (int)(max < 16 ? 16 : max > 64 ? 64 : max);
+}
+
+static void
+global_init(void)
+{
+    global_err = threadlet_queue_init_named(
+        &global_queue, "global", threadlet_default_max_threads(), 0);
+}
+
+ThreadletQueue *
+threadlet_global_queue(void)
+{
+    pthread_once(&global_once, global_init);
+    return global_err ? NULL : &global_queue;
+}
+
+int
+submit_threadlet(ThreadletWork *work)
+{
+    ThreadletQueue *q = threadlet_global_queue();
+    return q ? submit_threadlet_to_queue(q, work) : global_err;
+}
+
+int
+cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
+{
+    tlbd_mutex_lock(&q->lock);
+    if (work->queue != q || threadlet_work_state(work) != THREADLET_QUEUED) {
+        tlbd_mutex_unlock(&q->lock);
+        return 1;
+    }
+    TAILQ_REMOVE(&q->items, work, node);
+    q->stats.queued--;
+    q->stats.cancelled++;
+    tlbd_mutex_unlock(&q->lock);
+
+    finish(work, THREADLET_CANCELLED);
+    return 0;
+}
+
+int
+cancel_threadlet(ThreadletWork *work)
+{
+    ThreadletQueue *q = threadlet_global_queue();
+    return q ? cancel_threadlet_on_queue(q, work) : 1;
+}
+
+int
+threadlet_queue_set_limits(ThreadletQueue *q, int max_threads,
+                           int min_threads)
+{
+    WorkerList exited;
+    int err;
+
+    if (!limits_valid(max_threads, min_threads)) {
+        return -EINVAL;
+    }
+    tlbd_mutex_lock(&q->lock);
+    q->max_threads = (unsigned)max_threads;
+    q->min_threads = (unsigned)min_threads;
+    err = spawn_min_locked(q);
+    /* Raised max: put queued work on new workers at once. */
+    while (!err && q->stats.queued > q->idle_threads &&
+           q->cur_threads < q->max_threads) {
+        err = spawn_locked(q);
+    }
+    /* Lowered max: idle workers wake, see the surplus and leave. */
+    pthread_cond_broadcast(&q->work_cond);
+    take_exited_locked(q, &exited);
+    tlbd_mutex_unlock(&q->lock);
+
+    join_workers(&exited);
+    return err;
+}
+
+void
+threadlet_queue_set_idle_timeout(ThreadletQueue *q, unsigned idle_ms)
+{
+    tlbd_mutex_lock(&q->lock);
+    q->idle_timeout_ns = idle_ms * 1000000ull;
+    pthread_cond_broadcast(&q->work_cond); /* re-arm with the new timeout */
+    tlbd_mutex_unlock(&q->lock);
+}
+
+void
+threadlet_queue_get_stats(ThreadletQueue *q, ThreadletStats *stats)
+{
+    tlbd_mutex_lock(&q->lock);
+    *stats = q->stats;
+    stats->cur_threads = q->cur_threads;
+    stats->idle_threads = q->idle_threads;
+    stats->peak_threads = q->peak_threads;
+    stats->max_threads = q->max_threads;
+    stats->min_threads = q->min_threads;
+    tlbd_mutex_unlock(&q->lock);
+}
+
+void
+threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
+{
+    TAILQ_HEAD(, ThreadletWork) cancelled;
+    WorkerList exited;
+    ThreadletWork *work;
+
+    TAILQ_INIT(&cancelled);
+    tlbd_mutex_lock(&q->lock);
+    if (!q->initialized || q->stopping) {
+        tlbd_mutex_unlock(&q->lock);
+        return;
+    }
+    q->stopping = true;
+    if (mode == THREADLET_CANCEL || q->cur_threads == 0) {
+        while ((work = TAILQ_FIRST(&q->items)) != NULL) {
+            TAILQ_REMOVE(&q->items, work, node);
+            q->stats.queued--;
+            q->stats.cancelled++;
+            TAILQ_INSERT_TAIL(&cancelled, work, node);
+        }
+    }
+    pthread_cond_broadcast(&q->work_cond);
+    while (q->cur_threads > 0) {
+        pthread_cond_wait(&q->stopped_cond, &q->lock);
+    }
+    take_exited_locked(q, &exited);
+    q->initialized = false;
+    tlbd_mutex_unlock(&q->lock);
+
+    join_workers(&exited);
+    while ((work = TAILQ_FIRST(&cancelled)) != NULL) {
+        TAILQ_REMOVE(&cancelled, work, node);
+        finish(work, THREADLET_CANCELLED);
+    }
+    pthread_cond_destroy(&q->work_cond);
+    pthread_cond_destroy(&q->stopped_cond);
+    pthread_mutex_destroy(&q->lock);
+}

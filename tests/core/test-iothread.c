@@ -1,0 +1,289 @@
+/* tlbd: unit tests of the I/O thread (core/iothread.c). */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "iothread.h"
+#include "util.h"
+
+typedef struct Task {
+    IOThreadTask task;
+    int index;
+    IOThread *io;
+    atomic_int ran;
+} Task;
+
+static int last_index;
+static atomic_int wrong_thread;
+static atomic_int total_ran;
+
+static void
+task_fn(IOThreadTask *t)
+{
+    Task *task = container_of(t, Task, task);
+    if (!iothread_is_current(task->io)) {
+        atomic_fetch_add(&wrong_thread, 1);
+    }
+    /* One poster: the loop must see its tasks in posting order. */
+    if (task->index >= 0) {
+        assert_true(task->index == last_index + 1);
+        last_index = task->index;
+    }
+    atomic_fetch_add(&task->ran, 1);
+    atomic_fetch_add(&total_ran, 1);
+}
+
+static sem_t block_gate;
+
+static void
+block_fn(IOThreadTask *t)
+{
+    (void)t;
+    sem_wait(&block_gate);
+}
+
+static void
+test_post_order_and_coalescing(void **state)
+{
+    (void)state;
+    enum { N = 10000 };
+    IOThread *io;
+    IOThreadStats before, after;
+    Task *tasks = calloc(N, sizeof(*tasks));
+    IOThreadTask blocker = { .fn = block_fn };
+
+    sem_init(&block_gate, 0, 0);
+    last_index = -1;
+    atomic_store(&total_ran, 0);
+    assert_int_equal(iothread_new("t", &io), 0);
+    assert_int_equal(iothread_start(io), 0);
+    /* Park the loop inside a task, then post a burst. */
+    iothread_post(io, &blocker);
+    usleep(20000);
+    iothread_get_stats(io, &before);
+    for (int i = 0; i < N; i++) {
+        tasks[i].index = i;
+        tasks[i].io = io;
+        tasks[i].task.fn = task_fn;
+        iothread_post(io, &tasks[i].task);
+    }
+    iothread_get_stats(io, &after);
+    /* 10,000 posts while the loop is busy: exactly one eventfd write. */
+    assert_int_equal(after.posted - before.posted, N);
+    assert_int_equal(after.kicks - before.kicks, 1);
+    sem_post(&block_gate);
+    for (int i = 0; i < 5000 && atomic_load(&total_ran) < N; i++) {
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&total_ran), N);
+    iothread_get_stats(io, &after);
+    assert_true(after.max_batch >= N);
+    assert_true(after.wakeups - before.wakeups <= 2);
+    iothread_free(io);
+    assert_int_equal(atomic_load(&wrong_thread), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&tasks[i].ran), 1);
+    }
+    free(tasks);
+    sem_destroy(&block_gate);
+}
+
+/* Many posters, many tasks: each runs once, few wake-ups per task. */
+enum { POSTERS = 4, PER_POSTER = 50000 };
+
+typedef struct Poster {
+    pthread_t thread;
+    IOThread *io;
+    Task *tasks;
+} Poster;
+
+static void *
+poster_main(void *opaque)
+{
+    Poster *p = opaque;
+    for (int i = 0; i < PER_POSTER; i++) {
+        p->tasks[i].index = -1;
+        p->tasks[i].io = p->io;
+        p->tasks[i].task.fn = task_fn;
+        iothread_post(p->io, &p->tasks[i].task);
+    }
+    return NULL;
+}
+
+static void
+test_many_posters(void **state)
+{
+    (void)state;
+    IOThread *io;
+    IOThreadStats st;
+    Poster posters[POSTERS];
+
+    atomic_store(&total_ran, 0);
+    assert_int_equal(iothread_new("mp", &io), 0);
+    assert_int_equal(iothread_start(io), 0);
+    for (int i = 0; i < POSTERS; i++) {
+        posters[i].io = io;
+        posters[i].tasks = calloc(PER_POSTER, sizeof(Task));
+        pthread_create(&posters[i].thread, NULL, poster_main, &posters[i]);
+    }
+    for (int i = 0; i < POSTERS; i++) {
+        pthread_join(posters[i].thread, NULL);
+    }
+    iothread_stop(io);
+    assert_int_equal(atomic_load(&total_ran), POSTERS * PER_POSTER);
+    iothread_get_stats(io, &st);
+    assert_int_equal(st.posted, POSTERS * PER_POSTER);
+    /* Each kick is one empty-to-non-empty transition (plus the stop). */
+    assert_true(st.kicks <= st.batches + 1 + POSTERS);
+    for (int i = 0; i < POSTERS; i++) {
+        for (int j = 0; j < PER_POSTER; j++) {
+            assert_int_equal(atomic_load(&posters[i].tasks[j].ran), 1);
+        }
+        free(posters[i].tasks);
+    }
+    iothread_free(io);
+}
+
+/* fd handlers: a pipe's read end fires the handler on the loop's thread. */
+typedef struct PipeCtx {
+    IOThread *io;
+    int fds[2];
+    atomic_int bytes;
+    atomic_int wrong_thread;
+    sem_t got;
+} PipeCtx;
+
+static void
+pipe_handler(void *opaque, int fd, uint32_t events)
+{
+    PipeCtx *ctx = opaque;
+    char buf[64];
+    ssize_t n;
+
+    assert_true(events & EPOLLIN);
+    if (!iothread_is_current(ctx->io)) {
+        atomic_fetch_add(&ctx->wrong_thread, 1);
+    }
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        atomic_fetch_add(&ctx->bytes, (int)n);
+        sem_post(&ctx->got);
+    }
+}
+
+static void
+del_on_loop(void *opaque)
+{
+    PipeCtx *ctx = opaque;
+    assert_int_equal(iothread_del_fd(ctx->io, ctx->fds[0]), 0);
+    assert_int_equal(iothread_del_fd(ctx->io, ctx->fds[0]), -ENOENT);
+}
+
+static void
+test_fd_handler(void **state)
+{
+    (void)state;
+    PipeCtx ctx = { 0 };
+
+    sem_init(&ctx.got, 0, 0);
+    assert_int_equal(pipe2(ctx.fds, O_NONBLOCK), 0);
+    assert_int_equal(iothread_new("fd", &ctx.io), 0);
+    assert_int_equal(
+        iothread_add_fd(ctx.io, ctx.fds[0], EPOLLIN, pipe_handler, &ctx), 0);
+    assert_int_equal(iothread_start(ctx.io), 0);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(write(ctx.fds[1], "abcd", 4), 4);
+        sem_wait(&ctx.got);
+    }
+    while (atomic_load(&ctx.bytes) < 40) {
+        usleep(1000);
+    }
+    assert_int_equal(atomic_load(&ctx.bytes), 40);
+    /* Removing from another thread goes through iothread_call. */
+    iothread_call(ctx.io, del_on_loop, &ctx);
+    assert_int_equal(write(ctx.fds[1], "zz", 2), 2);
+    usleep(50000);
+    assert_int_equal(atomic_load(&ctx.bytes), 40);
+    assert_int_equal(atomic_load(&ctx.wrong_thread), 0);
+    iothread_free(ctx.io);
+    close(ctx.fds[0]);
+    close(ctx.fds[1]);
+    sem_destroy(&ctx.got);
+}
+
+/* iothread_run in the caller's thread; stop from another thread. */
+static void *
+stopper_main(void *opaque)
+{
+    usleep(20000);
+    iothread_stop(opaque);
+    return NULL;
+}
+
+static void
+test_run_in_caller(void **state)
+{
+    (void)state;
+    IOThread *io;
+    pthread_t stopper;
+    Task t = { .index = -1, .task.fn = task_fn };
+
+    assert_int_equal(iothread_new("caller", &io), 0);
+    t.io = io;
+    iothread_post(io, &t.task);
+    pthread_create(&stopper, NULL, stopper_main, io);
+    assert_int_equal(iothread_run(io), 0);
+    pthread_join(stopper, NULL);
+    assert_int_equal(atomic_load(&t.ran), 1);
+    assert_false(iothread_is_current(io));
+    iothread_free(io);
+}
+
+/* Tasks posted right before stop still run exactly once. */
+static void
+test_stop_runs_pending(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    IOThread *io;
+    Task *tasks = calloc(N, sizeof(*tasks));
+
+    assert_int_equal(iothread_new("stop", &io), 0);
+    assert_int_equal(iothread_start(io), 0);
+    for (int i = 0; i < N; i++) {
+        tasks[i].index = -1;
+        tasks[i].io = io;
+        tasks[i].task.fn = task_fn;
+        iothread_post(io, &tasks[i].task);
+    }
+    iothread_stop(io);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&tasks[i].ran), 1);
+    }
+    iothread_free(io);
+    free(tasks);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_post_order_and_coalescing),
+        cmocka_unit_test(test_many_posters),
+        cmocka_unit_test(test_fd_handler),
+        cmocka_unit_test(test_run_in_caller),
+        cmocka_unit_test(test_stop_runs_pending),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,107 @@
+# tlbd: helpers for the shell tests.  Source it, then `set -e`.
+#
+#   requires CMD [ARGS]   skip (exit 77) unless CMD ARGS succeeds; under CI
+#                         (CI=true) a missing tool fails the test instead,
+#                         since `make deps` installs everything
+#   requires_root, requires_fuse
+#   cleanup_fn CMD...     run CMD at exit, last registered first, even when
+#                         the test fails
+#   mktestdir             a fresh directory on a disk-backed file system,
+#                         removed at exit; prints its path
+#   die MSG               fail the test with MSG
+#   nbdkit_plugin         path of the built plugin
+#   tlbd_bin              path of the built tlbd program
+#
+# Tests run from ctest with TLBD_BUILD and TLBD_SRC set; run by hand they
+# guess them from the script's location.
+
+: "${TLBD_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+: "${TLBD_BUILD:=$TLBD_SRC/build}"
+export TLBD_SRC TLBD_BUILD
+# Debian's Python tools (nbdsh) need Debian's python3 first on PATH.
+export PATH="/usr/bin:/usr/sbin:/bin:/sbin:$PATH"
+export LC_ALL=C
+
+test_name=$(basename "$0" .sh)
+
+_cleanup_fns=()
+cleanup_fn()
+{
+    _cleanup_fns+=("$*")
+}
+
+_run_cleanup()
+{
+    local status=$? i
+    set +e
+    for ((i = ${#_cleanup_fns[@]} - 1; i >= 0; i--)); do
+        eval "${_cleanup_fns[$i]}"
+    done
+    exit $status
+}
+trap _run_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die()
+{
+    echo "$test_name: FAIL: $*" >&2
+    exit 1
+}
+
+skip()
+{
+    if [ "${CI:-}" = true ]; then
+        die "cannot run here: $*"
+    fi
+    echo "$test_name: SKIP: $*" >&2
+    exit 77
+}
+
+requires()
+{
+    "$@" >/dev/null 2>&1 || skip "'$*' failed"
+}
+
+requires_root()
+{
+    [ "$(id -u)" = 0 ] || skip "needs root"
+}
+
+requires_fuse()
+{
+    [ -c /dev/fuse ] || skip "no /dev/fuse"
+    requires fusermount3 --version
+}
+
+# A directory on a disk-backed file system (O_DIRECT, fallocate and
+# SEEK_DATA work there); /tmp may be tmpfs.
+mktestdir()
+{
+    local base=${TLBD_TEST_DIR:-/var/tmp} d
+    d=$(mktemp -d "$base/tlbd-$test_name.XXXXXX")
+    cleanup_fn "rm -rf '$d'"
+    echo "$d"
+}
+
+nbdkit_plugin()
+{
+    echo "$TLBD_BUILD/nbd-plugin/nbdkit-tlbd-plugin.so"
+}
+
+tlbd_bin()
+{
+    echo "$TLBD_BUILD/cmd/tlbd"
+}
+
+# Under an ASan build, programs that dlopen our code (nbdkit) need the
+# runtime preloaded.
+asan_preload()
+{
+    case "${TLBD_SANITIZE:-}" in
+    *address*)
+        export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+        export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
+        ;;
+    esac
+}
