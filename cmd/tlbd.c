@@ -1,0 +1,66 @@
+/* tlbd: the `tlbd` program, a dispatcher to its subcommands.
+ *
+ *   tlbd fuse   IMAGE MOUNTPOINT   (fuse/, fexp_main)
+ *   tlbd bench  IMAGE              (cmd/bench.c)
+ *   tlbd nbd    IMAGE              (cmd/nbd.c)
+ *   tlbd info   IMAGE              (cmd/info.c)
+ *
+ * Each subcommand parses its own options and prints its own --help.  Runs on
+ * the main thread only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "subcommands.h"
+
+static const struct subcommand {
+    const char *name;
+    int (*main)(int argc, char **argv);
+    const char *summary;
+} subcommands[] = {
+    { "fuse", tlbd_fuse_main, "present IMAGE as a FUSE-mounted file" },
+    { "nbd", tlbd_nbd_main, "serve IMAGE over NBD with nbdkit" },
+    { "bench", tlbd_bench_main, "drive IMAGE with verified vcpu I/O" },
+    { "info", tlbd_info_main, "show size, allocation and block sizes" },
+};
+
+static void __attribute__((noreturn))
+usage(FILE *fp, int exitcode)
+{
+    fprintf(fp, "usage: tlbd [--help | --version] COMMAND [OPTIONS] ...\n");
+    if (fp == stdout) {
+        fprintf(fp, "\ncommands:\n");
+        for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]);
+             i++) {
+            fprintf(fp, "  %-6s %s\n", subcommands[i].name,
+                    subcommands[i].summary);
+        }
+        fprintf(fp, "\n'tlbd COMMAND --help' shows a command's options;"
+                    " see tlbd(1).\n");
+    }
+    exit(exitcode);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr, EXIT_FAILURE);
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout, EXIT_SUCCESS);
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("tlbd %s\n", TLBD_VERSION);
+        return EXIT_SUCCESS;
+    }
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]);
+         i++) {
+        if (!strcmp(argv[1], subcommands[i].name)) {
+            return subcommands[i].main(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "tlbd: unknown command '%s'\n", argv[1]);
+    usage(stderr, EXIT_FAILURE);
+}
