@@ -5,8 +5,9 @@
  *   tlbd nbd    IMAGE              (cmd/nbd.c)
  *   tlbd info   IMAGE              (cmd/info.c)
  *
- * Each subcommand parses its own options and prints its own --help.  Runs on
- * the main thread only.
+ * Each subcommand parses its own options and prints its own --help.  A
+ * subcommand whose code is not built (FUSE without libfuse3) is not listed.
+ * Runs on the main thread only.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +20,19 @@ static const struct subcommand {
     int (*main)(int argc, char **argv);
     const char *summary;
 } subcommands[] = {
+#ifdef TLBD_HAVE_FUSE
     { "fuse", tlbd_fuse_main, "present IMAGE as a FUSE-mounted file" },
+#endif
+#ifdef TLBD_HAVE_NBD
     { "nbd", tlbd_nbd_main, "serve IMAGE over NBD with nbdkit" },
+#endif
+#ifdef TLBD_HAVE_BENCH
     { "bench", tlbd_bench_main, "drive IMAGE with verified vcpu I/O" },
+#endif
+#ifdef TLBD_HAVE_INFO
     { "info", tlbd_info_main, "show size, allocation and block sizes" },
+#endif
+    { NULL, NULL, NULL },
 };
 
 static void __attribute__((noreturn))
@@ -31,8 +41,7 @@ usage(FILE *fp, int exitcode)
     fprintf(fp, "usage: tlbd [--help | --version] COMMAND [OPTIONS] ...\n");
     if (fp == stdout) {
         fprintf(fp, "\ncommands:\n");
-        for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]);
-             i++) {
+        for (size_t i = 0; subcommands[i].name; i++) {
             fprintf(fp, "  %-6s %s\n", subcommands[i].name,
                     subcommands[i].summary);
         }
@@ -55,8 +64,7 @@ main(int argc, char **argv)
         printf("tlbd %s\n", TLBD_VERSION);
         return EXIT_SUCCESS;
     }
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]);
-         i++) {
+    for (size_t i = 0; subcommands[i].name; i++) {
         if (!strcmp(argv[1], subcommands[i].name)) {
             return subcommands[i].main(argc - 1, argv + 1);
         }
