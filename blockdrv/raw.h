@@ -153,4 +153,35 @@ int64_t blockdev_allocated(BlockDev *bd);
 /* posix_fadvise(WILLNEED) on a range, for NBD_CMD_CACHE. */
 int blockdev_cache(BlockDev *bd, uint64_t offset, uint64_t length);
 
+/* Additions since the first version of this interface. */
+
+/* Set one option of OPTS from KEY=VALUE text, as the front ends take them:
+ * readonly, growable (true/false, on/off, yes/no, 1/0), cache, discard,
+ * inject.  VALUE is used as it is (inject keeps the pointer).  Returns 0,
+ * -ENOENT for a key that is not a BlockDev option (nothing is set), or
+ * -EINVAL with *ERRMSG (malloc'd, if ERRMSG is not NULL) such as
+ * "cache: 'fast' is not one of writeback, none".
+ */
+int blockdev_parse_option(BlockDevOptions *opts, const char *key,
+                          const char *value, char **errmsg);
+
+/* A warning from blockdev_open that did not stop it (cache=none falling
+ * back to writeback where the file system refuses O_DIRECT), or NULL.
+ * blockdev_open also prints it on stderr.
+ */
+const char *blockdev_warning(const BlockDev *bd);
+
+/* lseek(SEEK_DATA or SEEK_HOLE) on a worker: the callback gets the offset,
+ * or -ENXIO past the last data / -errno.
+ */
+int blockdev_aio_lseek(BlockDev *bd, uint64_t offset, int whence,
+                       BlockDevCompleteFn *cb, void *opaque);
+int64_t blockdev_lseek(BlockDev *bd, uint64_t offset, int whence);
+
+/* blockdev_cache and blockdev_allocated as aio requests. */
+int blockdev_aio_cache(BlockDev *bd, uint64_t offset, uint64_t length,
+                       BlockDevCompleteFn *cb, void *opaque);
+int blockdev_aio_allocated(BlockDev *bd, BlockDevCompleteFn *cb,
+                           void *opaque);
+
 #endif /* TLBD_RAW_H */

@@ -1,0 +1,29 @@
+/* tlbd: what paio's own files share and nothing else needs.  The handlers
+ * run on threadlet workers; see paio.c for the rules they follow.
+ */
+#ifndef TLBD_PAIO_INT_H
+#define TLBD_PAIO_INT_H
+
+#include "cleanup.h"
+#include "paio.h"
+
+/* Handlers: bytes, 0 or -errno. */
+int64_t paio_handle_read(PaioRequest *req);
+int64_t paio_handle_write(PaioRequest *req);
+int64_t paio_handle_discard(PaioRequest *req);
+int64_t paio_handle_write_zeroes(PaioRequest *req);
+
+/* fdatasync unless a flush error is latched; latches a new failure. */
+int paio_do_flush(PaioDev *dev);
+int paio_latch_flush_error(PaioDev *dev, int err);
+
+/* Raise dev->size to END if it is smaller. */
+void paio_grow_size(PaioDev *dev, uint64_t end);
+
+/* Write LENGTH zero bytes at OFFSET with plain writes (the slow way). */
+int paio_write_zero_buffers(PaioDev *dev, uint64_t offset, uint64_t length);
+
+/* Writes reaching past the size: -ENOSPC unless the device is growable. */
+int paio_check_end(PaioDev *dev, uint64_t offset, uint64_t length);
+
+#endif /* TLBD_PAIO_INT_H */

@@ -1,0 +1,392 @@
+/* tlbd: paio's read and write handlers, run on threadlet workers.
+ *
+ * preadv/pwritev (pread/pwrite for one segment) loop on EINTR and on short
+ * transfers; a read that meets end of file is zero-filled; a write that
+ * makes no progress fails with -EIO.  On an O_DIRECT device a request whose
+ * offset, length or buffers are not aligned goes through an aligned bounce
+ * buffer: reads read the covering blocks and copy out, writes read the
+ * partial first and last blocks, copy in and write the covering blocks.
+ *
+ * Locking: dev->rmw_lock is taken exclusively by a write that
+ * read-modify-writes a partial block or that extends the file (so the
+ * size it leaves behind is right), and shared by the other O_DIRECT writes,
+ * so no write lands between the read and the write of a partial block.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "paio-int.h"
+
+typedef struct IovCursor {
+    const struct iovec *iov;
+    int niov;
+    int idx;    /* current segment */
+    size_t off; /* bytes of it already done */
+} IovCursor;
+
+static uint64_t
+iov_total(const struct iovec *iov, int niov)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < niov; i++) {
+        total += iov[i].iov_len;
+    }
+    return total;
+}
+
+static void
+cursor_advance(IovCursor *c, size_t n)
+{
+    while (n > 0 && c->idx < c->niov) {
+        size_t left = c->iov[c->idx].iov_len - c->off;
+        if (n < left) {
+            c->off += n;
+            return;
+        }
+        n -= left;
+        c->idx++;
+        c->off = 0;
+    }
+    /* Skip empty segments so the window starts with data. */
+    while (c->idx < c->niov && c->iov[c->idx].iov_len == c->off) {
+        c->idx++;
+        c->off = 0;
+    }
+}
+
+/* Describe what is left of C in WIN (up to MAX entries). */
+static int
+cursor_window(const IovCursor *c, struct iovec *win, int max)
+{
+    int n = 0;
+    for (int i = c->idx; i < c->niov && n < max; i++, n++) {
+        size_t skip = i == c->idx ? c->off : 0;
+        win[n].iov_base = (char *)c->iov[i].iov_base + skip;
+        win[n].iov_len = c->iov[i].iov_len - skip;
+    }
+    return n;
+}
+
+/* Copy LEN bytes between IOV (from byte SKIP on) and BUF. */
+static void
+iov_copy(const struct iovec *iov, int niov, uint64_t skip, char *buf,
+         uint64_t len, bool to_iov)
+{
+    for (int i = 0; i < niov && len > 0; i++) {
+        size_t seg = iov[i].iov_len;
+        if (skip >= seg) {
+            skip -= seg;
+            continue;
+        }
+        size_t n = seg - skip < len ? seg - skip : len;
+        char *p = (char *)iov[i].iov_base + skip;
+        if (to_iov) {
+            memcpy(p, buf, n);
+        } else {
+            memcpy(buf, p, n);
+        }
+        buf += n;
+        len -= n;
+        skip = 0;
+    }
+}
+
+static void
+iov_zero(const struct iovec *iov, int niov, uint64_t skip, uint64_t len)
+{
+    for (int i = 0; i < niov && len > 0; i++) {
+        size_t seg = iov[i].iov_len;
+        if (skip >= seg) {
+            skip -= seg;
+            continue;
+        }
+        size_t n = seg - skip < len ? seg - skip : len;
+        memset((char *)iov[i].iov_base + skip, 0, n);
+        len -= n;
+        skip = 0;
+    }
+}
+
+/* Move TOTAL bytes between IOV and FD at OFFSET.  Returns the bytes done
+ * (fewer than TOTAL only for a read that reached end of file) or -errno.
+ */
+static int64_t
+rw_loop(int fd, const struct iovec *iov, int niov, uint64_t offset,
+        uint64_t total, bool write)
+{
+    struct iovec win[PAIO_IOV_MAX];
+    IovCursor cur = { .iov = iov, .niov = niov };
+    uint64_t done = 0;
+
+    while (done < total) {
+        off_t pos = (off_t)(offset + done);
+        ssize_t n;
+
+        if (done == 0 && niov == 1) {
+            n = write ? pwrite(fd, iov[0].iov_base, iov[0].iov_len, pos)
+                      : pread(fd, iov[0].iov_base, iov[0].iov_len, pos);
+        } else if (done == 0) {
+            n = write ? pwritev(fd, iov, niov, pos)
+                      : preadv(fd, iov, niov, pos);
+        } else {
+            int nwin = cursor_window(&cur, win, PAIO_IOV_MAX);
+            n = write ? pwritev(fd, win, nwin, pos)
+                      : preadv(fd, win, nwin, pos);
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            if (write) {
+                return -EIO; /* no progress and no reason given */
+            }
+            break; /* end of file */
+        }
+        done += (uint64_t)n;
+        cursor_advance(&cur, (size_t)n);
+    }
+    return (int64_t)done;
+}
+
+static bool
+is_aligned(const PaioDev *dev, const struct iovec *iov, int niov,
+           uint64_t offset, uint64_t total)
+{
+    uint64_t mask = dev->alignment - 1;
+
+    if ((offset & mask) || (total & mask)) {
+        return false;
+    }
+    for (int i = 0; i < niov; i++) {
+        if (((uintptr_t)iov[i].iov_base & mask) || (iov[i].iov_len & mask)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Read [OFFSET, OFFSET+LEN) into BUF, zero-filling past end of file. */
+static int
+read_flat(int fd, char *buf, uint64_t offset, uint64_t len)
+{
+    struct iovec v = { .iov_base = buf, .iov_len = len };
+    int64_t n = rw_loop(fd, &v, 1, offset, len, false);
+
+    if (n < 0) {
+        return (int)n;
+    }
+    memset(buf + n, 0, len - (uint64_t)n);
+    return 0;
+}
+
+static char *
+bounce_alloc(const PaioDev *dev, uint64_t len)
+{
+    void *buf = NULL;
+    size_t align = dev->alignment < 4096 ? 4096 : dev->alignment;
+
+    if (len > SIZE_MAX || posix_memalign(&buf, align, (size_t)len) != 0) {
+        return NULL;
+    }
+    return buf;
+}
+
+int64_t
+paio_handle_read(PaioRequest *req)
+{
+    PaioDev *dev = req->dev;
+    const struct iovec *iov = req->u.rw.iov;
+    int niov = req->u.rw.niov;
+    uint64_t total = iov_total(iov, niov);
+    uint64_t mask = dev->alignment - 1;
+    int64_t n;
+
+    if (total == 0) {
+        return 0;
+    }
+    if (dev->direct && !is_aligned(dev, iov, niov, req->offset, total)) {
+        uint64_t astart = req->offset & ~mask;
+        uint64_t aend = (req->offset + total + mask) & ~mask;
+        CLEANUP_FREE char *buf = bounce_alloc(dev, aend - astart);
+        int ret;
+
+        if (!buf) {
+            return -ENOMEM;
+        }
+        ret = read_flat(dev->fd, buf, astart, aend - astart);
+        if (ret < 0) {
+            return ret;
+        }
+        iov_copy(iov, niov, 0, buf + (req->offset - astart), total, true);
+        return (int64_t)total;
+    }
+    n = rw_loop(dev->fd, iov, niov, req->offset, total, false);
+    if (n < 0) {
+        return n;
+    }
+    iov_zero(iov, niov, (uint64_t)n, total - (uint64_t)n);
+    return (int64_t)total;
+}
+
+int
+paio_check_end(PaioDev *dev, uint64_t offset, uint64_t length)
+{
+    uint64_t end = offset + length;
+
+    if (end < offset || end > INT64_MAX) {
+        return dev->growable ? -EFBIG : -ENOSPC;
+    }
+    if (end > atomic_load(&dev->size) && !dev->growable) {
+        return -ENOSPC;
+    }
+    return 0;
+}
+
+/* Write through an aligned bounce buffer; caller holds rmw_lock
+ * exclusively.
+ */
+static int64_t
+bounce_write_locked(PaioDev *dev, const struct iovec *iov, int niov,
+                    uint64_t offset, uint64_t total)
+{
+    uint64_t a = dev->alignment;
+    uint64_t astart = offset & ~(a - 1);
+    uint64_t end = offset + total;
+    uint64_t aend = (end + a - 1) & ~(a - 1);
+    uint64_t len = aend - astart;
+    uint64_t size = atomic_load(&dev->size);
+    uint64_t new_size = end > size ? end : size;
+    CLEANUP_FREE char *buf = bounce_alloc(dev, len);
+    struct iovec v;
+    int64_t n;
+    int ret;
+
+    if (!buf) {
+        return -ENOMEM;
+    }
+    if (astart != offset) {
+        ret = read_flat(dev->fd, buf, astart, a);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if (aend != end && (len > a || astart == offset)) {
+        ret = read_flat(dev->fd, buf + len - a, aend - a, a);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    iov_copy(iov, niov, 0, buf + (offset - astart), total, false);
+    v.iov_base = buf;
+    v.iov_len = len;
+    n = rw_loop(dev->fd, &v, 1, astart, len, true);
+    if (n < 0) {
+        return n;
+    }
+    if (aend > new_size && !dev->is_blockdev) {
+        /* The covering block reached past the image: cut it back. */
+        while (ftruncate(dev->fd, (off_t)new_size) < 0) {
+            if (errno != EINTR) {
+                return -errno;
+            }
+        }
+    }
+    atomic_store(&dev->size, new_size);
+    return (int64_t)total;
+}
+
+/* Write IOV at OFFSET, choosing the lock and the bounce path. */
+static int64_t
+write_range(PaioDev *dev, const struct iovec *iov, int niov, uint64_t offset,
+            uint64_t total)
+{
+    uint64_t mask = dev->alignment - 1;
+    bool extends = offset + total > atomic_load(&dev->size);
+    bool bounce =
+        dev->direct && !is_aligned(dev, iov, niov, offset, total);
+    bool partial = bounce && ((offset & mask) || (total & mask));
+    int64_t n;
+
+    if (extends || partial) {
+        pthread_rwlock_wrlock(&dev->rmw_lock);
+    } else if (dev->direct) {
+        pthread_rwlock_rdlock(&dev->rmw_lock);
+    }
+    if (bounce) {
+        if (extends || partial) {
+            n = bounce_write_locked(dev, iov, niov, offset, total);
+        } else {
+            /* Whole blocks from a misaligned buffer: copy, no reads. */
+            CLEANUP_FREE char *buf = bounce_alloc(dev, total);
+            struct iovec v = { .iov_base = buf, .iov_len = total };
+            if (buf) {
+                iov_copy(iov, niov, 0, buf, total, false);
+                n = rw_loop(dev->fd, &v, 1, offset, total, true);
+            } else {
+                n = -ENOMEM;
+            }
+        }
+    } else {
+        n = rw_loop(dev->fd, iov, niov, offset, total, true);
+        if (n >= 0 && extends) {
+            paio_grow_size(dev, offset + total);
+        }
+    }
+    if (extends || partial || dev->direct) {
+        pthread_rwlock_unlock(&dev->rmw_lock);
+    }
+    return n;
+}
+
+int64_t
+paio_handle_write(PaioRequest *req)
+{
+    PaioDev *dev = req->dev;
+    uint64_t total = iov_total(req->u.rw.iov, req->u.rw.niov);
+    int64_t n;
+    int ret;
+
+    ret = paio_check_end(dev, req->offset, total);
+    if (ret < 0) {
+        return ret;
+    }
+    if (total > 0) {
+        n = write_range(dev, req->u.rw.iov, req->u.rw.niov, req->offset,
+                        total);
+        if (n < 0) {
+            return n;
+        }
+    }
+    if (req->flags & PAIO_FUA) {
+        ret = paio_do_flush(dev);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return (int64_t)total;
+}
+
+/* Zeroes that plain writes copy from; never written to. */
+static char zero_buf[256 * 1024] __attribute__((aligned(4096)));
+
+int
+paio_write_zero_buffers(PaioDev *dev, uint64_t offset, uint64_t length)
+{
+    while (length > 0) {
+        uint64_t chunk = length < sizeof(zero_buf) ? length : sizeof(zero_buf);
+        struct iovec v = { .iov_base = zero_buf, .iov_len = chunk };
+        int64_t n = write_range(dev, &v, 1, offset, chunk);
+        if (n < 0) {
+            return (int)n;
+        }
+        offset += chunk;
+        length -= chunk;
+    }
+    return 0;
+}

@@ -1,0 +1,412 @@
+/* tlbd: paio submission, completion, cancel, and the small handlers.
+ *
+ * paio_submit counts the request in its device's in-flight counter and
+ * hands it to the threadlet queue.  On a worker, paio_worker applies the
+ * checks every request shares (read-only, the device's size), asks the
+ * injection rules whether to sleep or fail, then calls the handler for the
+ * request's type: each handler is a small function that returns bytes, 0 or
+ * -errno and touches only the request and the device's atomic fields.  The
+ * completion (paio_complete) runs on the request's IOThread, or on the
+ * worker: it counts statistics, calls the request's callback, and only then
+ * drops the in-flight count, so paio_dev_drain returns after the last
+ * callback.  The read/write handlers live in paio-rw.c, discard and
+ * write-zeroes in paio-zero.c.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "inject.h"
+#include "paio-int.h"
+
+static const char *const type_names[PAIO_NR_TYPES] = {
+    [PAIO_READ] = "read",       [PAIO_WRITE] = "write",
+    [PAIO_FLUSH] = "flush",     [PAIO_DISCARD] = "discard",
+    [PAIO_WRITE_ZEROES] = "zero", [PAIO_IOCTL] = "ioctl",
+    [PAIO_TRUNCATE] = "truncate", [PAIO_LSEEK] = "lseek",
+    [PAIO_FADVISE] = "fadvise", [PAIO_FSTAT] = "fstat",
+};
+
+const char *
+paio_type_name(PaioType type)
+{
+    return (unsigned)type < PAIO_NR_TYPES ? type_names[type] : "unknown";
+}
+
+int
+paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
+{
+    PaioDev *dev = calloc(1, sizeof(*dev));
+
+    *out = NULL;
+    if (!dev) {
+        return -ENOMEM;
+    }
+    if (!cfg->queue && !threadlet_global_queue()) {
+        free(dev);
+        return -ENOMEM;
+    }
+    dev->fd = cfg->fd;
+    dev->is_blockdev = cfg->is_blockdev;
+    dev->readonly = cfg->readonly;
+    dev->growable = cfg->growable && !cfg->is_blockdev;
+    dev->discard_ignore = cfg->discard_ignore;
+    dev->direct = cfg->direct;
+    dev->alignment = cfg->direct && cfg->alignment > 1 ? cfg->alignment : 1;
+    dev->queue = cfg->queue ? cfg->queue : threadlet_global_queue();
+    atomic_init(&dev->size, cfg->size);
+    atomic_init(&dev->has_discard, true);
+    atomic_init(&dev->has_zero_range, true);
+    atomic_init(&dev->has_punch_zero, !cfg->is_blockdev);
+    atomic_init(&dev->has_zeroout, cfg->is_blockdev);
+    atomic_init(&dev->flush_err, 0);
+    pthread_rwlock_init(&dev->rmw_lock, NULL);
+    pthread_mutex_init(&dev->inject_lock, NULL);
+    pthread_mutex_init(&dev->drain_lock, NULL);
+    pthread_cond_init(&dev->drain_cond, NULL);
+    *out = dev;
+    return 0;
+}
+
+void
+paio_dev_drain(PaioDev *dev)
+{
+    tlbd_mutex_lock(&dev->drain_lock);
+    while (dev->in_flight > 0) {
+        pthread_cond_wait(&dev->drain_cond, &dev->drain_lock);
+    }
+    tlbd_mutex_unlock(&dev->drain_lock);
+}
+
+void
+paio_dev_free(PaioDev *dev)
+{
+    if (!dev) {
+        return;
+    }
+    paio_dev_drain(dev);
+    paio_inject_free(dev->inject);
+    pthread_cond_destroy(&dev->drain_cond);
+    pthread_mutex_destroy(&dev->drain_lock);
+    pthread_mutex_destroy(&dev->inject_lock);
+    pthread_rwlock_destroy(&dev->rmw_lock);
+    free(dev);
+}
+
+int
+paio_dev_set_inject(PaioDev *dev, const char *spec, char **errmsg)
+{
+    PaioInject *inj = NULL;
+    PaioInject *old;
+    int ret = paio_inject_parse(spec, &inj, errmsg);
+
+    if (ret < 0) {
+        return ret;
+    }
+    tlbd_mutex_lock(&dev->inject_lock);
+    old = dev->inject;
+    dev->inject = inj;
+    atomic_store(&dev->inject_on, inj != NULL);
+    tlbd_mutex_unlock(&dev->inject_lock);
+    paio_inject_free(old);
+    return 0;
+}
+
+void
+paio_dev_get_stats(PaioDev *dev, PaioStats *st)
+{
+    memset(st, 0, sizeof(*st));
+    for (int i = 0; i < PAIO_NR_TYPES; i++) {
+        st->ops[i] = atomic_load(&dev->stat_ops[i]);
+    }
+    st->bytes_read = atomic_load(&dev->stat_bytes_read);
+    st->bytes_written = atomic_load(&dev->stat_bytes_written);
+    st->errors = atomic_load(&dev->stat_errors);
+    tlbd_mutex_lock(&dev->drain_lock);
+    st->in_flight = dev->in_flight;
+    tlbd_mutex_unlock(&dev->drain_lock);
+}
+
+/* The latched flush error, or fdatasync's; a first failure is latched. */
+int
+paio_do_flush(PaioDev *dev)
+{
+    int err = atomic_load(&dev->flush_err);
+
+    if (err) {
+        return err;
+    }
+    while (fdatasync(dev->fd) < 0) {
+        if (errno != EINTR) {
+            return paio_latch_flush_error(dev, -errno);
+        }
+    }
+    return 0;
+}
+
+/* Remember ERR as the device's flush error unless one is already there;
+ * returns the error that is latched now.
+ */
+int
+paio_latch_flush_error(PaioDev *dev, int err)
+{
+    int expected = 0;
+
+    if (!atomic_compare_exchange_strong(&dev->flush_err, &expected, err)) {
+        return expected;
+    }
+    return err;
+}
+
+void
+paio_grow_size(PaioDev *dev, uint64_t end)
+{
+    uint64_t cur = atomic_load(&dev->size);
+
+    while (end > cur && !atomic_compare_exchange_weak(&dev->size, &cur, end)) {
+    }
+}
+
+static int64_t
+handle_flush(PaioRequest *req)
+{
+    return paio_do_flush(req->dev);
+}
+
+static int64_t
+handle_ioctl(PaioRequest *req)
+{
+    int r = ioctl(req->dev->fd, req->u.ioctl.cmd, req->u.ioctl.arg);
+    return r < 0 ? -errno : r;
+}
+
+static int64_t
+handle_truncate(PaioRequest *req)
+{
+    PaioDev *dev = req->dev;
+    uint64_t size = req->u.truncate.size;
+
+    if (dev->is_blockdev) {
+        return size == atomic_load(&dev->size) ? 0 : -ENOTSUP;
+    }
+    if (size > INT64_MAX) {
+        return -EFBIG;
+    }
+    /* Serialized with writes that extend the file (paio-rw.c). */
+    int ret = 0;
+    pthread_rwlock_wrlock(&dev->rmw_lock);
+    while (ftruncate(dev->fd, (off_t)size) < 0) {
+        if (errno != EINTR) {
+            ret = -errno;
+            break;
+        }
+    }
+    if (ret == 0) {
+        atomic_store(&dev->size, size);
+    }
+    pthread_rwlock_unlock(&dev->rmw_lock);
+    return ret;
+}
+
+static int64_t
+handle_lseek(PaioRequest *req)
+{
+    off_t r = lseek(req->dev->fd, (off_t)req->offset, req->u.lseek.whence);
+    return r < 0 ? -errno : (int64_t)r;
+}
+
+static int64_t
+handle_fadvise(PaioRequest *req)
+{
+    int err = posix_fadvise(req->dev->fd, (off_t)req->offset,
+                            (off_t)req->u.range.length, POSIX_FADV_WILLNEED);
+    return -err;
+}
+
+static int64_t
+handle_fstat(PaioRequest *req)
+{
+    struct stat st;
+
+    if (req->dev->is_blockdev) {
+        return (int64_t)atomic_load(&req->dev->size);
+    }
+    if (fstat(req->dev->fd, &st) < 0) {
+        return -errno;
+    }
+    return (int64_t)st.st_blocks * 512;
+}
+
+static int64_t (*const handlers[PAIO_NR_TYPES])(PaioRequest *) = {
+    [PAIO_READ] = paio_handle_read,
+    [PAIO_WRITE] = paio_handle_write,
+    [PAIO_FLUSH] = handle_flush,
+    [PAIO_DISCARD] = paio_handle_discard,
+    [PAIO_WRITE_ZEROES] = paio_handle_write_zeroes,
+    [PAIO_IOCTL] = handle_ioctl,
+    [PAIO_TRUNCATE] = handle_truncate,
+    [PAIO_LSEEK] = handle_lseek,
+    [PAIO_FADVISE] = handle_fadvise,
+    [PAIO_FSTAT] = handle_fstat,
+};
+
+static bool
+modifies(PaioType type)
+{
+    return type == PAIO_WRITE || type == PAIO_DISCARD ||
+           type == PAIO_WRITE_ZEROES || type == PAIO_TRUNCATE;
+}
+
+/* Sleep NS nanoseconds, resuming after signals. */
+static void
+sleep_ns(uint64_t ns)
+{
+    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
+                           .tv_nsec = (long)(ns % 1000000000u) };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* Checks shared by every request, then injection.  0 lets the handler run. */
+static int
+precheck(PaioRequest *req)
+{
+    PaioDev *dev = req->dev;
+    uint64_t delay = 0;
+    int err = 0;
+
+    if (modifies(req->type) && dev->readonly) {
+        return -EROFS;
+    }
+    if (atomic_load_explicit(&dev->inject_on, memory_order_relaxed)) {
+        tlbd_mutex_lock(&dev->inject_lock);
+        if (dev->inject) {
+            err = paio_inject_decide_locked(dev->inject, req->type, &delay);
+        }
+        tlbd_mutex_unlock(&dev->inject_lock);
+        if (delay) {
+            sleep_ns(delay);
+        }
+    }
+    return err;
+}
+
+static void
+paio_worker(ThreadletWork *work)
+{
+    PaioRequest *req = container_of(work, PaioRequest, work);
+    int64_t ret = precheck(req);
+
+    if (ret == 0) {
+        ret = handlers[req->type](req);
+    } else if (req->type == PAIO_FLUSH && ret != -EROFS) {
+        /* An injected flush failure is latched like a real one. */
+        ret = paio_latch_flush_error(req->dev, (int)ret);
+    }
+    req->ret = ret;
+}
+
+static void
+paio_complete(ThreadletWork *work)
+{
+    PaioRequest *req = container_of(work, PaioRequest, work);
+    PaioDev *dev = req->dev;
+
+    if (threadlet_work_state(work) == THREADLET_CANCELLED) {
+        req->ret = -ECANCELED;
+    }
+    atomic_fetch_add(&dev->stat_ops[req->type], 1);
+    if (req->ret < 0) {
+        atomic_fetch_add(&dev->stat_errors, 1);
+    } else if (req->type == PAIO_READ) {
+        atomic_fetch_add(&dev->stat_bytes_read, (uint64_t)req->ret);
+    } else if (req->type == PAIO_WRITE) {
+        atomic_fetch_add(&dev->stat_bytes_written, (uint64_t)req->ret);
+    }
+
+    req->cb(req); /* may free or reuse REQ */
+
+    tlbd_mutex_lock(&dev->drain_lock);
+    if (--dev->in_flight == 0) {
+        pthread_cond_broadcast(&dev->drain_cond);
+    }
+    tlbd_mutex_unlock(&dev->drain_lock);
+}
+
+int
+paio_submit(PaioDev *dev, PaioRequest *req)
+{
+    int ret;
+
+    if ((unsigned)req->type >= PAIO_NR_TYPES || !req->cb) {
+        return -EINVAL;
+    }
+    if ((req->type == PAIO_READ || req->type == PAIO_WRITE) &&
+        (req->u.rw.niov < 0 || req->u.rw.niov > PAIO_IOV_MAX ||
+         (req->u.rw.niov > 0 && !req->u.rw.iov))) {
+        return -EINVAL;
+    }
+    req->dev = dev;
+    req->ret = 0;
+    req->work.func = paio_worker;
+
+    tlbd_mutex_lock(&dev->drain_lock);
+    dev->in_flight++;
+    tlbd_mutex_unlock(&dev->drain_lock);
+
+    ret = threadlet_submit_complete(dev->queue, &req->work, req->iothread,
+                                    paio_complete);
+    if (ret < 0) {
+        tlbd_mutex_lock(&dev->drain_lock);
+        if (--dev->in_flight == 0) {
+            pthread_cond_broadcast(&dev->drain_cond);
+        }
+        tlbd_mutex_unlock(&dev->drain_lock);
+    }
+    return ret;
+}
+
+PaioCancelResult
+paio_cancel(PaioRequest *req)
+{
+    if (cancel_threadlet_on_queue(req->dev->queue, &req->work) == 0) {
+        return PAIO_CANCELLED;
+    }
+    return threadlet_work_state(&req->work) == THREADLET_RUNNING
+               ? PAIO_RUNNING
+               : PAIO_DONE;
+}
+
+static void
+run_done(PaioRequest *req)
+{
+    sem_post(req->opaque);
+}
+
+int64_t
+paio_run(PaioDev *dev, PaioRequest *req, IOThread *io)
+{
+    sem_t done;
+    int64_t ret;
+
+    sem_init(&done, 0, 0);
+    req->cb = run_done;
+    req->opaque = &done;
+    req->iothread = io;
+    ret = paio_submit(dev, req);
+    if (ret == 0) {
+        while (sem_wait(&done) < 0) {
+            /* EINTR: keep waiting; the request still owns DONE. */
+        }
+        ret = req->ret;
+    }
+    sem_destroy(&done);
+    return ret;
+}

@@ -1,0 +1,207 @@
+/* tlbd: paio, POSIX AIO emulated on the threadlet pool.
+ *
+ * A PaioRequest names one blocking operation on a PaioDev (a file or block
+ * device descriptor and what tlbd has learnt about it).  paio_submit queues
+ * it on the device's ThreadletQueue; a worker runs the operation's handler
+ * (preadv, pwritev, fdatasync, fallocate, ioctl, ...), which returns bytes,
+ * 0 or -errno in req->ret; then the request's callback runs on
+ * req->iothread, or on the worker when that is NULL.  Each handler loops on
+ * EINTR and short transfers, zero-fills reads past end of file, and never
+ * turns an error into success.  Fault and latency injection (inject.h)
+ * runs on the worker in front of the handler, so the whole path is
+ * exercised.  See paio(3).
+ *
+ * Threads: every function may be called from any thread.  A request belongs
+ * to paio from paio_submit until its callback starts; paio_cancel may be
+ * called on it until then.  paio_dev_free must not race with submissions.
+ */
+#ifndef TLBD_PAIO_H
+#define TLBD_PAIO_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "iothread.h"
+#include "threadlet.h"
+
+/* The most iovec entries one request may carry. */
+#ifdef IOV_MAX
+#define PAIO_IOV_MAX IOV_MAX
+#else
+#define PAIO_IOV_MAX 1024
+#endif
+
+typedef struct PaioDev PaioDev;
+typedef struct PaioRequest PaioRequest;
+typedef struct PaioInject PaioInject;
+
+typedef enum PaioType {
+    PAIO_READ = 0,     /* preadv into u.rw */
+    PAIO_WRITE,        /* pwritev from u.rw (+ PAIO_FUA) */
+    PAIO_FLUSH,        /* fdatasync */
+    PAIO_DISCARD,      /* punch a hole / BLKDISCARD over u.range */
+    PAIO_WRITE_ZEROES, /* zero u.range */
+    PAIO_IOCTL,        /* ioctl(fd, u.ioctl.cmd, u.ioctl.arg) */
+    PAIO_TRUNCATE,     /* ftruncate to u.truncate.size */
+    PAIO_LSEEK,        /* lseek(fd, offset, u.lseek.whence): the offset */
+    PAIO_FADVISE,      /* posix_fadvise(WILLNEED) over u.range */
+    PAIO_FSTAT,        /* fstat: allocated bytes (st_blocks * 512) */
+    PAIO_NR_TYPES,
+} PaioType;
+
+/* Request flags (the same bits as BLOCKDEV_FUA etc. in raw.h). */
+#define PAIO_FUA         (1u << 0) /* durable when the callback runs */
+#define PAIO_MAY_TRIM    (1u << 1) /* write-zeroes may leave a hole */
+#define PAIO_NO_FALLBACK (1u << 2) /* write-zeroes: fast or -ENOTSUP */
+
+typedef void PaioCompleteFn(PaioRequest *req);
+
+struct PaioRequest {
+    /* public: set by the caller before paio_submit */
+    PaioType type;
+    unsigned flags;
+    uint64_t offset;
+    union {
+        struct {
+            const struct iovec *iov; /* must stay valid until completion */
+            int niov;                /* 0..IOV_MAX */
+        } rw;
+        struct {
+            uint64_t length;
+        } range; /* PAIO_DISCARD, PAIO_WRITE_ZEROES, PAIO_FADVISE */
+        struct {
+            unsigned long cmd;
+            void *arg;
+        } ioctl;
+        struct {
+            uint64_t size;
+        } truncate;
+        struct {
+            int whence; /* SEEK_DATA or SEEK_HOLE */
+        } lseek;
+    } u;
+    PaioCompleteFn *cb;  /* runs exactly once unless submit fails */
+    void *opaque;        /* for cb */
+    IOThread *iothread;  /* where cb runs.  NULL: on the worker. */
+
+    /* read-only: valid in cb */
+    int64_t ret; /* bytes (whole length for reads and writes), 0, an
+                    offset (PAIO_LSEEK), or -errno; -ECANCELED if
+                    paio_cancel removed it */
+    PaioDev *dev;
+
+    /* private */
+    ThreadletWork work;
+};
+
+/* What the device is, fixed at paio_dev_new. */
+typedef struct PaioDevConfig {
+    int fd;
+    bool is_blockdev;
+    bool readonly;      /* every modifying request fails with -EROFS */
+    bool growable;      /* writes past the size extend a regular file */
+    bool discard_ignore; /* PAIO_DISCARD succeeds doing nothing */
+    bool direct;        /* fd has O_DIRECT */
+    unsigned alignment; /* O_DIRECT: offsets, lengths, buffers; else 1 */
+    uint64_t size;
+    ThreadletQueue *queue; /* NULL: the global queue */
+} PaioDevConfig;
+
+/* Per-operation counters, all atomic. */
+typedef struct PaioStats {
+    uint64_t ops[PAIO_NR_TYPES];
+    uint64_t bytes_read;
+    uint64_t bytes_written;
+    uint64_t errors;
+    uint64_t in_flight;
+} PaioStats;
+
+struct PaioDev {
+    /* read-only after paio_dev_new */
+    int fd;
+    bool is_blockdev;
+    bool readonly;
+    bool growable;
+    bool discard_ignore;
+    bool direct;
+    unsigned alignment;
+    ThreadletQueue *queue;
+
+    /* atomic: learnt while running */
+    _Atomic uint64_t size;        /* grows with growable writes, truncate */
+    _Atomic bool has_discard;     /* cleared after the first -ENOTSUP */
+    _Atomic bool has_zero_range;  /* FALLOC_FL_ZERO_RANGE */
+    _Atomic bool has_punch_zero;  /* PUNCH_HOLE (+ fallocate) to zero */
+    _Atomic bool has_zeroout;     /* BLKZEROOUT */
+    _Atomic int flush_err;        /* first failed fdatasync, latched */
+    _Atomic uint64_t stat_ops[PAIO_NR_TYPES];
+    _Atomic uint64_t stat_bytes_read;
+    _Atomic uint64_t stat_bytes_written;
+    _Atomic uint64_t stat_errors;
+
+    /* rmw_lock orders writes that must not interleave with others: held
+     * exclusively to read-modify-write a partial O_DIRECT block, to extend
+     * or truncate the file; shared by other O_DIRECT writes */
+    pthread_rwlock_t rmw_lock;
+
+    /* protected by inject_lock (the PaioInject's rules and counters);
+     * inject_on mirrors inject != NULL for a lock-free fast path */
+    pthread_mutex_t inject_lock;
+    PaioInject *inject;
+    _Atomic bool inject_on;
+
+    /* protected by drain_lock */
+    pthread_mutex_t drain_lock;
+    pthread_cond_t drain_cond; /* in_flight fell to 0 */
+    uint64_t in_flight;
+};
+
+/* Make a PaioDev for CFG->fd (not taken over: the caller closes it after
+ * paio_dev_free).  Returns 0 or -errno.
+ */
+int paio_dev_new(const PaioDevConfig *cfg, PaioDev **out);
+
+/* Wait until no request is in flight (their callbacks have returned). */
+void paio_dev_drain(PaioDev *dev);
+
+/* paio_dev_drain, then free.  NULL is fine. */
+void paio_dev_free(PaioDev *dev);
+
+/* Replace the device's injection rules (NULL or "" clears them).  Returns 0
+ * or -EINVAL with *ERRMSG (malloc'd, if ERRMSG is not NULL) saying where
+ * SPEC is wrong; the old rules then stay.
+ */
+int paio_dev_set_inject(PaioDev *dev, const char *spec, char **errmsg);
+
+void paio_dev_get_stats(PaioDev *dev, PaioStats *stats);
+
+/* Queue REQ on DEV.  Returns 0 (REQ->cb will run exactly once), or -errno
+ * when nothing was queued (-EINVAL for a bad request, -ESHUTDOWN, ...).
+ */
+int paio_submit(PaioDev *dev, PaioRequest *req);
+
+typedef enum PaioCancelResult {
+    PAIO_CANCELLED = 0, /* removed; cb runs with ret -ECANCELED */
+    PAIO_RUNNING,       /* a worker has it; cb runs with its result */
+    PAIO_DONE,          /* finished; cb has run or is about to */
+} PaioCancelResult;
+
+/* Cancel REQ if it is still queued.  Call only before REQ->cb returns. */
+PaioCancelResult paio_cancel(PaioRequest *req);
+
+/* Run REQ on DEV and wait for it; returns REQ->ret (or the submit error).
+ * REQ->cb, opaque and iothread are overwritten.  When IO is not NULL the
+ * completion goes through IO's loop (IO must be running and must not be the
+ * caller's thread); otherwise the worker wakes the caller directly.
+ */
+int64_t paio_run(PaioDev *dev, PaioRequest *req, IOThread *io);
+
+/* The name of an operation, for messages: "read", "write", ... */
+const char *paio_type_name(PaioType type);
+
+#endif /* TLBD_PAIO_H */

@@ -1,0 +1,27 @@
+/* tlbd: the BlockDev structure, shared by raw.c (open, close, getters) and
+ * raw-io.c (the aio and blocking entry points).  Nothing else includes it.
+ */
+#ifndef TLBD_RAW_INT_H
+#define TLBD_RAW_INT_H
+
+#include "paio.h"
+#include "raw.h"
+
+struct BlockDev {
+    /* read-only after blockdev_open; what changes while it runs (size,
+     * capabilities, latched flush error, statistics, injection) lives in
+     * dev, under the rules written in paio.h */
+    char *path;
+    int fd;
+    PaioDev *dev;
+    IOThread *iothread; /* Can be NULL. */
+    bool readonly;
+    bool is_blockdev;
+    bool direct;
+    unsigned logical_bs;
+    unsigned physical_bs;
+    unsigned alignment;
+    char *warning; /* Can be NULL. */
+};
+
+#endif /* TLBD_RAW_INT_H */

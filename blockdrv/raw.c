@@ -1,0 +1,469 @@
+/* tlbd: BlockDev, opening and describing a raw image or block device.
+ *
+ * blockdev_open validates every option before it opens anything, opens the
+ * path read-only or read-write (never creating or truncating it), learns
+ * the size and block sizes, and wraps the descriptor in a PaioDev.  The
+ * block device ioctls (BLKGETSIZE64, BLKSSZGET, BLKPBSZGET) go to the pool
+ * as paio ioctl requests like any other; only the O_DIRECT alignment probe
+ * (a few preads of the first block) runs in the opening thread.  The data
+ * path is in raw-io.c.
+ *
+ * Threads: blockdev_open and blockdev_close run in the caller's thread; the
+ * getters may be called from any thread.  A BlockDev's fields are fixed
+ * after open except what its PaioDev keeps (atomics and its own locks).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "inject.h"
+#include "raw-int.h"
+
+void
+blockdev_options_init(BlockDevOptions *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->cache = BLOCKDEV_CACHE_WRITEBACK;
+    opts->discard = BLOCKDEV_DISCARD_UNMAP;
+}
+
+int
+blockdev_parse_cache(const char *str, BlockDevCache *cache)
+{
+    if (str && strcmp(str, "writeback") == 0) {
+        *cache = BLOCKDEV_CACHE_WRITEBACK;
+    } else if (str && strcmp(str, "none") == 0) {
+        *cache = BLOCKDEV_CACHE_NONE;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int
+blockdev_parse_discard(const char *str, BlockDevDiscard *discard)
+{
+    if (str && strcmp(str, "unmap") == 0) {
+        *discard = BLOCKDEV_DISCARD_UNMAP;
+    } else if (str && strcmp(str, "ignore") == 0) {
+        *discard = BLOCKDEV_DISCARD_IGNORE;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Set *ERRMSG (if not NULL) to a formatted message; return ERR. */
+static int __attribute__((format(printf, 3, 4)))
+fail(char **errmsg, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errmsg) {
+        va_start(ap, fmt);
+        if (vasprintf(errmsg, fmt, ap) < 0) {
+            *errmsg = NULL;
+        }
+        va_end(ap);
+    }
+    return err;
+}
+
+static int
+parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = { "1", "true", "on", "yes" };
+    static const char *const no[] = { "0", "false", "off", "no" };
+
+    for (size_t i = 0; s && i < TLBD_ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int
+blockdev_parse_option(BlockDevOptions *opts, const char *key,
+                      const char *value, char **errmsg)
+{
+    if (errmsg) {
+        *errmsg = NULL;
+    }
+    if (strcmp(key, "readonly") == 0 || strcmp(key, "growable") == 0) {
+        bool *dst = key[0] == 'r' ? &opts->readonly : &opts->growable;
+        if (parse_bool(value, dst) < 0) {
+            return fail(errmsg, -EINVAL, "%s: '%s' is not a boolean "
+                        "(true, false, on, off, yes, no, 1, 0)", key,
+                        value ? value : "");
+        }
+    } else if (strcmp(key, "cache") == 0) {
+        if (blockdev_parse_cache(value, &opts->cache) < 0) {
+            return fail(errmsg, -EINVAL,
+                        "cache: '%s' is not one of writeback, none",
+                        value ? value : "");
+        }
+    } else if (strcmp(key, "discard") == 0) {
+        if (blockdev_parse_discard(value, &opts->discard) < 0) {
+            return fail(errmsg, -EINVAL,
+                        "discard: '%s' is not one of unmap, ignore",
+                        value ? value : "");
+        }
+    } else if (strcmp(key, "inject") == 0) {
+        PaioInject *inj = NULL;
+        int ret = paio_inject_parse(value, &inj, errmsg);
+        if (ret < 0) {
+            return ret;
+        }
+        paio_inject_free(inj);
+        opts->inject = value;
+    } else {
+        return -ENOENT;
+    }
+    return 0;
+}
+
+/* Everything about OPTS that can be wrong without looking at the disk. */
+static int
+check_options(const char *path, const BlockDevOptions *opts, char **errmsg)
+{
+    PaioInject *inj = NULL;
+    int ret;
+
+    if (!path || !*path) {
+        return fail(errmsg, -EINVAL, "no image path given");
+    }
+    if ((unsigned)opts->cache > BLOCKDEV_CACHE_NONE) {
+        return fail(errmsg, -EINVAL, "cache: %d is not one of writeback, "
+                    "none", (int)opts->cache);
+    }
+    if ((unsigned)opts->discard > BLOCKDEV_DISCARD_IGNORE) {
+        return fail(errmsg, -EINVAL, "discard: %d is not one of unmap, "
+                    "ignore", (int)opts->discard);
+    }
+    ret = paio_inject_parse(opts->inject, &inj, errmsg);
+    paio_inject_free(inj);
+    return ret;
+}
+
+/* Open PATH; with cache=none fall back to writeback where O_DIRECT is
+ * refused (noting it in bd->warning).
+ */
+static int
+open_path(BlockDev *bd, const BlockDevOptions *opts, char **errmsg)
+{
+    int flags = (opts->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    int fd;
+
+    if (opts->cache == BLOCKDEV_CACHE_NONE) {
+        fd = open(bd->path, flags | O_DIRECT);
+        if (fd >= 0) {
+            bd->direct = true;
+            return fd;
+        }
+        if (errno != EINVAL) {
+            goto failed;
+        }
+        if (asprintf(&bd->warning, "'%s': the file system refuses O_DIRECT; "
+                     "cache=none falls back to writeback", bd->path) < 0) {
+            bd->warning = NULL;
+        } else {
+            fprintf(stderr, "tlbd: warning: %s\n", bd->warning);
+        }
+    }
+    fd = open(bd->path, flags);
+    if (fd >= 0) {
+        return fd;
+    }
+failed:
+    if (errno == EISDIR) {
+        return fail(errmsg, -EISDIR, "'%s': is a directory", bd->path);
+    }
+    if (!opts->readonly &&
+        (errno == EROFS || errno == EACCES || errno == EPERM ||
+         errno == ETXTBSY)) {
+        int err = errno;
+        return fail(errmsg, -err, "cannot open '%s' for writing: %s "
+                    "(readonly=true opens it read-only)", bd->path,
+                    strerror(err));
+    }
+    return fail(errmsg, -errno, "cannot open '%s': %s", bd->path,
+                strerror(errno));
+}
+
+/* The smallest request alignment O_DIRECT accepts on FD (512..4096). */
+static unsigned
+probe_alignment(int fd, uint64_t size)
+{
+    void *buf = NULL;
+    unsigned align = 4096;
+
+    if (size < 4096 || posix_memalign(&buf, 4096, 4096) != 0) {
+        return align; /* too little to probe: the safe choice */
+    }
+    for (unsigned a = 512; a <= 4096; a *= 2) {
+        if (pread(fd, buf, a, 0) == (ssize_t)a) {
+            align = a;
+            break;
+        }
+    }
+    free(buf);
+    return align;
+}
+
+/* Learn size and block sizes.  Block devices ask through the pool. */
+static int
+probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
+{
+    if (bd->is_blockdev) {
+        uint64_t size = 0;
+        int lbs = 0;
+        unsigned int pbs = 0;
+        int64_t ret = blockdev_ioctl(bd, BLKGETSIZE64, &size);
+        if (ret < 0) {
+            return fail(errmsg, (int)ret, "'%s': BLKGETSIZE64: %s", bd->path,
+                        strerror((int)-ret));
+        }
+        atomic_store(&bd->dev->size, size);
+        if (blockdev_ioctl(bd, BLKSSZGET, &lbs) < 0 || lbs <= 0) {
+            lbs = 512;
+        }
+        if (blockdev_ioctl(bd, BLKPBSZGET, &pbs) < 0 || pbs == 0) {
+            pbs = (unsigned)lbs;
+        }
+        bd->logical_bs = (unsigned)lbs;
+        bd->physical_bs = pbs;
+        bd->alignment = bd->direct ? (unsigned)lbs : 1;
+    } else {
+        bd->alignment =
+            bd->direct ? probe_alignment(bd->fd, (uint64_t)st->st_size) : 1;
+        bd->logical_bs = bd->direct ? bd->alignment : 512;
+        bd->physical_bs = st->st_blksize > (blksize_t)bd->logical_bs
+                              ? (unsigned)st->st_blksize
+                              : bd->logical_bs;
+    }
+    return 0;
+}
+
+int
+blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
+              char **errmsg)
+{
+    BlockDevOptions defaults;
+    const BlockDevOptions *opts = opts_in;
+    PaioDevConfig cfg;
+    struct stat st;
+    BlockDev *bd;
+    int ret;
+
+    *out = NULL;
+    if (errmsg) {
+        *errmsg = NULL;
+    }
+    if (!opts) {
+        blockdev_options_init(&defaults);
+        opts = &defaults;
+    }
+    ret = check_options(path, opts, errmsg);
+    if (ret < 0) {
+        return ret;
+    }
+    bd = calloc(1, sizeof(*bd));
+    if (!bd || !(bd->path = strdup(path))) {
+        free(bd);
+        return fail(errmsg, -ENOMEM, "'%s': out of memory", path);
+    }
+    bd->iothread = opts->iothread;
+    bd->readonly = opts->readonly;
+    bd->fd = open_path(bd, opts, errmsg);
+    if (bd->fd < 0) {
+        ret = bd->fd;
+        goto out_free;
+    }
+    if (fstat(bd->fd, &st) < 0) {
+        ret = fail(errmsg, -errno, "'%s': %s", path, strerror(errno));
+        goto out_close;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        ret = fail(errmsg, -EISDIR, "'%s': is a directory", path);
+        goto out_close;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        ret = fail(errmsg, -EINVAL, "'%s': not a regular file or block "
+                   "device", path);
+        goto out_close;
+    }
+    bd->is_blockdev = S_ISBLK(st.st_mode);
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.fd = bd->fd;
+    cfg.is_blockdev = bd->is_blockdev;
+    cfg.readonly = opts->readonly;
+    cfg.growable = opts->growable;
+    cfg.discard_ignore = opts->discard == BLOCKDEV_DISCARD_IGNORE;
+    cfg.direct = bd->direct;
+    cfg.size = bd->is_blockdev ? 0 : (uint64_t)st.st_size;
+    cfg.queue = opts->queue;
+    ret = paio_dev_new(&cfg, &bd->dev);
+    if (ret < 0) {
+        fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
+        goto out_close;
+    }
+    ret = probe_geometry(bd, &st, errmsg);
+    if (ret < 0) {
+        goto out_dev;
+    }
+    bd->dev->alignment = bd->alignment;
+    if (blockdev_size(bd) == 0 && !(opts->growable && !bd->is_blockdev)) {
+        ret = fail(errmsg, -EINVAL, "'%s': image is empty (0 bytes)", path);
+        goto out_dev;
+    }
+    ret = paio_dev_set_inject(bd->dev, opts->inject, errmsg);
+    if (ret < 0) {
+        goto out_dev;
+    }
+    *out = bd;
+    return 0;
+
+out_dev:
+    paio_dev_free(bd->dev);
+out_close:
+    close(bd->fd);
+out_free:
+    free(bd->warning);
+    free(bd->path);
+    free(bd);
+    return ret;
+}
+
+void
+blockdev_close(BlockDev *bd)
+{
+    if (!bd) {
+        return;
+    }
+    paio_dev_free(bd->dev);
+    close(bd->fd);
+    free(bd->warning);
+    free(bd->path);
+    free(bd);
+}
+
+const char *
+blockdev_path(const BlockDev *bd)
+{
+    return bd->path;
+}
+
+int
+blockdev_fd(const BlockDev *bd)
+{
+    return bd->fd;
+}
+
+uint64_t
+blockdev_size(const BlockDev *bd)
+{
+    return atomic_load(&bd->dev->size);
+}
+
+bool
+blockdev_is_readonly(const BlockDev *bd)
+{
+    return bd->readonly;
+}
+
+bool
+blockdev_is_blockdev(const BlockDev *bd)
+{
+    return bd->is_blockdev;
+}
+
+bool
+blockdev_is_direct(const BlockDev *bd)
+{
+    return bd->direct;
+}
+
+unsigned
+blockdev_logical_block_size(const BlockDev *bd)
+{
+    return bd->logical_bs;
+}
+
+unsigned
+blockdev_physical_block_size(const BlockDev *bd)
+{
+    return bd->physical_bs;
+}
+
+unsigned
+blockdev_alignment(const BlockDev *bd)
+{
+    return bd->alignment;
+}
+
+bool
+blockdev_can_discard(const BlockDev *bd)
+{
+    return !bd->readonly && !bd->dev->discard_ignore &&
+           atomic_load(&bd->dev->has_discard);
+}
+
+bool
+blockdev_can_fast_zero(const BlockDev *bd)
+{
+    PaioDev *dev = bd->dev;
+
+    if (bd->readonly) {
+        return false;
+    }
+    if (bd->is_blockdev) {
+        return atomic_load(&dev->has_discard);
+    }
+    return atomic_load(&dev->has_zero_range) ||
+           atomic_load(&dev->has_punch_zero);
+}
+
+const char *
+blockdev_warning(const BlockDev *bd)
+{
+    return bd->warning;
+}
+
+void
+blockdev_get_stats(BlockDev *bd, BlockDevStats *stats)
+{
+    PaioStats st;
+
+    paio_dev_get_stats(bd->dev, &st);
+    stats->reads = st.ops[PAIO_READ];
+    stats->writes = st.ops[PAIO_WRITE];
+    stats->flushes = st.ops[PAIO_FLUSH];
+    stats->discards = st.ops[PAIO_DISCARD];
+    stats->zeroes = st.ops[PAIO_WRITE_ZEROES];
+    stats->ioctls = st.ops[PAIO_IOCTL];
+    stats->bytes_read = st.bytes_read;
+    stats->bytes_written = st.bytes_written;
+    stats->errors = st.errors;
+    stats->in_flight = st.in_flight;
+}
+
+int
+blockdev_set_inject(BlockDev *bd, const char *spec, char **errmsg)
+{
+    return paio_dev_set_inject(bd->dev, spec, errmsg);
+}
