@@ -286,7 +286,6 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         free(bd);
         return fail(errmsg, -ENOMEM, "'%s': out of memory", path);
     }
-    bd->iothread = opts->iothread;
     bd->readonly = opts->readonly;
     bd->fd = open_path(bd, opts, errmsg);
     if (bd->fd < 0) {
@@ -335,6 +334,10 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     if (ret < 0) {
         goto out_dev;
     }
+    /* Only now: the probes above must not wait for a loop that may not
+     * run yet.
+     */
+    bd->iothread = opts->iothread;
     *out = bd;
     return 0;
 
