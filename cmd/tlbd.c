@@ -23,15 +23,9 @@ static const struct subcommand {
 #ifdef TLBD_HAVE_FUSE
     { "fuse", tlbd_fuse_main, "present IMAGE as a FUSE-mounted file" },
 #endif
-#ifdef TLBD_HAVE_NBD
     { "nbd", tlbd_nbd_main, "serve IMAGE over NBD with nbdkit" },
-#endif
-#ifdef TLBD_HAVE_BENCH
     { "bench", tlbd_bench_main, "drive IMAGE with verified vcpu I/O" },
-#endif
-#ifdef TLBD_HAVE_INFO
     { "info", tlbd_info_main, "show size, allocation and block sizes" },
-#endif
     { NULL, NULL, NULL },
 };
 
@@ -63,6 +57,19 @@ main(int argc, char **argv)
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
         printf("tlbd %s\n", TLBD_VERSION);
         return EXIT_SUCCESS;
+    }
+    /* Hidden, for shell completion, as nbdfuse has them. */
+    if (!strcmp(argv[1], "--long-options")) {
+        printf("--help\n--version\n");
+        return EXIT_SUCCESS;
+    }
+    if (!strcmp(argv[1], "--short-options")) {
+        printf("-h\n-V\n");
+        return EXIT_SUCCESS;
+    }
+    if (argv[1][0] == '-') {
+        fprintf(stderr, "tlbd: unrecognized option '%s'\n", argv[1]);
+        usage(stderr, EXIT_FAILURE);
     }
     for (size_t i = 0; subcommands[i].name; i++) {
         if (!strcmp(argv[1], subcommands[i].name)) {

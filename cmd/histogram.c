@@ -1,0 +1,101 @@
+/* tlbd: log-linear latency histogram (see histogram.h).  Called by one
+ * thread at a time.
+ */
+#include <string.h>
+
+#include "histogram.h"
+
+/* Bucket of VALUE: values below 2*HIST_SUB map to themselves; above, the
+ * top HIST_SUB_BITS+1 bits (leading one included) select the bucket within
+ * the octave.
+ */
+static unsigned
+bucket_of(uint64_t value)
+{
+    if (value < 2 * HIST_SUB) {
+        return (unsigned)value;
+    }
+    unsigned msb = 63 - (unsigned)__builtin_clzll(value);
+    unsigned shift = msb - HIST_SUB_BITS;
+    return shift * HIST_SUB + (unsigned)(value >> shift);
+}
+
+/* The highest value that lands in bucket B. */
+static uint64_t
+bucket_high(unsigned b)
+{
+    if (b < 2 * HIST_SUB) {
+        return b;
+    }
+    unsigned shift = b / HIST_SUB - 1;
+    uint64_t sub = b - shift * HIST_SUB;
+    return (sub << shift) + ((1ull << shift) - 1);
+}
+
+void
+hist_init(Histogram *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->min = UINT64_MAX;
+}
+
+void
+hist_record(Histogram *h, uint64_t value)
+{
+    h->buckets[bucket_of(value)]++;
+    h->count++;
+    h->sum += value;
+    if (value < h->min) {
+        h->min = value;
+    }
+    if (value > h->max) {
+        h->max = value;
+    }
+}
+
+void
+hist_merge(Histogram *dst, const Histogram *src)
+{
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        dst->buckets[i] += src->buckets[i];
+    }
+    dst->count += src->count;
+    dst->sum += src->sum;
+    if (src->min < dst->min) {
+        dst->min = src->min;
+    }
+    if (src->max > dst->max) {
+        dst->max = src->max;
+    }
+}
+
+uint64_t
+hist_percentile(const Histogram *h, double pct)
+{
+    if (h->count == 0) {
+        return 0;
+    }
+    /* The rank of the value wanted, counting from 1. */
+    uint64_t rank = (uint64_t)(pct / 100.0 * (double)h->count + 0.5);
+    if (rank < 1) {
+        rank = 1;
+    }
+    if (rank > h->count) {
+        rank = h->count;
+    }
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->buckets[i];
+        if (seen >= rank) {
+            uint64_t v = bucket_high(i);
+            return v < h->max ? v : h->max;
+        }
+    }
+    return h->max;
+}
+
+uint64_t
+hist_mean(const Histogram *h)
+{
+    return h->count ? h->sum / h->count : 0;
+}

@@ -1,0 +1,31 @@
+/* tlbd: parsing of command-line values shared by the subcommands: sizes
+ * ("4k", "1G", "65536"), durations ("10", "10s", "500ms", "2m") and plain
+ * unsigned numbers.  Main thread only.
+ */
+#ifndef TLBD_OPTIONS_H
+#define TLBD_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* A size in bytes with an optional binary suffix (k, M, G, T; "KiB" and
+ * "kB" spell the same), e.g. "4k" = 4096.  Returns 0 or -EINVAL/-ERANGE.
+ */
+int tlbd_parse_size(const char *str, uint64_t *out);
+
+/* A duration: a number with an optional unit ms, s (default), m or h. */
+int tlbd_parse_duration(const char *str, uint64_t *out_ns);
+
+/* An unsigned decimal number no greater than MAX. */
+int tlbd_parse_uint(const char *str, uint64_t max, uint64_t *out);
+
+/* Print "tlbd: OPTION: bad value 'STR': REASON" to stderr.  The caller then
+ * prints its usage line.
+ */
+void tlbd_bad_value(const char *option, const char *str, const char *reason);
+
+/* Print S on FP as a JSON string, quotes included. */
+void tlbd_json_string(FILE *fp, const char *s);
+
+#endif /* TLBD_OPTIONS_H */
