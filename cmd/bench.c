@@ -50,7 +50,7 @@ usage(FILE *fp, int exitcode)
 "                  [--duration T] [--ops N] [--seed S] [--[no-]verify]\n"
 "                  [--size SIZE] [--cache writeback|none] [--threads-min N]\n"
 "                  [--threads-max N] [--inject SPEC] [--json[=FILE]]\n"
-"                  IMAGE\n");
+"                  [--[no-]progress] IMAGE\n");
     if (fp == stdout) {
         fprintf(fp,
 "\n"
@@ -74,6 +74,8 @@ usage(FILE *fp, int exitcode)
 "  --threads-max N     threadlet workers at most (default %d)\n"
 "  --inject SPEC       fault and latency injection, see paio(3)\n"
 "  --json[=FILE]       print the summary as JSON (to FILE: as well)\n"
+"  --progress, --no-progress  a progress line each second on stderr\n"
+"                      (default: when stderr is a terminal)\n"
 "\n"
 "See tlbd(1).\n", threadlet_default_max_threads());
     }
@@ -239,6 +241,7 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
     cfg->threads_min = 0;
     cfg->threads_max = threadlet_default_max_threads();
 
+    argv[0] = (char *)"tlbd"; /* getopt's messages: "tlbd: ..." */
     optind = 1;
     while ((c = getopt_long(argc, argv, short_options, long_options,
                             NULL)) != -1) {

@@ -194,6 +194,7 @@ tlbd_info_main(int argc, char **argv)
     int c;
     int ret;
 
+    argv[0] = (char *)"tlbd"; /* getopt's messages: "tlbd: ..." */
     optind = 1;
     while ((c = getopt_long(argc, argv, short_options, long_options,
                             NULL)) != -1) {

@@ -79,7 +79,7 @@ usage(FILE *fp, int exitcode)
 "a temporary directory unless --socket or --port is given, and print the\n"
 "NBD URI.  Stops on SIGINT or SIGTERM.\n"
 "\n"
-"  -r, --readonly      serve read-only\n"
+"  -r, --readonly, --read-only  serve read-only\n"
 "  --cache MODE        writeback (default) or none (O_DIRECT)\n"
 "  --discard MODE      unmap (default) or ignore\n"
 "  --threads-min N     threadlet workers kept warm\n"
@@ -175,6 +175,7 @@ parse_args(int argc, char **argv, NbdArgs *a)
     int c;
 
     memset(a, 0, sizeof(*a));
+    argv[0] = (char *)"tlbd"; /* getopt's messages: "tlbd: ..." */
     optind = 1;
     /* "+": stop at the first non-option, so "--" and what follows stay. */
     while ((c = getopt_long(argc, argv, "+hrv", long_options, NULL)) != -1) {
