@@ -1,0 +1,161 @@
+"""Child processes and what /proc says about them.
+
+Servers start in a session of their own (Ctrl-C on the terminal reaches only
+the runner, which stops them in order) and with PR_SET_PDEATHSIG, so that
+even a runner killed with SIGKILL takes them along.  CPU time is utime +
+stime of the whole thread group from /proc/PID/stat (threads that already
+exited included); peak RSS is VmHWM from /proc/PID/status.
+"""
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
+
+
+class RunError(Exception):
+    """A run that failed: the message is the reason shown in the table."""
+
+
+def _die_with_parent():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run(argv, timeout=None, check=True, **kw):
+    """Run a short command; on failure raise RunError with its stderr."""
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired:
+        raise RunError("%s: timed out after %ss" % (argv[0], timeout))
+    except OSError as e:
+        raise RunError("%s: %s" % (argv[0], e.strerror))
+    if check and p.returncode != 0:
+        raise RunError("%s failed (exit %d): %s"
+                       % (os.path.basename(argv[0]), p.returncode,
+                          last_line(p.stderr or p.stdout)))
+    return p
+
+
+def last_line(text):
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+class Proc:
+    """A long-running child (a server) with its output in a log file."""
+
+    def __init__(self, name, argv, log_path):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.popen = None
+
+    def start(self):
+        with open(self.log_path, "ab") as logf:
+            logf.write(("$ " + " ".join(self.argv) + "\n").encode())
+            logf.flush()
+            try:
+                self.popen = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=logf,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=_die_with_parent)
+            except OSError as e:
+                raise RunError("%s: %s" % (self.argv[0], e.strerror))
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def why_dead(self):
+        """The reason a child exited early, from its log."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                tail = last_line(f.read())
+        except OSError:
+            tail = "no log"
+        return "%s exited (status %s): %s" % (self.name,
+                                              self.popen.returncode, tail)
+
+    def stop(self, timeout=15):
+        """SIGTERM, wait, then SIGKILL; returns the exit status."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def cpu_ticks(pid):
+    """utime + stime of the thread group, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds(pids):
+    return sum(cpu_ticks(p) for p in pids) / CLK_TCK
+
+
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def mounted(path):
+    """Is path a mount point (from /proc/self/mountinfo)?"""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4]
+            mp = mp.encode().decode("unicode_escape")
+            if mp == path:
+                return True
+    return False
+
+
+def wait_until(what, cond, proc, timeout=30):
+    """Poll cond() until true; fail early if proc died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if cond():
+            return
+        if proc is not None and not proc.alive():
+            raise RunError(proc.why_dead())
+        if time.monotonic() > deadline:
+            raise RunError("%s: not ready after %ds" % (what, timeout))
+        time.sleep(0.02)
+
+
+def unix_socket_ready(path):
+    if not os.path.exists(path):
+        return False
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()

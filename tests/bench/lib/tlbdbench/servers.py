@@ -1,0 +1,238 @@
+"""The servers under test and how each is started, found ready and stopped.
+
+NBD family (served on a Unix socket; target is an NBD URI):
+  tlbd              nbdkit BUILD/nbd-plugin/nbdkit-tlbd-plugin.so file=IMG
+  nbdkit            nbdkit file file=IMG
+  qemu-nbd-threads  qemu-nbd --aio=threads
+  qemu-nbd-uring    qemu-nbd --aio=io_uring
+FUSE family (target is the exported file):
+  tlbd              BUILD/cmd/tlbd fuse -f IMG MOUNTFILE
+  nbdfuse           nbdfuse DIR --unix SOCK over nbdkit file
+  qsd               qemu-storage-daemon --export type=fuse
+  raw               no server: the image file itself (the limit)
+
+The NBD servers of one row share one image (qemu's image locking is off),
+since only one of them does I/O at a time; each FUSE server has its own
+image, because the ext4 rows put a file system on it.  A server that is not
+built or not installed is "n/a" with the reason; one that fails to start is
+an error with the last line of its log.
+"""
+
+import os
+import shutil
+
+from .procs import (Proc, RunError, mounted, run, unix_socket_ready,
+                    vm_hwm_kib, wait_until)
+from .cleanup import log
+
+
+class Instance:
+    """One running server on one image."""
+
+    def __init__(self, sdef, image_key, target, procs):
+        self.sdef = sdef
+        self.image_key = image_key
+        self.target = target      # NBD URI or path of the exported file
+        self.procs = procs        # [] for raw
+
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def check_alive(self):
+        for p in self.procs:
+            if not p.alive():
+                raise RunError(p.why_dead())
+
+    def rss_kib(self):
+        """Peak RSS of the server (summed over its processes)."""
+        if not self.procs:
+            return None
+        return sum(vm_hwm_kib(p.pid) for p in self.procs if p.alive())
+
+
+class ServerDef:
+    family = None
+    name = None
+    is_tlbd = False
+    #: exported through FUSE; the ext4 rows loop-mount it
+    tools = ()
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def unavailable(self):
+        """None if the server can run here, else the reason it cannot."""
+        for tool in self.tools:
+            if shutil.which(tool) is None:
+                return "%s not installed (make deps)" % tool
+        return None
+
+    def start(self, image_key, image):
+        raise NotImplementedError
+
+    # helpers --------------------------------------------------------------
+
+    def _spawn(self, tag, argv):
+        ctx = self.ctx
+        p = Proc(tag, argv, os.path.join(ctx.logs_dir, tag + ".log"))
+        p.start()
+        ctx.cleanup.push("stop " + tag, self._stop_proc, p)
+        return p
+
+    @staticmethod
+    def _stop_proc(p):
+        st = p.stop()
+        if st not in (0, None, -15):
+            log("%s exited with status %s at stop (see %s)"
+                % (p.name, st, p.log_path))
+
+    def _nbdkit_file(self, tag, image, plugin_args):
+        sock = self.ctx.sock_path(tag)
+        argv = ["nbdkit", "-f", "--exit-with-parent", "-U", sock] \
+            + plugin_args(image)
+        p = self._spawn(tag, argv)
+        wait_until(tag, lambda: unix_socket_ready(sock), p)
+        return p, sock
+
+    @staticmethod
+    def _uri(sock):
+        return "nbd+unix:///?socket=" + sock
+
+
+class TlbdNbd(ServerDef):
+    family = "nbd"
+    name = "tlbd"
+    is_tlbd = True
+    tools = ("nbdkit",)
+
+    def plugin(self):
+        return os.path.join(self.ctx.build, "nbd-plugin",
+                            "nbdkit-tlbd-plugin.so")
+
+    def unavailable(self):
+        if not os.path.exists(self.plugin()):
+            return "not built (no nbd-plugin/nbdkit-tlbd-plugin.so)"
+        return super().unavailable()
+
+    def start(self, image_key, image):
+        tag = "tlbd-nbd-" + image_key
+        p, sock = self._nbdkit_file(
+            tag, image, lambda img: [self.plugin(), "file=" + img]
+            + self.ctx.opts.tlbd_nbd_args)
+        return Instance(self, image_key, self._uri(sock), [p])
+
+
+class NbdkitFile(ServerDef):
+    family = "nbd"
+    name = "nbdkit"
+    tools = ("nbdkit",)
+
+    def start(self, image_key, image):
+        tag = "nbdkit-" + image_key
+        p, sock = self._nbdkit_file(tag, image,
+                                    lambda img: ["file", "file=" + img])
+        return Instance(self, image_key, self._uri(sock), [p])
+
+
+class QemuNbd(ServerDef):
+    family = "nbd"
+    tools = ("qemu-nbd",)
+    aio = None
+
+    def start(self, image_key, image):
+        tag = "%s-%s" % (self.name, image_key)
+        sock = self.ctx.sock_path(tag)
+        argv = ["qemu-nbd", "-k", sock, "--persistent", "--shared=16",
+                "--cache=writeback", "--aio=" + self.aio, "--image-opts",
+                "driver=raw,file.driver=file,file.filename=%s,"
+                "file.locking=off" % image]
+        p = self._spawn(tag, argv)
+        wait_until(tag, lambda: unix_socket_ready(sock), p)
+        return Instance(self, image_key, self._uri(sock), [p])
+
+
+class QemuNbdThreads(QemuNbd):
+    name = "qemu-nbd-threads"
+    aio = "threads"
+
+
+class QemuNbdUring(QemuNbd):
+    name = "qemu-nbd-uring"
+    aio = "io_uring"
+
+
+class TlbdFuse(ServerDef):
+    family = "fuse"
+    name = "tlbd"
+    is_tlbd = True
+    tools = ("fusermount3",)
+
+    def binary(self):
+        return os.path.join(self.ctx.build, "cmd", "tlbd")
+
+    def unavailable(self):
+        if not os.path.exists(self.binary()):
+            return "not built (no cmd/tlbd)"
+        try:
+            out = run([self.binary(), "--help"], timeout=10).stdout
+        except RunError as e:
+            return str(e)
+        if not any(ln.split()[:1] == ["fuse"] for ln in out.splitlines()):
+            return "not built (tlbd has no fuse command yet)"
+        return super().unavailable()
+
+    def start(self, image_key, image):
+        tag = "tlbd-fuse-" + image_key
+        mnt = self.ctx.mount_file(tag)
+        p = self._spawn(tag, [self.binary(), "fuse", "-f"]
+                        + self.ctx.opts.tlbd_fuse_args + [image, mnt])
+        wait_until(tag + " mount", lambda: mounted(mnt), p)
+        return Instance(self, image_key, mnt, [p])
+
+
+class Nbdfuse(ServerDef):
+    family = "fuse"
+    name = "nbdfuse"
+    tools = ("nbdfuse", "nbdkit", "fusermount3")
+
+    def start(self, image_key, image):
+        tag = "nbdfuse-" + image_key
+        kit, sock = self._nbdkit_file("nbdkit-under-" + tag, image,
+                                      lambda img: ["file", "file=" + img])
+        mdir = self.ctx.mount_dir(tag)
+        p = self._spawn(tag, ["nbdfuse", mdir, "--unix", sock])
+        wait_until(tag + " mount", lambda: mounted(mdir), p)
+        return Instance(self, image_key, os.path.join(mdir, "nbd"),
+                        [p, kit])
+
+
+class QsdFuse(ServerDef):
+    family = "fuse"
+    name = "qsd"
+    tools = ("qemu-storage-daemon", "fusermount3")
+
+    def start(self, image_key, image):
+        tag = "qsd-" + image_key
+        mnt = self.ctx.mount_file(tag)
+        argv = ["qemu-storage-daemon",
+                "--blockdev", "driver=file,node-name=file0,filename=" + image,
+                "--blockdev", "driver=raw,node-name=disk0,file=file0",
+                "--export", "type=fuse,id=exp0,node-name=disk0,"
+                "mountpoint=%s,writable=on" % mnt]
+        p = self._spawn(tag, argv)
+        wait_until(tag + " mount", lambda: mounted(mnt), p)
+        return Instance(self, image_key, mnt, [p])
+
+
+class Raw(ServerDef):
+    family = "fuse"
+    name = "raw"
+
+    def start(self, image_key, image):
+        return Instance(self, image_key, image, [])
+
+
+NBD_SERVERS = (TlbdNbd, NbdkitFile, QemuNbdThreads, QemuNbdUring)
+FUSE_SERVERS = (TlbdFuse, Nbdfuse, QsdFuse)
+ALL_NAMES = ("tlbd", "nbdkit", "qemu-nbd-threads", "qemu-nbd-uring",
+             "nbdfuse", "qsd", "raw")

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# tlbd: smoke run of tests/bench/run, so that the runner keeps working: one
+# NBD row, one repetition of one second, on a small image, against the real
+# servers.  It must exit 0, print the table, write summary.md and
+# results.json with a positive figure and a fio JSON file for every server
+# that can run here (tlbd too once the plugin is built, "n/a" with a reason
+# before), and leave nothing mounted or running.  Speed is not checked.
+. "$(dirname "$0")/../functions.sh"
+set -e
+
+requires_root
+requires fio --version
+requires nbdkit --version
+requires qemu-nbd --version
+
+d=$(mktestdir)
+row=nbd-4k-randread-qd1
+"$TLBD_SRC/tests/bench/run" --build "$TLBD_BUILD" --reps 1 --runtime 1 \
+    --size 64M --sections nbd --only "$row" --out "$d/out" >"$d/stdout" ||
+    { cat "$d/stdout"; die "tests/bench/run failed"; }
+cat "$d/stdout"
+
+grep -q '^row  *server  *median  *min-max  *unit  *tlbd/x' "$d/stdout" ||
+    die "no table header in the output"
+grep -q "^$row " "$d/stdout" || die "no $row line in the table"
+[ -s "$d/out/summary.md" ] || die "no summary.md"
+grep -q "| $row | tlbd |" "$d/out/summary.md" || die "summary.md lacks $row"
+
+plugin=$(nbdkit_plugin)
+/usr/bin/python3 - "$d/out" "$row" "$plugin" <<'PY'
+import json, os, sys
+out, row, plugin = sys.argv[1:]
+res = json.load(open(os.path.join(out, "results.json")))
+want = ["nbdkit", "qemu-nbd-threads", "qemu-nbd-uring"]
+if os.path.exists(plugin):
+    want.append("tlbd")
+else:
+    why = res["unavailable"].get(row + "/tlbd", "")
+    assert why.startswith("not built"), "tlbd not n/a: %r" % why
+runs = {r["server"]: r for r in res["runs"] if r["row"] == row}
+for s in want:
+    r = runs.get(s)
+    assert r is not None, "no run of %s: %r" % (s, res["errors"])
+    assert r["value"] > 0 and r["ios"] > 0, r
+    assert r["cpu_s"] is not None and r["cpu_s"] >= 0, r
+    fj = json.load(open(os.path.join(out, r["fio_json"])))
+    assert fj["jobs"][0]["read"]["total_ios"] == r["ios"], r
+# every server the runner started is gone, and so is its scratch tmpfs
+for inst in res["servers"].values():
+    for pid in inst["pids"]:
+        assert not os.path.exists("/proc/%d" % pid), "pid %d alive" % pid
+    assert inst["kib"] and inst["kib"] > 0, inst
+scratch = res["options"]["scratch"]
+assert not os.path.exists(scratch), scratch + " left behind"
+mounts = open("/proc/self/mountinfo").read()
+assert scratch not in mounts, scratch + " still mounted"
+print("run-smoke.sh: ok")
+PY
