@@ -29,7 +29,7 @@ from . import rows as R
 from . import servers as S
 from .cleanup import (Cleanup, Interrupted, ignore_signals,
                       install_signal_handlers, log)
-from .procs import RunError, mounted, run
+from .procs import RunError, mounted, run, umount
 from .report import POOL_LIB_NAMES, SECTION_TITLES, Report, fmt_num
 
 SECTIONS = ("nbd", "fuse", "pool", "raw")
@@ -139,8 +139,7 @@ class Context:
         else:
             run(["mount", "-t", "tmpfs", "-o", "mode=0700",
                  "tlbd-bench", self.scratch])
-            self.cleanup.push("unmount tmpfs", run,
-                              ["umount", self.scratch])
+            self.cleanup.push("unmount tmpfs", umount, self.scratch)
             run(["mount", "--make-private", self.scratch])
             self.img_dir = self.scratch
         for d in ("sock", "mnt", "ext4"):
@@ -265,8 +264,8 @@ class Context:
                 timeout=300)
             mnt = tempfile.mkdtemp(dir=os.path.join(self.scratch, "ext4"))
             run(["mount", "-t", "ext4", loop, mnt], timeout=60)
-            tokens.append(self.cleanup.push(
-                "unmount " + mnt, run, ["umount", mnt], 300))
+            tokens.append(self.cleanup.push("unmount " + mnt, umount, mnt,
+                                            300))
         except RunError:
             for t in reversed(tokens):
                 self.cleanup.pop(t)

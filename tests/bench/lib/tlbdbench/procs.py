@@ -30,21 +30,65 @@ def _die_with_parent():
         pass
 
 
-def run(argv, timeout=None, check=True, **kw):
-    """Run a short command; on failure raise RunError with its stderr."""
+def run(argv, timeout=None, check=True, merge=False):
+    """Run a command to completion in a process group of its own; on
+    failure raise RunError with the last line it printed.  If the runner is
+    interrupted meanwhile, the whole group is killed (fio's job processes
+    too) before the exception goes on, so that nothing keeps a mount busy.
+    """
     try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=timeout, **kw)
-    except subprocess.TimeoutExpired:
-        raise RunError("%s: timed out after %ss" % (argv[0], timeout))
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT if merge
+                             else subprocess.PIPE,
+                             text=True, errors="replace",
+                             start_new_session=True)
     except OSError as e:
         raise RunError("%s: %s" % (argv[0], e.strerror))
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(p)
+        raise RunError("%s: timed out after %ss"
+                       % (os.path.basename(argv[0]), timeout))
+    except BaseException:
+        kill_group(p)
+        raise
+    res = subprocess.CompletedProcess(argv, p.returncode, out, err)
     if check and p.returncode != 0:
         raise RunError("%s failed (exit %d): %s"
                        % (os.path.basename(argv[0]), p.returncode,
-                          last_line(p.stderr or p.stdout)))
-    return p
+                          last_line(err or out)))
+    return res
+
+
+def kill_group(p, timeout=10):
+    """SIGKILL a child's process group and wait until all of it is gone."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def umount(path, timeout=30):
+    """Unmount, retrying while busy; lazily as the last resort."""
+    deadline = time.monotonic() + timeout
+    while True:
+        p = run(["umount", path], check=False, timeout=timeout)
+        if p.returncode == 0 or not mounted(path):
+            return
+        if time.monotonic() > deadline:
+            run(["umount", "-l", path], check=False)
+            raise RunError("%s busy; unmounted lazily" % path)
+        time.sleep(0.2)
 
 
 def last_line(text):

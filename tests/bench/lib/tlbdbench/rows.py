@@ -15,7 +15,6 @@ server's CPU seconds over the run.
 
 import json
 import os
-import subprocess
 import time
 
 from .procs import RunError, cpu_seconds, run
@@ -195,6 +194,9 @@ def parse_fio(path):
     w = j["write"]
     dom = r if r["total_ios"] >= w["total_ios"] else w
     pct = dom.get("clat_ns", {}).get("percentile", {})
+    if j.get("sync", {}).get("total_ios"):
+        # write + flush rows: the flush is what the row is about
+        pct = j["sync"].get("lat_ns", {}).get("percentile", pct)
     return dict(iops=r["iops"] + w["iops"],
                 bw_mib=(r["bw"] + w["bw"]) / KIB,
                 p50_us=pct.get("50.000000", 0) / 1000,
@@ -211,13 +213,8 @@ def run_fio(ctx, row, target, family, pids, tag):
     with open(job, "w") as f:
         f.write(fio_jobfile(row, target, ctx.opts.runtime, family))
     cpu0 = cpu_seconds(pids)
-    try:
-        p = subprocess.run(["fio", "--output-format=json", "--output=" + out,
-                            job], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, timeout=ctx.opts.runtime + 120)
-    except subprocess.TimeoutExpired:
-        raise RunError("fio timed out")
+    p = run(["fio", "--output-format=json", "--output=" + out, job],
+            timeout=float(ctx.opts.runtime) + 120, check=False, merge=True)
     cpu = cpu_seconds(pids) - cpu0
     if p.returncode != 0:
         lines = [ln for ln in p.stdout.splitlines()

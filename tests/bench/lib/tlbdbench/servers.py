@@ -79,10 +79,12 @@ class ServerDef:
         ctx.cleanup.push("stop " + tag, self._stop_proc, p)
         return p
 
-    @staticmethod
-    def _stop_proc(p):
+    #: exit statuses that are normal after SIGTERM
+    term_ok = (0, None, -15)
+
+    def _stop_proc(self, p):
         st = p.stop()
-        if st not in (0, None, -15):
+        if st not in self.term_ok:
             log("%s exited with status %s at stop (see %s)"
                 % (p.name, st, p.log_path))
 
@@ -194,6 +196,8 @@ class Nbdfuse(ServerDef):
     family = "fuse"
     name = "nbdfuse"
     tools = ("nbdfuse", "nbdkit", "fusermount3")
+    # "fuse loop terminated by signal 15", exit 1
+    term_ok = ServerDef.term_ok + (1,)
 
     def start(self, image_key, image):
         tag = "nbdfuse-" + image_key
