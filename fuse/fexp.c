@@ -1,0 +1,534 @@
+/* tlbd: the FUSE export's session: mount, dispatch from the IOThread,
+ * shutdown.
+ *
+ * Thread model: fexp_new mounts and answers the kernel's INIT on the
+ * caller's thread before the IOThread's loop runs; then the session's
+ * /dev/fuse fd, made non-blocking, is an fd handler of that IOThread.  When
+ * it is readable the handler reads up to RECV_BATCH requests with
+ * fuse_session_receive_buf and hands each to fuse_session_process_buf,
+ * which calls the operations in fexp-ops.c on the same thread.  Those
+ * submit blockdev_aio_* requests and return; the completions come back to
+ * the IOThread and reply.  So every field of FuseExport is touched by the
+ * IOThread only (or before and after its loop runs), and there is no lock.
+ *
+ * Buffers: a request arrives in a receive buffer of libfuse's size
+ * (max_write plus a page).  A write's data stays there: the write takes the
+ * buffer over until it completes, and the next request is received into a
+ * buffer from a small free list (or a new one).  No receive buffer is ever
+ * reused while a write from it is in flight.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fuse.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "fexp-int.h"
+
+#define RECV_BATCH 32    /* requests read per wake-up before completions */
+#define MAX_FREE_BUFS 64 /* receive buffers kept: max_background */
+#define FEXP_SUBTYPE "tlbd"
+
+static void finish(FuseExport *exp);
+
+FexpReq *
+fexp_req_new(FuseExport *exp, fuse_req_t req)
+{
+    FexpReq *r = calloc(1, sizeof(*r));
+    if (!r) {
+        return NULL;
+    }
+    r->exp = exp;
+    r->req = req;
+    exp->stats.in_flight++;
+    if (exp->stats.in_flight > exp->stats.peak_in_flight) {
+        exp->stats.peak_in_flight = exp->stats.in_flight;
+    }
+    return r;
+}
+
+void
+fexp_req_end(FexpReq *r)
+{
+    FuseExport *exp = r->exp;
+
+    free(r);
+    exp->stats.in_flight--;
+    if (exp->stopping && exp->stats.in_flight == 0) {
+        finish(exp);
+    }
+}
+
+void
+fexp_reply_err(FuseExport *exp, fuse_req_t req, int err)
+{
+    if (err) {
+        exp->stats.errors++;
+    }
+    fuse_reply_err(req, err);
+}
+
+void *
+fexp_take_rbuf(FuseExport *exp)
+{
+    void *buf = exp->cur_buf;
+    exp->cur_buf = NULL;
+    return buf;
+}
+
+void
+fexp_put_rbuf(FuseExport *exp, void *buf)
+{
+    if (!buf) {
+        return;
+    }
+    if (exp->n_free_bufs >= MAX_FREE_BUFS) {
+        free(buf);
+        return;
+    }
+    *(void **)buf = exp->free_bufs;
+    exp->free_bufs = buf;
+    exp->n_free_bufs++;
+}
+
+static void *
+get_free_buf(FuseExport *exp)
+{
+    void *buf = exp->free_bufs;
+    if (buf) {
+        exp->free_bufs = *(void **)buf;
+        exp->n_free_bufs--;
+    }
+    return buf;
+}
+
+void
+fexp_reply_open_flags(FuseExport *exp, fuse_req_t req, uint32_t open_flags)
+{
+    struct fuse_out_header oh;
+    struct fuse_open_out oo;
+    struct iovec iov[2];
+
+    memset(&oh, 0, sizeof(oh));
+    memset(&oo, 0, sizeof(oo));
+    oo.open_flags = open_flags;
+    oh.len = sizeof(oh) + sizeof(oo);
+    oh.unique = exp->cur_unique;
+    iov[0].iov_base = &oh;
+    iov[0].iov_len = sizeof(oh);
+    iov[1].iov_base = &oo;
+    iov[1].iov_len = sizeof(oo);
+    /* ENOENT: the opener was interrupted and no longer waits; harmless. */
+    if (writev(exp->fd, iov, 2) < 0 && errno != ENOENT) {
+        exp->stats.errors++;
+    }
+    fuse_reply_none(req); /* frees libfuse's request, sends nothing */
+}
+
+static void
+stop_watching(FuseExport *exp)
+{
+    if (exp->watching) {
+        iothread_del_fd(exp->io, exp->fd);
+        exp->watching = false;
+    }
+}
+
+static void
+final_flush_done(void *opaque, int64_t ret)
+{
+    FuseExport *exp = opaque;
+    if (ret < 0 && exp->status == 0) {
+        exp->status = (int)ret;
+    }
+    iothread_stop(exp->io);
+}
+
+/* Nothing is in flight any more: flush the image and stop the loop. */
+static void
+finish(FuseExport *exp)
+{
+    if (exp->finishing) {
+        return;
+    }
+    exp->finishing = true;
+    if (exp->readonly) {
+        iothread_stop(exp->io);
+        return;
+    }
+    int ret = blockdev_aio_flush(exp->bd, final_flush_done, exp);
+    if (ret < 0) {
+        final_flush_done(exp, ret);
+    }
+}
+
+void
+fexp_shutdown(FuseExport *exp)
+{
+    if (exp->stopping) {
+        return;
+    }
+    exp->stopping = true;
+    stop_watching(exp);
+    if (exp->stats.in_flight == 0) {
+        finish(exp);
+    }
+}
+
+/* Read and process requests until none is waiting. */
+static void
+session_readable(void *opaque, int fd, uint32_t events)
+{
+    FuseExport *exp = opaque;
+    uint64_t n = 0;
+    (void)fd;
+    (void)events;
+
+    exp->stats.wakeups++;
+    while (n < RECV_BATCH && !exp->stopping) {
+        if (!exp->rbuf.mem) {
+            exp->rbuf.mem = get_free_buf(exp);
+            if (!exp->rbuf.mem) {
+                exp->stats.buf_allocs++; /* libfuse allocates it */
+            }
+        }
+        int ret = fuse_session_receive_buf(exp->se, &exp->rbuf);
+        if (ret == -EAGAIN) {
+            break;
+        }
+        if (ret == -EINTR) {
+            continue;
+        }
+        if (ret <= 0 || fuse_session_exited(exp->se)) {
+            /* 0: unmounted (ENODEV) or the connection was aborted. */
+            if (ret < 0 && exp->status == 0) {
+                exp->status = ret;
+            }
+            exp->mounted = ret == 0 ? false : exp->mounted;
+            fexp_shutdown(exp);
+            break;
+        }
+        n++;
+        exp->stats.requests++;
+        exp->cur_buf = exp->rbuf.mem;
+        exp->cur_unique = ((const struct fuse_in_header *)exp->rbuf.mem)->unique;
+        fuse_session_process_buf(exp->se, &exp->rbuf);
+        if (!exp->cur_buf) {
+            exp->rbuf.mem = NULL; /* a write kept it */
+        }
+        exp->cur_buf = NULL;
+        if (fuse_session_exited(exp->se)) {
+            fexp_shutdown(exp);
+            break;
+        }
+    }
+    if (n > exp->stats.max_batch) {
+        exp->stats.max_batch = n;
+    }
+}
+
+/* "-o" value naming the image in the mount table; ',' and '\' escaped. */
+static char *
+fsname_option(const char *image)
+{
+    size_t len = strlen(image);
+    char *s = malloc(sizeof("fsname=tlbd:") + 2 * len);
+    char *p;
+
+    if (!s) {
+        return NULL;
+    }
+    p = stpcpy(s, "fsname=tlbd:");
+    for (size_t i = 0; i < len; i++) {
+        if (image[i] == ',' || image[i] == '\\') {
+            *p++ = '\\';
+        }
+        *p++ = image[i];
+    }
+    *p = '\0';
+    return s;
+}
+
+static int
+make_session(FuseExport *exp, const FexpOptions *opts, char **errmsg)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    char *fsname = fsname_option(exp->image);
+    int ret = -ENOMEM;
+
+    if (!fsname || fuse_opt_add_arg(&args, "tlbd") ||
+        fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, fsname) ||
+        fuse_opt_add_arg(&args, "-o") ||
+        fuse_opt_add_arg(&args, "subtype=" FEXP_SUBTYPE
+                                ",default_permissions") ||
+        (opts->allow_other && (fuse_opt_add_arg(&args, "-o") ||
+                               fuse_opt_add_arg(&args, "allow_other"))) ||
+        (exp->readonly && (fuse_opt_add_arg(&args, "-o") ||
+                           fuse_opt_add_arg(&args, "ro"))) ||
+        (opts->fuse_opts && *opts->fuse_opts &&
+         (fuse_opt_add_arg(&args, "-o") ||
+          fuse_opt_add_arg(&args, opts->fuse_opts))) ||
+        (opts->debug && fuse_opt_add_arg(&args, "-d"))) {
+        goto out;
+    }
+    exp->se = fuse_session_new(&args, &fexp_ops, sizeof(fexp_ops), exp);
+    if (!exp->se) {
+        /* libfuse printed which option it did not like. */
+        if (asprintf(errmsg, "cannot start a FUSE session: bad -o '%s'",
+                     opts->fuse_opts ? opts->fuse_opts : "") < 0) {
+            *errmsg = NULL;
+        }
+        ret = -EINVAL;
+        goto out;
+    }
+    ret = 0;
+out:
+    fuse_opt_free_args(&args);
+    free(fsname);
+    return ret;
+}
+
+/* The kernel sends INIT as soon as the mount exists; answer it before the
+ * loop runs, so the mount is usable when fexp_new returns.
+ */
+static int
+answer_init(FuseExport *exp)
+{
+    while (!fuse_session_exited(exp->se)) {
+        int ret = fuse_session_receive_buf(exp->se, &exp->rbuf);
+        if (ret == -EINTR) {
+            continue;
+        }
+        if (ret <= 0) {
+            return ret < 0 ? ret : -ENOTCONN;
+        }
+        const struct fuse_in_header *in = exp->rbuf.mem;
+        uint32_t opcode = in->opcode;
+        exp->cur_buf = exp->rbuf.mem;
+        exp->cur_unique = in->unique;
+        fuse_session_process_buf(exp->se, &exp->rbuf);
+        if (!exp->cur_buf) {
+            exp->rbuf.mem = NULL;
+        }
+        exp->cur_buf = NULL;
+        if (opcode == FUSE_INIT) {
+            return fuse_session_exited(exp->se) ? -EPROTO : 0;
+        }
+    }
+    return -ENOTCONN;
+}
+
+int
+fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts,
+         FuseExport **out, char **errmsg)
+{
+    FuseExport *exp;
+    struct stat mst;
+    struct stat ist;
+    int ret;
+
+    *errmsg = NULL;
+    if (stat(opts->mountpoint, &mst) < 0) {
+        ret = -errno;
+        if (asprintf(errmsg, "cannot use mountpoint '%s': %s",
+                     opts->mountpoint, strerror(-ret)) < 0) {
+            *errmsg = NULL;
+        }
+        return ret;
+    }
+    if (fstat(blockdev_fd(bd), &ist) < 0) {
+        return -errno;
+    }
+    exp = calloc(1, sizeof(*exp));
+    if (!exp) {
+        return -ENOMEM;
+    }
+    exp->bd = bd;
+    exp->io = io;
+    exp->queue = opts->queue;
+    exp->fd = -1;
+    exp->dir_mode = S_ISDIR(mst.st_mode);
+    exp->readonly = blockdev_is_readonly(bd);
+    exp->growable = opts->growable;
+    exp->direct_io = opts->direct_io;
+    exp->size = blockdev_size(bd);
+    exp->base_mode = ist.st_mode & 0777;
+    if (exp->readonly) {
+        exp->base_mode &= ~0222;
+    }
+    exp->file_mode = exp->base_mode;
+    exp->dir_mode_bits = exp->dir_mode ? (mst.st_mode & 0777) : 0755;
+    exp->uid = getuid();
+    exp->gid = getgid();
+    exp->mountpoint = strdup(opts->mountpoint);
+    exp->image = strdup(opts->image ? opts->image : blockdev_path(bd));
+    exp->name = strdup(opts->name ? opts->name : "image");
+    if (!exp->mountpoint || !exp->image || !exp->name) {
+        ret = -ENOMEM;
+        goto fail;
+    }
+
+    ret = make_session(exp, opts, errmsg);
+    if (ret < 0) {
+        goto fail;
+    }
+    if (fuse_session_mount(exp->se, exp->mountpoint) != 0) {
+        ret = -EIO;
+        if (asprintf(errmsg, "cannot mount on '%s'%s", exp->mountpoint,
+                     opts->allow_other && getuid() != 0
+                         ? ": allow_other needs 'user_allow_other' in"
+                           " /etc/fuse.conf"
+                         : " (see the message above)") < 0) {
+            *errmsg = NULL;
+        }
+        goto fail;
+    }
+    exp->mounted = true;
+    exp->fd = fuse_session_fd(exp->se);
+    ret = answer_init(exp);
+    if (ret < 0) {
+        if (asprintf(errmsg, "FUSE handshake on '%s' failed: %s",
+                     exp->mountpoint, strerror(-ret)) < 0) {
+            *errmsg = NULL;
+        }
+        goto fail;
+    }
+    int fl = fcntl(exp->fd, F_GETFL);
+    if (fl < 0 || fcntl(exp->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        ret = -errno;
+        goto fail;
+    }
+    ret = iothread_add_fd(io, exp->fd, EPOLLIN, session_readable, exp);
+    if (ret < 0) {
+        goto fail;
+    }
+    exp->watching = true;
+    *out = exp;
+    return 0;
+
+fail:
+    fexp_free(exp);
+    return ret;
+}
+
+int
+fexp_status(const FuseExport *exp)
+{
+    return exp->status;
+}
+
+void
+fexp_get_stats(const FuseExport *exp, FexpStats *stats)
+{
+    *stats = exp->stats;
+}
+
+void
+fexp_dump_stats(const FuseExport *exp, FILE *fp)
+{
+    const FexpStats *s = &exp->stats;
+
+    fprintf(fp,
+            "tlbd fuse: %s on %s\n"
+            "  requests %" PRIu64 " (wake-ups %" PRIu64 ", max batch %" PRIu64
+            ")\n"
+            "  reads %" PRIu64 " (%" PRIu64 " bytes), writes %" PRIu64
+            " (%" PRIu64 " bytes)\n"
+            "  flushes %" PRIu64 ", fsyncs %" PRIu64 ", fallocates %" PRIu64
+            ", lseeks %" PRIu64 ", truncates %" PRIu64 "\n"
+            "  errors %" PRIu64 ", in flight %" PRIu64 " (peak %" PRIu64
+            ")\n"
+            "  receive buffers: allocated %" PRIu64 ", handed to writes %"
+            PRIu64 "\n"
+            "  max_write %u, max_read %u, max_background %u\n",
+            exp->image, exp->mountpoint, s->requests, s->wakeups,
+            s->max_batch, s->reads, s->bytes_read, s->writes,
+            s->bytes_written, s->flushes, s->fsyncs, s->fallocates,
+            s->lseeks, s->truncates, s->errors, s->in_flight,
+            s->peak_in_flight, s->buf_allocs, s->handoffs, s->max_write,
+            s->max_read, s->max_background);
+}
+
+void
+fexp_free(FuseExport *exp)
+{
+    void *buf;
+
+    if (!exp) {
+        return;
+    }
+    stop_watching(exp);
+    if (exp->se) {
+        if (exp->mounted) {
+            fuse_session_unmount(exp->se);
+        }
+        fuse_session_destroy(exp->se); /* closes the fd */
+    }
+    free(exp->rbuf.mem);
+    while ((buf = get_free_buf(exp)) != NULL) {
+        free(buf);
+    }
+    free(exp->mountpoint);
+    free(exp->image);
+    free(exp->name);
+    free(exp);
+}
+
+/* Undo the octal escapes (\040 for a space) of /proc/self/mountinfo. */
+static void
+unescape(char *s)
+{
+    char *d = s;
+    while (*s) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
+            s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+            *d++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 4;
+        } else {
+            *d++ = *s++;
+        }
+    }
+    *d = '\0';
+}
+
+bool
+fexp_is_mounted(const char *path)
+{
+    FILE *fp = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL;
+    size_t cap = 0;
+    bool found = false;
+
+    if (!fp) {
+        return false;
+    }
+    while (!found && getline(&line, &cap, fp) > 0) {
+        /* id parent maj:min root MOUNTPOINT opts [tags] - FSTYPE src ... */
+        char *save = NULL;
+        char *mnt = NULL;
+        char *tok = strtok_r(line, " \n", &save);
+        for (int i = 0; tok && i < 4; i++) {
+            tok = strtok_r(NULL, " \n", &save);
+        }
+        mnt = tok;
+        while (tok && strcmp(tok, "-")) {
+            tok = strtok_r(NULL, " \n", &save);
+        }
+        char *fstype = tok ? strtok_r(NULL, " \n", &save) : NULL;
+        if (!mnt || !fstype) {
+            continue;
+        }
+        unescape(mnt);
+        found = !strcmp(mnt, path) &&
+                !strcmp(fstype, "fuse." FEXP_SUBTYPE);
+    }
+    free(line);
+    fclose(fp);
+    return found;
+}
