@@ -24,7 +24,6 @@ struct FuseExport {
     /* read-only after fexp_new */
     BlockDev *bd;
     IOThread *io;
-    ThreadletQueue *queue;
     struct fuse_session *se;
     int fd;                   /* the session's /dev/fuse fd */
     char *mountpoint;
@@ -34,6 +33,7 @@ struct FuseExport {
     bool readonly;
     bool growable;
     bool direct_io;
+    unsigned max_read;        /* from -o max_read=, 0 if not given */
     mode_t base_mode;         /* the most the file's mode may grant */
     mode_t file_mode;         /* permission bits of the file */
     mode_t dir_mode_bits;     /* permission bits of the root directory */
@@ -41,7 +41,6 @@ struct FuseExport {
     gid_t gid;
 
     /* I/O thread only */
-    uint64_t size;            /* of the image, as the file shows it */
     struct fuse_buf rbuf;     /* the next request is received here */
     void *cur_buf;            /* buffer of the request being processed;
                                  NULL once a write took it over */
@@ -66,10 +65,7 @@ typedef struct FexpReq {
     void *buf;                /* read data, or the write's receive buffer */
     bool buf_is_rbuf;         /* buf goes back to the receive pool */
     struct iovec iov;
-    /* lseek: runs as a threadlet of its own */
-    ThreadletWork work;
-    int whence;
-    int64_t result;
+    int whence;               /* lseek */
 } FexpReq;
 
 extern const struct fuse_lowlevel_ops fexp_ops;

@@ -644,7 +644,6 @@ serve(FuseMain *m, int ready_fd)
     fo.allow_other = want_allow_other(m);
     fo.fuse_opts = m->fuse_opts;
     fo.debug = m->debug;
-    fo.queue = &m->queue;
     ret = fexp_new(m->bd, m->io, &fo, &m->exp, &errmsg);
     if (ret < 0) {
         blockdev_close(m->bd);

@@ -5,8 +5,8 @@
  * the BlockDev posts every completion to the same IOThread.  So nothing here
  * takes a lock: the export's state is touched by one thread only.  No
  * function blocks on the disk: data requests (read, write, flush, fsync,
- * fallocate, truncate) are blockdev_aio_* calls, lseek runs as a threadlet,
- * and the reply is sent from the completion.  Only cheap metadata calls
+ * fallocate, truncate, lseek) are blockdev_aio_* calls, and the reply is
+ * sent from the completion.  Only cheap metadata calls
  * (fstat, fstatvfs, futimens) are made inline.
  *
  * The file is the image: its size is the image's size, st_blocks the
@@ -54,7 +54,7 @@ fill_attr(FuseExport *exp, fuse_ino_t ino, struct stat *st)
     }
     st->st_mode = S_IFREG | exp->file_mode;
     st->st_nlink = 1;
-    st->st_size = (off_t)exp->size;
+    st->st_size = (off_t)blockdev_size(exp->bd);
     st->st_blksize = blockdev_physical_block_size(exp->bd);
     if (st->st_blksize < 4096) {
         st->st_blksize = 4096;
@@ -62,7 +62,7 @@ fill_attr(FuseExport *exp, fuse_ino_t ino, struct stat *st)
     if (S_ISREG(img.st_mode)) {
         st->st_blocks = img.st_blocks;
     } else {
-        st->st_blocks = (blkcnt_t)((exp->size + 511) / 512);
+        st->st_blocks = (blkcnt_t)((blockdev_size(exp->bd) + 511) / 512);
     }
     return 0;
 }
@@ -118,7 +118,6 @@ truncate_done(void *opaque, int64_t ret)
     if (ret < 0) {
         fexp_reply_err(exp, r->req, (int)-ret);
     } else {
-        exp->size = r->offset;
         reply_attr(exp, r->req, r->length);
     }
     fexp_req_end(r);
@@ -159,7 +158,8 @@ fexp_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
             fexp_reply_err(exp, req, EROFS);
             return;
         }
-        if (!exp->growable && (uint64_t)attr->st_size != exp->size) {
+        if (!exp->growable &&
+            (uint64_t)attr->st_size != blockdev_size(exp->bd)) {
             fexp_reply_err(exp, req, EPERM);
             return;
         }
@@ -198,7 +198,7 @@ fexp_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
         }
     }
     if ((to_set & FUSE_SET_ATTR_SIZE) &&
-        (uint64_t)attr->st_size != exp->size) {
+        (uint64_t)attr->st_size != blockdev_size(exp->bd)) {
         FexpReq *r = fexp_req_new(exp, req);
         if (!r) {
             fexp_reply_err(exp, req, ENOMEM);
@@ -270,6 +270,7 @@ fexp_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
           struct fuse_file_info *fi)
 {
     FuseExport *exp = fuse_req_userdata(req);
+    uint64_t end = blockdev_size(exp->bd);
     (void)fi;
 
     if (!fexp_is_file(exp, ino)) {
@@ -277,12 +278,12 @@ fexp_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     exp->stats.reads++;
-    if (off < 0 || (uint64_t)off >= exp->size || size == 0) {
+    if (off < 0 || (uint64_t)off >= end || size == 0) {
         fuse_reply_buf(req, NULL, 0);
         return;
     }
-    if (size > exp->size - (uint64_t)off) {
-        size = exp->size - (uint64_t)off;
+    if (size > end - (uint64_t)off) {
+        size = end - (uint64_t)off;
     }
     FexpReq *r = fexp_req_new(exp, req);
     if (!r || posix_memalign(&r->buf, READ_ALIGN, size)) {
@@ -315,9 +316,6 @@ write_done(void *opaque, int64_t ret)
         fexp_reply_err(exp, r->req, (int)-ret);
     } else {
         exp->stats.bytes_written += r->length;
-        if (r->offset + r->length > exp->size) {
-            exp->size = r->offset + r->length; /* growable only */
-        }
         fuse_reply_write(r->req, r->length);
     }
     fexp_put_rbuf(exp, r->buf);
@@ -353,12 +351,13 @@ fexp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
         return;
     }
     if (!exp->growable) {
-        if ((uint64_t)off >= exp->size) {
+        uint64_t end = blockdev_size(exp->bd);
+        if ((uint64_t)off >= end) {
             fexp_reply_err(exp, req, ENOSPC);
             return;
         }
-        if (size > exp->size - (uint64_t)off) {
-            size = exp->size - (uint64_t)off; /* short write at the end */
+        if (size > end - (uint64_t)off) {
+            size = end - (uint64_t)off; /* short write at the end */
         }
     }
     FexpReq *r = fexp_req_new(exp, req);
@@ -440,6 +439,7 @@ fexp_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
                off_t length, struct fuse_file_info *fi)
 {
     FuseExport *exp = fuse_req_userdata(req);
+    uint64_t size = blockdev_size(exp->bd);
     uint64_t end;
     int ret;
     (void)fi;
@@ -465,9 +465,9 @@ fexp_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
         return;
     }
     end = (uint64_t)offset + (uint64_t)length;
-    if (end > exp->size) {
+    if (end > size) {
         if (mode & FALLOC_FL_KEEP_SIZE) {
-            end = exp->size;
+            end = size;
         } else if (!exp->growable) {
             fexp_reply_err(exp, req, ENOSPC);
             return;
@@ -492,9 +492,6 @@ fexp_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
         unsigned flags = (mode & FALLOC_FL_PUNCH_HOLE) ? BLOCKDEV_MAY_TRIM : 0;
         ret = blockdev_aio_write_zeroes(exp->bd, r->offset, r->length, flags,
                                         status_done, r);
-        if (ret == 0 && end > exp->size) {
-            exp->size = end; /* growable, !KEEP_SIZE */
-        }
     }
     if (ret < 0) {
         fexp_reply_err(exp, req, -ret);
@@ -503,38 +500,29 @@ fexp_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 }
 
 static void
-lseek_func(ThreadletWork *work)
+lseek_done(void *opaque, int64_t ret)
 {
-    FexpReq *r = container_of(work, FexpReq, work);
-    off_t ret = lseek(blockdev_fd(r->exp->bd), (off_t)r->offset, r->whence);
-    r->result = ret < 0 ? -errno : (int64_t)ret;
-}
+    FexpReq *r = opaque;
+    FuseExport *exp = r->exp;
+    uint64_t size = blockdev_size(exp->bd);
 
-static void
-lseek_done(ThreadletWork *work)
-{
-    FexpReq *r = container_of(work, FexpReq, work);
-
-    if (threadlet_work_state(work) == THREADLET_CANCELLED) {
-        r->result = -ECANCELED;
-    }
-    if (r->result < 0) {
-        fexp_reply_err(r->exp, r->req, (int)-r->result);
-    } else if ((uint64_t)r->result > r->exp->size) {
+    if (ret < 0) {
+        fexp_reply_err(exp, r->req, (int)-ret);
+    } else if ((uint64_t)ret > size) {
         /* The file behind may be longer than the image says. */
         if (r->whence == SEEK_HOLE) {
-            fuse_reply_lseek(r->req, (off_t)r->exp->size);
+            fuse_reply_lseek(r->req, (off_t)size);
         } else {
-            fexp_reply_err(r->exp, r->req, ENXIO);
+            fexp_reply_err(exp, r->req, ENXIO);
         }
     } else {
-        fuse_reply_lseek(r->req, (off_t)r->result);
+        fuse_reply_lseek(r->req, (off_t)ret);
     }
     fexp_req_end(r);
 }
 
-/* SEEK_DATA and SEEK_HOLE on the image, run on a worker: on some file
- * systems they read metadata from disk.
+/* SEEK_DATA and SEEK_HOLE on the image, on a worker: on some file systems
+ * they read metadata from disk.
  */
 static void
 fexp_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
@@ -552,7 +540,7 @@ fexp_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         fexp_reply_err(exp, req, EINVAL);
         return;
     }
-    if (off < 0 || (uint64_t)off >= exp->size) {
+    if (off < 0 || (uint64_t)off >= blockdev_size(exp->bd)) {
         fexp_reply_err(exp, req, ENXIO);
         return;
     }
@@ -563,9 +551,7 @@ fexp_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     }
     r->offset = (uint64_t)off;
     r->whence = whence;
-    r->work.func = lseek_func;
-    ThreadletQueue *q = exp->queue ? exp->queue : threadlet_global_queue();
-    int ret = threadlet_submit_complete(q, &r->work, exp->io, lseek_done);
+    int ret = blockdev_aio_lseek(exp->bd, r->offset, whence, lseek_done, r);
     if (ret < 0) {
         fexp_reply_err(exp, req, -ret);
         fexp_req_end(r);
@@ -615,8 +601,8 @@ fexp_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* Negotiate large requests and enough background requests for async
- * direct I/O at a queue depth of 32; receive into memory, never a pipe,
- * so a write can keep its buffer.
+ * direct I/O at a queue depth of 32; receive into memory, never a pipe, so
+ * a write can keep its buffer.
  */
 static void
 fexp_init(void *userdata, struct fuse_conn_info *conn)
@@ -625,6 +611,8 @@ fexp_init(void *userdata, struct fuse_conn_info *conn)
 
     conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
                     FUSE_CAP_SPLICE_MOVE | FUSE_CAP_WRITEBACK_CACHE);
+    /* O_TRUNC then arrives as a SETATTR, where the size rules live. */
+    conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
     if (conn->capable & FUSE_CAP_ASYNC_DIO) {
         conn->want |= FUSE_CAP_ASYNC_DIO;
     }
@@ -634,6 +622,8 @@ fexp_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->max_write > FEXP_MAX_WRITE) {
         conn->max_write = FEXP_MAX_WRITE;
     }
+    /* libfuse insists that init repeats the mount's max_read. */
+    conn->max_read = exp->max_read;
     conn->max_background = 64;
     conn->congestion_threshold = 48;
     exp->stats.max_write = conn->max_write;

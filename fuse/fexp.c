@@ -181,6 +181,23 @@ fexp_shutdown(FuseExport *exp)
     }
 }
 
+/* Process the request just received; returns its opcode. */
+static uint32_t
+process_one(FuseExport *exp)
+{
+    const struct fuse_in_header *in = exp->rbuf.mem;
+    uint32_t opcode = in->opcode;
+
+    exp->cur_buf = exp->rbuf.mem;
+    exp->cur_unique = in->unique;
+    fuse_session_process_buf(exp->se, &exp->rbuf);
+    if (!exp->cur_buf) {
+        exp->rbuf.mem = NULL; /* a write kept it */
+    }
+    exp->cur_buf = NULL;
+    return opcode;
+}
+
 /* Read and process requests until none is waiting. */
 static void
 session_readable(void *opaque, int fd, uint32_t events)
@@ -216,13 +233,7 @@ session_readable(void *opaque, int fd, uint32_t events)
         }
         n++;
         exp->stats.requests++;
-        exp->cur_buf = exp->rbuf.mem;
-        exp->cur_unique = ((const struct fuse_in_header *)exp->rbuf.mem)->unique;
-        fuse_session_process_buf(exp->se, &exp->rbuf);
-        if (!exp->cur_buf) {
-            exp->rbuf.mem = NULL; /* a write kept it */
-        }
-        exp->cur_buf = NULL;
+        process_one(exp);
         if (fuse_session_exited(exp->se)) {
             fexp_shutdown(exp);
             break;
@@ -253,6 +264,22 @@ fsname_option(const char *image)
     }
     *p = '\0';
     return s;
+}
+
+/* The last max_read=N in the -o options, or 0. */
+static unsigned
+max_read_option(const char *opts)
+{
+    unsigned val = 0;
+    const char *p = opts;
+
+    while (p && (p = strstr(p, "max_read=")) != NULL) {
+        if (p == opts || p[-1] == ',') {
+            val = (unsigned)strtoul(p + 9, NULL, 0);
+        }
+        p += 9;
+    }
+    return val;
 }
 
 static int
@@ -308,16 +335,7 @@ answer_init(FuseExport *exp)
         if (ret <= 0) {
             return ret < 0 ? ret : -ENOTCONN;
         }
-        const struct fuse_in_header *in = exp->rbuf.mem;
-        uint32_t opcode = in->opcode;
-        exp->cur_buf = exp->rbuf.mem;
-        exp->cur_unique = in->unique;
-        fuse_session_process_buf(exp->se, &exp->rbuf);
-        if (!exp->cur_buf) {
-            exp->rbuf.mem = NULL;
-        }
-        exp->cur_buf = NULL;
-        if (opcode == FUSE_INIT) {
+        if (process_one(exp) == FUSE_INIT) {
             return fuse_session_exited(exp->se) ? -EPROTO : 0;
         }
     }
@@ -351,13 +369,11 @@ fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts,
     }
     exp->bd = bd;
     exp->io = io;
-    exp->queue = opts->queue;
     exp->fd = -1;
     exp->dir_mode = S_ISDIR(mst.st_mode);
     exp->readonly = blockdev_is_readonly(bd);
     exp->growable = opts->growable;
     exp->direct_io = opts->direct_io;
-    exp->size = blockdev_size(bd);
     exp->base_mode = ist.st_mode & 0777;
     if (exp->readonly) {
         exp->base_mode &= ~0222;
@@ -374,6 +390,7 @@ fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts,
         goto fail;
     }
 
+    exp->max_read = max_read_option(opts->fuse_opts);
     ret = make_session(exp, opts, errmsg);
     if (ret < 0) {
         goto fail;

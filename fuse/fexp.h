@@ -25,7 +25,6 @@
 
 #include "iothread.h"
 #include "raw.h"
-#include "threadlet.h"
 
 typedef struct FuseExport FuseExport;
 
@@ -38,7 +37,6 @@ typedef struct FexpOptions {
     bool allow_other;         /* other users may use the mount */
     const char *fuse_opts;    /* extra -o options. Can be NULL. */
     bool debug;               /* libfuse's -d */
-    ThreadletQueue *queue;    /* the BlockDev's queue, for lseek */
 } FexpOptions;
 
 /* What the export has done.  I/O thread only. */

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The command itself: --help, --version, the hidden option lists; the
+# detaching form returns only once the mount is usable and writes its pid
+# file only while serving; SIGUSR1 dumps statistics into --log; SIGTERM
+# and fusermount3 -u end it with status 0 and the pid file removed;
+# --direct-io=off and --cache=none serve the same data.
+source "$(dirname "$0")/../functions.sh"
+source "$(dirname "$0")/fuse-functions.sh"
+set -e
+
+d=$(mktestdir)
+img=$d/disk.img
+mnt=$d/mnt
+mkdir "$mnt"
+head -c 8M /dev/urandom >"$img"
+tlbd=$(tlbd_bin)
+
+"$tlbd" fuse --help >"$d/help"
+grep -q "IMAGE MOUNTPOINT" "$d/help" || die "--help: $(cat "$d/help")"
+"$tlbd" fuse --version | grep -q "^tlbd fuse [0-9]" || die "--version"
+"$tlbd" fuse --long-options | grep -qx -- "--growable" || die "--long-options"
+"$tlbd" fuse --short-options | grep -qx -- "-r" || die "--short-options"
+if "$tlbd" fuse --no-such-option "$img" "$mnt" 2>/dev/null; then
+    die "an unknown option was accepted"
+fi
+if "$tlbd" fuse "$img" 2>/dev/null; then
+    die "a missing MOUNTPOINT was accepted"
+fi
+
+# Detached: usable as soon as the command returns.
+"$tlbd" fuse -P "$d/pid" --log="$d/log" "$img" "$mnt"
+cleanup_fn "kill_fuse \$(cat '$d/pid' 2>/dev/null || echo 0) '$mnt'"
+cmp "$img" "$mnt/disk.img"
+pid=$(cat "$d/pid")
+pid_alive "$pid" || die "the pid file names no live process"
+kill -USR1 "$pid"
+for ((i = 0; i < 50; i++)); do
+    grep -q "requests" "$d/log" && break
+    sleep 0.1
+done
+grep -q "receive buffers" "$d/log" || die "no statistics on SIGUSR1"
+kill -TERM "$pid"
+for ((i = 0; i < 100; i++)); do
+    pid_alive "$pid" || break
+    sleep 0.1
+done
+! pid_alive "$pid" || die "SIGTERM did not end tlbd fuse"
+! fuse_is_mounted "$mnt" || die "still mounted after SIGTERM"
+[ ! -e "$d/pid" ] || die "the pid file is still there"
+[ "$(grep -c "receive buffers" "$d/log")" = 2 ] ||
+    die "no statistics at exit"
+
+# fusermount3 -u from outside: exit status 0.
+start_fuse "$d/log2" --direct-io=off "$img" "$mnt"
+cmp "$img" "$mnt/disk.img"
+dd if=/dev/zero of="$mnt/disk.img" bs=64k count=1 conv=notrunc,fsync \
+   status=none
+fusermount3 -u "$mnt"
+rc=0
+wait "$fuse_pid" || rc=$?
+[ "$rc" = 0 ] || die "exit status $rc after fusermount3 -u"
+cmp -n 65536 "$img" /dev/zero || die "write with --direct-io=off lost"
+
+# The image opened with O_DIRECT.
+start_fuse "$d/log3" --cache=none "$img" "$mnt"
+head -c 1M /dev/urandom >"$d/pattern"
+dd if="$d/pattern" of="$mnt/disk.img" bs=4k seek=1 conv=notrunc,fsync \
+   status=none
+dd if="$mnt/disk.img" bs=4k skip=1 count=256 status=none | cmp - "$d/pattern"
+stop_fuse "$d/log3" "$mnt"
