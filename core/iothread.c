@@ -5,7 +5,9 @@
  * loop reads the eventfd first and then takes the whole stack with one
  * exchange, so a push that lands after the exchange sees an empty stack and
  * kicks again: no wake-up is lost.  The taken stack is reversed into posting
- * order and run outside any lock.
+ * order and run outside any lock.  A poster counts itself in `posting` for
+ * the whole call, because its task may run, and the owner free the loop,
+ * before the poster has returned; iothread_free waits for the count to drop.
  *
  * Fd handlers live in a list owned by the loop's thread.  A handler removed
  * while a batch of epoll events is being dispatched is only marked dead and
@@ -14,6 +16,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -45,6 +48,7 @@ struct IOThread {
 
     /* atomic */
     _Atomic(IOThreadTask *) pending;     /* lock-free stack of posted tasks */
+    _Atomic unsigned posting;            /* threads inside iothread_post */
     atomic_bool stopping;
     _Atomic uint64_t posted;
     _Atomic uint64_t kicks;
@@ -76,6 +80,7 @@ iothread_new(const char *name, IOThread **out)
     LIST_INIT(&io->graveyard);
     atomic_init(&io->pending, NULL);
     atomic_init(&io->stopping, false);
+    atomic_init(&io->posting, 0);
 
     io->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (io->epfd < 0) {
@@ -115,16 +120,22 @@ kick(IOThread *io)
 void
 iothread_post(IOThread *io, IOThreadTask *task)
 {
+    /* Once the task is on the stack it may run and its owner may free IO
+     * before this function returns: announce the poster first, and leave
+     * only after the last access to IO (iothread_free waits for that).
+     */
+    atomic_fetch_add_explicit(&io->posting, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&io->posted, 1, memory_order_relaxed);
     IOThreadTask *old = atomic_load_explicit(&io->pending,
                                              memory_order_relaxed);
     do {
         task->next = old;
     } while (!atomic_compare_exchange_weak_explicit(
         &io->pending, &old, task, memory_order_release, memory_order_relaxed));
-    atomic_fetch_add_explicit(&io->posted, 1, memory_order_relaxed);
     if (old == NULL) {
         kick(io);
     }
+    atomic_fetch_sub_explicit(&io->posting, 1, memory_order_release);
 }
 
 /* Run every posted task.  Returns how many ran. */
@@ -273,6 +284,10 @@ iothread_free(IOThread *io)
     }
     iothread_stop(io);
     drain_tasks(io);
+    /* A poster whose task already ran may still be returning from post. */
+    while (atomic_load_explicit(&io->posting, memory_order_acquire) != 0) {
+        sched_yield();
+    }
     while ((h = LIST_FIRST(&io->handlers)) != NULL) {
         LIST_REMOVE(h, next);
         free(h);

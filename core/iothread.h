@@ -49,8 +49,9 @@ typedef struct IOThreadStats {
  */
 int iothread_new(const char *name, IOThread **out);
 
-/* Stop the loop if needed, join its thread, run tasks still posted, close
- * its descriptors and free it.  Handlers still registered are dropped.
+/* Stop the loop if needed, join its thread, run tasks still posted, wait
+ * for posters still returning from iothread_post, close its descriptors and
+ * free it.  Handlers still registered are dropped.
  */
 void iothread_free(IOThread *io);
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -275,6 +276,80 @@ test_stop_runs_pending(void **state)
     free(tasks);
 }
 
+/* The owner may free the IOThread as soon as the last task it waits for has
+ * run, while the posters of those tasks are still returning from
+ * iothread_post: iothread_free must wait for them, and a poster must not
+ * touch the loop after its task may have run.  Under AddressSanitizer a
+ * violation is a heap-use-after-free report.
+ */
+enum { RACE_ROUNDS = 300, RACE_POSTERS = 2, RACE_TASKS = 200 };
+
+typedef struct RaceRound {
+    IOThread *io;
+    Task *tasks;
+    int left;            /* loop thread only */
+    atomic_bool all_ran;
+} RaceRound;
+
+static void
+race_task_fn(IOThreadTask *t)
+{
+    Task *task = container_of(t, Task, task);
+    RaceRound *round = (RaceRound *)task->io;
+    if (--round->left == 0) {
+        atomic_store(&round->all_ran, true);
+    }
+}
+
+typedef struct RacePoster {
+    pthread_t thread;
+    RaceRound *round;
+    Task *tasks;
+} RacePoster;
+
+static void *
+race_poster_main(void *opaque)
+{
+    RacePoster *p = opaque;
+    for (int i = 0; i < RACE_TASKS; i++) {
+        p->tasks[i].io = (IOThread *)p->round; /* opaque back pointer */
+        p->tasks[i].task.fn = race_task_fn;
+        iothread_post(p->round->io, &p->tasks[i].task);
+    }
+    return NULL;
+}
+
+static void
+test_free_while_posters_return(void **state)
+{
+    (void)state;
+    Task *tasks = calloc(RACE_POSTERS * RACE_TASKS, sizeof(*tasks));
+
+    for (int r = 0; r < RACE_ROUNDS; r++) {
+        RaceRound round = { .left = RACE_POSTERS * RACE_TASKS };
+        RacePoster posters[RACE_POSTERS];
+
+        atomic_init(&round.all_ran, false);
+        assert_int_equal(iothread_new("race", &round.io), 0);
+        assert_int_equal(iothread_start(round.io), 0);
+        for (int i = 0; i < RACE_POSTERS; i++) {
+            posters[i].round = &round;
+            posters[i].tasks = tasks + i * RACE_TASKS;
+            pthread_create(&posters[i].thread, NULL, race_poster_main,
+                           &posters[i]);
+        }
+        while (!atomic_load(&round.all_ran)) {
+            sched_yield();
+        }
+        /* Every task has run; the posters may still be inside post. */
+        iothread_free(round.io);
+        for (int i = 0; i < RACE_POSTERS; i++) {
+            pthread_join(posters[i].thread, NULL);
+        }
+    }
+    free(tasks);
+}
+
 int
 main(void)
 {
@@ -284,6 +359,7 @@ main(void)
         cmocka_unit_test(test_fd_handler),
         cmocka_unit_test(test_run_in_caller),
         cmocka_unit_test(test_stop_runs_pending),
+        cmocka_unit_test(test_free_while_posters_return),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
