@@ -626,6 +626,7 @@ print_table(double res[N_ROWS][N_LIBS])
     printf("throughput: higher is better; round trip: lower is better\n");
 }
 
+/* The same figures as the table, in the same units (k tasks/s, us). */
 static void
 print_json(double res[N_ROWS][N_LIBS])
 {
@@ -637,9 +638,11 @@ print_json(double res[N_ROWS][N_LIBS])
            "\"round_trips\": %u, \"reps\": %u, \"rows\": [\n",
            opt.threads, opt.tasks, opt.submitters, rtt_samples, opt.reps);
     for (int r = 0; r < N_ROWS; r++) {
-        printf("  {\"metric\": \"%s\"", keys[r]);
+        double scale = r < ROW_RTT_P50 ? 1e-3 : 1.0;
+        printf("  {\"metric\": \"%s\", \"unit\": \"%s\"", keys[r],
+               r < ROW_RTT_P50 ? "k tasks/s" : "us");
         for (int l = 0; l < N_LIBS; l++) {
-            printf(", \"%s\": %.3f", lib_keys[l], res[r][l]);
+            printf(", \"%s\": %.3f", lib_keys[l], res[r][l] * scale);
         }
         printf("}%s\n", r + 1 < N_ROWS ? "," : "");
     }
