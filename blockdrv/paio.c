@@ -129,9 +129,7 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->bytes_read = atomic_load(&dev->stat_bytes_read);
     st->bytes_written = atomic_load(&dev->stat_bytes_written);
     st->errors = atomic_load(&dev->stat_errors);
-    tlbd_mutex_lock(&dev->drain_lock);
-    st->in_flight = dev->in_flight;
-    tlbd_mutex_unlock(&dev->drain_lock);
+    st->in_flight = atomic_load(&dev->stat_in_flight);
 }
 
 /* The latched flush error, or fdatasync's; a first failure is latched. */
@@ -330,6 +328,7 @@ paio_complete(ThreadletWork *work)
     } else if (req->type == PAIO_WRITE) {
         atomic_fetch_add(&dev->stat_bytes_written, (uint64_t)req->ret);
     }
+    atomic_fetch_sub(&dev->stat_in_flight, 1);
 
     req->cb(req); /* may free or reuse REQ */
 
@@ -361,9 +360,11 @@ paio_submit(PaioDev *dev, PaioRequest *req)
     dev->in_flight++;
     tlbd_mutex_unlock(&dev->drain_lock);
 
+    atomic_fetch_add(&dev->stat_in_flight, 1);
     ret = threadlet_submit_complete(dev->queue, &req->work, req->iothread,
                                     paio_complete);
     if (ret < 0) {
+        atomic_fetch_sub(&dev->stat_in_flight, 1);
         tlbd_mutex_lock(&dev->drain_lock);
         if (--dev->in_flight == 0) {
             pthread_cond_broadcast(&dev->drain_cond);

@@ -143,6 +143,7 @@ struct PaioDev {
     _Atomic uint64_t stat_bytes_read;
     _Atomic uint64_t stat_bytes_written;
     _Atomic uint64_t stat_errors;
+    _Atomic uint64_t stat_in_flight; /* submitted, callback not started */
 
     /* rmw_lock orders writes that must not interleave with others: held
      * exclusively to read-modify-write a partial O_DIRECT block, to extend
@@ -158,7 +159,7 @@ struct PaioDev {
     /* protected by drain_lock */
     pthread_mutex_t drain_lock;
     pthread_cond_t drain_cond; /* in_flight fell to 0 */
-    uint64_t in_flight;
+    uint64_t in_flight;        /* submitted, callback not returned */
 };
 
 /* Make a PaioDev for CFG->fd (not taken over: the caller closes it after

@@ -23,10 +23,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "raw.h"
+
+/* For tests that mount things: returns false (the caller skips) unless
+ * root; under CI=true a missing privilege fails instead.  Moves the process
+ * into a private mount namespace, so whatever it mounts vanishes with it
+ * even if a test dies before its teardown; call it before any thread
+ * starts.
+ */
+static inline bool
+bt_private_mounts(void)
+{
+    if (geteuid() != 0) {
+        const char *ci = getenv("CI");
+        fprintf(stderr, "needs root to mount file systems\n");
+        if (ci && strcmp(ci, "true") == 0) {
+            exit(EXIT_FAILURE);
+        }
+        return false;
+    }
+    if (unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        perror("unshare/mount private");
+        exit(EXIT_FAILURE);
+    }
+    return true;
+}
 
 /* A fresh directory for one test; free the result after bt_rmdir. */
 static inline char *
@@ -66,14 +93,31 @@ bt_path(const char *dir, const char *name)
     return p;
 }
 
-/* Deterministic bytes: the same SEED and offset always give the same. */
+/* Deterministic bytes: the same SEED and offset always give the same.
+ * Built a word at a time (byte X of the image is byte X % 8 of word X / 8),
+ * so the sanitizer builds fill large buffers quickly.
+ */
+static inline uint64_t
+bt_pattern_word(uint64_t index, unsigned seed)
+{
+    uint64_t z = index * 0x9e3779b97f4a7c15ull + seed * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 31)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 29);
+}
+
 static inline void
 bt_pattern(void *buf, size_t len, uint64_t offset, unsigned seed)
 {
     uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++) {
-        uint64_t x = (offset + i) * 2654435761u + seed * 40503u;
-        p[i] = (uint8_t)(x ^ (x >> 13));
+    size_t i = 0;
+
+    while (i < len) {
+        uint64_t x = offset + i;
+        uint64_t w = bt_pattern_word(x / 8, seed);
+        size_t skip = (size_t)(x % 8);
+        size_t n = 8 - skip < len - i ? 8 - skip : len - i;
+        memcpy(p + i, (uint8_t *)&w + skip, n);
+        i += n;
     }
 }
 
