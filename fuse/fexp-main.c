@@ -80,7 +80,7 @@ typedef enum { ALLOW_OFF, ALLOW_ON, ALLOW_AUTO } AllowOther;
 typedef struct FuseMain {
     const char *image;
     char *mountpoint;         /* absolute */
-    const char *name;
+    char *name;               /* directory mounts */
     const char *pidfile;
     char *pidfile_abs;
     const char *log;
@@ -286,7 +286,11 @@ parse_args(FuseMain *m, int argc, char **argv)
             m->inject = optarg;
             break;
         case NAME_OPTION:
-            m->name = optarg;
+            free(m->name);
+            m->name = strdup(optarg);
+            if (!m->name) {
+                fail("out of memory");
+            }
             break;
         case LOG_OPTION:
             m->log = optarg;
@@ -718,6 +722,7 @@ tlbd_fuse_main(int argc, char **argv)
     }
     status = serve(&m, ready_fd);
     free(m.mountpoint);
+    free(m.name);
     free(m.pidfile_abs);
     free(m.fuse_opts);
     return status;

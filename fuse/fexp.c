@@ -227,7 +227,6 @@ session_readable(void *opaque, int fd, uint32_t events)
             if (ret < 0 && exp->status == 0) {
                 exp->status = ret;
             }
-            exp->mounted = ret == 0 ? false : exp->mounted;
             fexp_shutdown(exp);
             break;
         }
@@ -483,6 +482,9 @@ fexp_free(FuseExport *exp)
     stop_watching(exp);
     if (exp->se) {
         if (exp->mounted) {
+            /* Also after an unmount from outside: libfuse then sees the
+             * dead connection, leaves the mount point alone, and frees.
+             */
             fuse_session_unmount(exp->se);
         }
         fuse_session_destroy(exp->se); /* closes the fd */
