@@ -4,7 +4,8 @@
 #  2. a block of an earlier run is corrupted while no bench runs;
 #  3. a good block is copied over another (misplaced);
 #  4. another process writes garbage over the image during a run.
-# Each time it exits non-zero naming the offset.
+# Each time it exits non-zero naming the offset.  An I/O error (injected)
+# ends the run the same way.
 source "$(dirname "$0")/../functions.sh"
 set -e
 
@@ -71,4 +72,14 @@ off=$(sed -n 's/^tlbd: bench: verification failed at offset \([0-9]*\):.*/\1/p' 
 [ -n "$off" ] && [ "$off" -lt $((1 << 20)) ] ||
     die "garbage mid-run: wrong report: $(cat "$dir/err")"
 grep -q '^  verify    FAILED' "$dir/out" || die "the summary hides the failure"
+
+# 5. An I/O error is reported with the request that failed.
+set +e
+err=$("$tlbd" bench --no-progress --ops 2000 --inject 'write:eio:after=50' \
+    "$img" 2>&1 >/dev/null)
+status=$?
+set -e
+[ $status -eq 1 ] || die "an injected EIO: exit $status: $err"
+grep -Eq '^tlbd: bench: write of [0-9]+ bytes at offset [0-9]+ failed: Input/output error$' \
+    <<<"$err" || die "an injected EIO was reported as: $err"
 echo "$test_name: ok"
