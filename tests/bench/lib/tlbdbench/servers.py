@@ -54,14 +54,22 @@ class ServerDef:
     family = None
     name = None
     is_tlbd = False
-    #: exported through FUSE; the ext4 rows loop-mount it
+    #: programs that must be installed
     tools = ()
 
     def __init__(self, ctx):
         self.ctx = ctx
 
+    #: tlbd's servers: the file under BUILD they need
+    built = None
+
+    def path(self):
+        return os.path.join(self.ctx.build, self.built)
+
     def unavailable(self):
         """None if the server can run here, else the reason it cannot."""
+        if self.built and not os.path.exists(self.path()):
+            return "not built (no %s)" % self.built
         for tool in self.tools:
             if shutil.which(tool) is None:
                 return "%s not installed (make deps)" % tool
@@ -107,19 +115,12 @@ class TlbdNbd(ServerDef):
     is_tlbd = True
     tools = ("nbdkit",)
 
-    def plugin(self):
-        return os.path.join(self.ctx.build, "nbd-plugin",
-                            "nbdkit-tlbd-plugin.so")
-
-    def unavailable(self):
-        if not os.path.exists(self.plugin()):
-            return "not built (no nbd-plugin/nbdkit-tlbd-plugin.so)"
-        return super().unavailable()
+    built = "nbd-plugin/nbdkit-tlbd-plugin.so"
 
     def start(self, image_key, image):
         tag = "tlbd-nbd-" + image_key
         p, sock = self._nbdkit_file(
-            tag, image, lambda img: [self.plugin(), "file=" + img]
+            tag, image, lambda img: [self.path(), "file=" + img]
             + self.ctx.opts.tlbd_nbd_args)
         return Instance(self, image_key, self._uri(sock), [p])
 
@@ -169,24 +170,24 @@ class TlbdFuse(ServerDef):
     is_tlbd = True
     tools = ("fusermount3",)
 
-    def binary(self):
-        return os.path.join(self.ctx.build, "cmd", "tlbd")
+    built = "cmd/tlbd"
 
     def unavailable(self):
-        if not os.path.exists(self.binary()):
-            return "not built (no cmd/tlbd)"
+        why = super().unavailable()
+        if why is not None:
+            return why
         try:
-            out = run([self.binary(), "--help"], timeout=10).stdout
+            out = run([self.path(), "--help"], timeout=10).stdout
         except RunError as e:
             return str(e)
         if not any(ln.split()[:1] == ["fuse"] for ln in out.splitlines()):
             return "not built (tlbd has no fuse command yet)"
-        return super().unavailable()
+        return None
 
     def start(self, image_key, image):
         tag = "tlbd-fuse-" + image_key
         mnt = self.ctx.mount_file(tag)
-        p = self._spawn(tag, [self.binary(), "fuse", "-f"]
+        p = self._spawn(tag, [self.path(), "fuse", "-f"]
                         + self.ctx.opts.tlbd_fuse_args + [image, mnt])
         wait_until(tag + " mount", lambda: mounted(mnt), p)
         return Instance(self, image_key, mnt, [p])
