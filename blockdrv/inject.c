@@ -67,11 +67,14 @@ static const struct {
     const char *name;
     int err;
 } err_names[] = {
-    { "eio", EIO },         { "enospc", ENOSPC },     { "edquot", EDQUOT },
-    { "efbig", EFBIG },     { "erofs", EROFS },       { "enotsup", ENOTSUP },
-    { "eopnotsupp", EOPNOTSUPP }, { "enomem", ENOMEM }, { "eagain", EAGAIN },
-    { "ebusy", EBUSY },     { "einval", EINVAL },     { "eperm", EPERM },
-    { "etimedout", ETIMEDOUT }, { "enxio", ENXIO },   { "eshutdown", ESHUTDOWN },
+    { "eio", EIO },           { "enospc", ENOSPC },
+    { "edquot", EDQUOT },     { "efbig", EFBIG },
+    { "erofs", EROFS },       { "enotsup", ENOTSUP },
+    { "eopnotsupp", EOPNOTSUPP }, { "enomem", ENOMEM },
+    { "eagain", EAGAIN },     { "ebusy", EBUSY },
+    { "einval", EINVAL },     { "eperm", EPERM },
+    { "etimedout", ETIMEDOUT }, { "enxio", ENXIO },
+    { "eshutdown", ESHUTDOWN },
 };
 
 /* Set *ERRMSG to "inject: 'SPEC': <what> at column COL" and fail. */

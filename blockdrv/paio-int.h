@@ -20,6 +20,21 @@ int paio_latch_flush_error(PaioDev *dev, int err);
 /* Raise dev->size to END if it is smaller. */
 void paio_grow_size(PaioDev *dev, uint64_t end);
 
+/* How a request holds dev->rmw_lock (see paio-rw.c). */
+typedef enum PaioRmwMode {
+    PAIO_RMW_NONE = 0,
+    PAIO_RMW_SHARED,    /* an O_DIRECT change that reads nothing back */
+    PAIO_RMW_EXCLUSIVE, /* a partial-block read-modify-write, a change of
+                           the file's size */
+} PaioRmwMode;
+
+/* The mode for a change of [OFFSET, OFFSET+LENGTH) that is not itself a
+ * read-modify-write: exclusive if it extends the file, shared on O_DIRECT.
+ */
+PaioRmwMode paio_rmw_mode(PaioDev *dev, uint64_t offset, uint64_t length);
+void paio_rmw_lock(PaioDev *dev, PaioRmwMode mode);
+void paio_rmw_unlock(PaioDev *dev, PaioRmwMode mode);
+
 /* Write LENGTH zero bytes at OFFSET with plain writes (the slow way). */
 int paio_write_zero_buffers(PaioDev *dev, uint64_t offset, uint64_t length);
 

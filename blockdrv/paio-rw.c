@@ -8,9 +8,10 @@
  * partial first and last blocks, copy in and write the covering blocks.
  *
  * Locking: dev->rmw_lock is taken exclusively by a write that
- * read-modify-writes a partial block or that extends the file (so the
- * size it leaves behind is right), and shared by the other O_DIRECT writes,
- * so no write lands between the read and the write of a partial block.
+ * read-modify-writes a partial block, and by any change that extends or
+ * truncates the file (so the size it leaves behind is right); it is shared
+ * by the other O_DIRECT changes (writes, write-zeroes, discards), so none
+ * lands between the read and the write of a partial block.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -301,46 +302,66 @@ bounce_write_locked(PaioDev *dev, const struct iovec *iov, int niov,
     return (int64_t)total;
 }
 
+PaioRmwMode
+paio_rmw_mode(PaioDev *dev, uint64_t offset, uint64_t length)
+{
+    if (offset + length > atomic_load(&dev->size)) {
+        return PAIO_RMW_EXCLUSIVE;
+    }
+    return dev->direct ? PAIO_RMW_SHARED : PAIO_RMW_NONE;
+}
+
+void
+paio_rmw_lock(PaioDev *dev, PaioRmwMode mode)
+{
+    if (mode == PAIO_RMW_EXCLUSIVE) {
+        pthread_rwlock_wrlock(&dev->rmw_lock);
+    } else if (mode == PAIO_RMW_SHARED) {
+        pthread_rwlock_rdlock(&dev->rmw_lock);
+    }
+}
+
+void
+paio_rmw_unlock(PaioDev *dev, PaioRmwMode mode)
+{
+    if (mode != PAIO_RMW_NONE) {
+        pthread_rwlock_unlock(&dev->rmw_lock);
+    }
+}
+
 /* Write IOV at OFFSET, choosing the lock and the bounce path. */
 static int64_t
 write_range(PaioDev *dev, const struct iovec *iov, int niov, uint64_t offset,
             uint64_t total)
 {
     uint64_t mask = dev->alignment - 1;
-    bool extends = offset + total > atomic_load(&dev->size);
-    bool bounce =
-        dev->direct && !is_aligned(dev, iov, niov, offset, total);
-    bool partial = bounce && ((offset & mask) || (total & mask));
+    PaioRmwMode mode = paio_rmw_mode(dev, offset, total);
+    bool bounce = dev->direct && !is_aligned(dev, iov, niov, offset, total);
     int64_t n;
 
-    if (extends || partial) {
-        pthread_rwlock_wrlock(&dev->rmw_lock);
-    } else if (dev->direct) {
-        pthread_rwlock_rdlock(&dev->rmw_lock);
+    if (bounce && ((offset & mask) || (total & mask))) {
+        mode = PAIO_RMW_EXCLUSIVE;
     }
-    if (bounce) {
-        if (extends || partial) {
-            n = bounce_write_locked(dev, iov, niov, offset, total);
+    paio_rmw_lock(dev, mode);
+    if (bounce && mode == PAIO_RMW_EXCLUSIVE) {
+        n = bounce_write_locked(dev, iov, niov, offset, total);
+    } else if (bounce) {
+        /* Whole blocks from a misaligned buffer: copy, no reads. */
+        CLEANUP_FREE char *buf = bounce_alloc(dev, total);
+        struct iovec v = { .iov_base = buf, .iov_len = total };
+        if (buf) {
+            iov_copy(iov, niov, 0, buf, total, false);
+            n = rw_loop(dev->fd, &v, 1, offset, total, true);
         } else {
-            /* Whole blocks from a misaligned buffer: copy, no reads. */
-            CLEANUP_FREE char *buf = bounce_alloc(dev, total);
-            struct iovec v = { .iov_base = buf, .iov_len = total };
-            if (buf) {
-                iov_copy(iov, niov, 0, buf, total, false);
-                n = rw_loop(dev->fd, &v, 1, offset, total, true);
-            } else {
-                n = -ENOMEM;
-            }
+            n = -ENOMEM;
         }
     } else {
         n = rw_loop(dev->fd, iov, niov, offset, total, true);
-        if (n >= 0 && extends) {
+        if (n >= 0) {
             paio_grow_size(dev, offset + total);
         }
     }
-    if (extends || partial || dev->direct) {
-        pthread_rwlock_unlock(&dev->rmw_lock);
-    }
+    paio_rmw_unlock(dev, mode);
     return n;
 }
 

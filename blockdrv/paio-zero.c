@@ -77,6 +77,7 @@ paio_handle_discard(PaioRequest *req)
 {
     PaioDev *dev = req->dev;
     uint64_t length = req->u.range.length;
+    PaioRmwMode mode;
     int ret = paio_check_end(dev, req->offset, length);
 
     if (ret < 0 || length == 0 || dev->discard_ignore) {
@@ -85,12 +86,18 @@ paio_handle_discard(PaioRequest *req)
     if (!atomic_load(&dev->has_discard)) {
         return -ENOTSUP;
     }
+    /* Shared with O_DIRECT writes, excluded from read-modify-writes; it
+     * never changes the size, so never exclusive.
+     */
+    mode = dev->direct ? PAIO_RMW_SHARED : PAIO_RMW_NONE;
+    paio_rmw_lock(dev, mode);
     if (dev->is_blockdev) {
         ret = do_range_ioctl(dev->fd, BLKDISCARD, req->offset, length);
     } else {
         ret = do_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
                            FALLOC_FL_KEEP_SIZE, req->offset, length);
     }
+    paio_rmw_unlock(dev, mode);
     return finish(req, try_method(&dev->has_discard, ret));
 }
 
@@ -166,28 +173,27 @@ paio_handle_write_zeroes(PaioRequest *req)
     uint64_t offset = req->offset;
     uint64_t length = req->u.range.length;
     uint64_t end = offset + length;
-    bool extends;
+    PaioRmwMode mode;
     int ret = paio_check_end(dev, offset, length);
 
     if (ret < 0 || length == 0) {
         return ret == 0 ? finish(req, 0) : ret;
     }
-    extends = end > atomic_load(&dev->size);
-    if (extends) {
-        pthread_rwlock_wrlock(&dev->rmw_lock);
-    }
+    /* Not during a read-modify-write of a block it shares: that would
+     * write the old bytes back over the zeroes.
+     */
+    mode = paio_rmw_mode(dev, offset, length);
+    paio_rmw_lock(dev, mode);
     ret = zero_fast(dev, offset, length, req->flags);
     if (ret == -ENOTSUP && dev->is_blockdev &&
         !(req->flags & PAIO_NO_FALLBACK) && atomic_load(&dev->has_zeroout)) {
         ret = try_method(&dev->has_zeroout,
                          do_range_ioctl(dev->fd, BLKZEROOUT, offset, length));
     }
-    if (ret == 0 && extends) {
+    if (ret == 0 && mode == PAIO_RMW_EXCLUSIVE) {
         ret = grow_to(dev, end);
     }
-    if (extends) {
-        pthread_rwlock_unlock(&dev->rmw_lock);
-    }
+    paio_rmw_unlock(dev, mode);
     if (ret == -ENOTSUP && !(req->flags & PAIO_NO_FALLBACK)) {
         ret = paio_write_zero_buffers(dev, offset, length);
     }

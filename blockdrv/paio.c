@@ -199,7 +199,7 @@ handle_truncate(PaioRequest *req)
     }
     /* Serialized with writes that extend the file (paio-rw.c). */
     int ret = 0;
-    pthread_rwlock_wrlock(&dev->rmw_lock);
+    paio_rmw_lock(dev, PAIO_RMW_EXCLUSIVE);
     while (ftruncate(dev->fd, (off_t)size) < 0) {
         if (errno != EINTR) {
             ret = -errno;
@@ -209,7 +209,7 @@ handle_truncate(PaioRequest *req)
     if (ret == 0) {
         atomic_store(&dev->size, size);
     }
-    pthread_rwlock_unlock(&dev->rmw_lock);
+    paio_rmw_unlock(dev, PAIO_RMW_EXCLUSIVE);
     return ret;
 }
 
