@@ -71,7 +71,9 @@ cursor_window(const IovCursor *c, struct iovec *win, int max)
     return n;
 }
 
-/* Copy LEN bytes between IOV (from byte SKIP on) and BUF. */
+/* Copy LEN bytes between IOV (from byte SKIP on) and BUF; a NULL BUF
+ * zeroes that part of IOV instead.
+ */
 static void
 iov_copy(const struct iovec *iov, int niov, uint64_t skip, char *buf,
          uint64_t len, bool to_iov)
@@ -84,28 +86,14 @@ iov_copy(const struct iovec *iov, int niov, uint64_t skip, char *buf,
         }
         size_t n = seg - skip < len ? seg - skip : len;
         char *p = (char *)iov[i].iov_base + skip;
-        if (to_iov) {
+        if (!buf) {
+            memset(p, 0, n);
+        } else if (to_iov) {
             memcpy(p, buf, n);
         } else {
             memcpy(buf, p, n);
         }
-        buf += n;
-        len -= n;
-        skip = 0;
-    }
-}
-
-static void
-iov_zero(const struct iovec *iov, int niov, uint64_t skip, uint64_t len)
-{
-    for (int i = 0; i < niov && len > 0; i++) {
-        size_t seg = iov[i].iov_len;
-        if (skip >= seg) {
-            skip -= seg;
-            continue;
-        }
-        size_t n = seg - skip < len ? seg - skip : len;
-        memset((char *)iov[i].iov_base + skip, 0, n);
+        buf = buf ? buf + n : NULL;
         len -= n;
         skip = 0;
     }
@@ -231,7 +219,7 @@ paio_handle_read(PaioRequest *req)
     if (n < 0) {
         return n;
     }
-    iov_zero(iov, niov, (uint64_t)n, total - (uint64_t)n);
+    iov_copy(iov, niov, (uint64_t)n, NULL, total - (uint64_t)n, true);
     return (int64_t)total;
 }
 

@@ -177,6 +177,54 @@ bt_st_blocks(const char *path)
     return (uint64_t)st.st_blocks;
 }
 
+/* What most tests start from: a fresh directory, an image in it, and a
+ * running IOThread.
+ */
+typedef struct BtFixture {
+    char *dir;
+    char *path;   /* NAME in dir; NULL without a NAME */
+    IOThread *io;
+} BtFixture;
+
+/* Fill F: an image NAME of SIZE bytes of pattern SEED (0: sparse). */
+static inline void
+bt_fixture_init(BtFixture *f, const char *name, size_t size, unsigned seed)
+{
+    f->dir = bt_tmpdir();
+    f->path = name ? bt_path(f->dir, name) : NULL;
+    if (name) {
+        bt_make_file(f->path, size, seed);
+    }
+    assert_int_equal(iothread_new("test", &f->io), 0);
+    assert_int_equal(iothread_start(f->io), 0);
+}
+
+static inline void
+bt_fixture_destroy(BtFixture *f)
+{
+    iothread_free(f->io);
+    bt_rmdir(f->dir);
+    free(f->path);
+    free(f->dir);
+}
+
+static inline BtFixture *
+bt_fixture_new(const char *name, size_t size, unsigned seed)
+{
+    BtFixture *f = calloc(1, sizeof(*f));
+    bt_fixture_init(f, name, size, seed);
+    return f;
+}
+
+/* A cmocka teardown for a BtFixture from bt_fixture_new. */
+static inline int
+bt_teardown(void **state)
+{
+    bt_fixture_destroy(*state);
+    free(*state);
+    return 0;
+}
+
 /* Open PATH with default options plus QUEUE and IO; assert success. */
 static inline BlockDev *
 bt_open(const char *path, bool readonly, BlockDevCache cache, IOThread *io)

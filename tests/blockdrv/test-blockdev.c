@@ -14,11 +14,9 @@
 enum { IMG_SIZE = 8 << 20 };
 
 typedef struct Fixture {
-    char *dir;
-    char *backing;
+    BtFixture b;  /* b.path is the backing file */
     char dev[32];
-    int loop_fd; /* holds the device until teardown */
-    IOThread *io;
+    int loop_fd;  /* holds the device until teardown */
 } Fixture;
 
 static int
@@ -28,10 +26,8 @@ setup(void **state)
     struct loop_config cfg;
     int ctl, back_fd, n, tries;
 
-    f->dir = bt_tmpdir();
-    f->backing = bt_path(f->dir, "backing.img");
-    bt_make_file(f->backing, IMG_SIZE, 0);
-    back_fd = open(f->backing, O_RDWR);
+    bt_fixture_init(&f->b, "backing.img", IMG_SIZE, 0);
+    back_fd = open(f->b.path, O_RDWR);
     assert_true(back_fd >= 0);
     ctl = open("/dev/loop-control", O_RDWR);
     assert_true(ctl >= 0);
@@ -56,8 +52,6 @@ setup(void **state)
     assert_true(f->loop_fd >= 0);
     close(back_fd);
     close(ctl);
-    assert_int_equal(iothread_new("blk", &f->io), 0);
-    assert_int_equal(iothread_start(f->io), 0);
     *state = f;
     return 0;
 }
@@ -66,11 +60,8 @@ static int
 teardown(void **state)
 {
     Fixture *f = *state;
-    iothread_free(f->io);
     close(f->loop_fd); /* autoclear detaches the loop device */
-    bt_rmdir(f->dir);
-    free(f->backing);
-    free(f->dir);
+    bt_fixture_destroy(&f->b);
     free(f);
     return 0;
 }
@@ -90,7 +81,7 @@ static void
 test_geometry_and_io(void **state)
 {
     Fixture *f = *state;
-    BlockDev *bd = bt_open(f->dev, false, BLOCKDEV_CACHE_WRITEBACK, f->io);
+    BlockDev *bd = bt_open(f->dev, false, BLOCKDEV_CACHE_WRITEBACK, f->b.io);
     uint8_t *buf = malloc(1 << 20);
     uint8_t *back = malloc(1 << 20);
     int runs = 0;
@@ -110,19 +101,19 @@ test_geometry_and_io(void **state)
                      1 << 20);
     assert_int_equal(blockdev_pread(bd, back, 1 << 20, 1 << 20), 1 << 20);
     assert_memory_equal(buf, back, 1 << 20);
-    uint64_t blocks = bt_st_blocks(f->backing);
+    uint64_t blocks = bt_st_blocks(f->b.path);
     assert_true(blocks >= (1 << 20) / 512);
 
     /* BLKDISCARD through the loop punches the backing file. */
     assert_true(blockdev_can_discard(bd));
-    bt_wait_init(&w, f->io);
+    bt_wait_init(&w, f->b.io);
     assert_int_equal(blockdev_aio_discard(bd, 1 << 20, 512 << 10, 0,
                                           bt_wait_cb, &w), 0);
     assert_int_equal(bt_wait(&w), 0);
     assert_int_equal(blockdev_flush(bd), 0);
     assert_int_equal(blockdev_pread(bd, back, 512 << 10, 1 << 20), 512 << 10);
     assert_true(bt_is_zero(back, 512 << 10));
-    assert_true(bt_st_blocks(f->backing) < blocks);
+    assert_true(bt_st_blocks(f->b.path) < blocks);
 
     /* Write-zeroes: plain, and fast-only with and without a hole. */
     assert_int_equal(blockdev_write_zeroes(bd, (3 << 19), 4096, 0), 0);
@@ -157,7 +148,7 @@ static void
 test_direct_on_blockdev(void **state)
 {
     Fixture *f = *state;
-    BlockDev *bd = bt_open(f->dev, false, BLOCKDEV_CACHE_NONE, f->io);
+    BlockDev *bd = bt_open(f->dev, false, BLOCKDEV_CACHE_NONE, f->b.io);
     uint8_t buf[3000], back[3000];
 
     assert_true(blockdev_is_direct(bd));

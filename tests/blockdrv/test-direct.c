@@ -10,23 +10,17 @@
 enum { IMG_SIZE = (1 << 20) + 1000 };
 
 typedef struct Fixture {
-    char *dir;
-    char *path;
+    BtFixture b;
     uint8_t *shadow; /* what the image must contain */
-    IOThread *io;
 } Fixture;
 
 static int
 setup(void **state)
 {
     Fixture *f = calloc(1, sizeof(*f));
-    f->dir = bt_tmpdir();
-    f->path = bt_path(f->dir, "direct.img");
-    bt_make_file(f->path, IMG_SIZE, 11);
+    bt_fixture_init(&f->b, "direct.img", IMG_SIZE, 11);
     f->shadow = malloc(IMG_SIZE + 65536);
     bt_pattern(f->shadow, IMG_SIZE, 0, 11);
-    assert_int_equal(iothread_new("direct", &f->io), 0);
-    assert_int_equal(iothread_start(f->io), 0);
     *state = f;
     return 0;
 }
@@ -35,11 +29,8 @@ static int
 teardown(void **state)
 {
     Fixture *f = *state;
-    iothread_free(f->io);
-    bt_rmdir(f->dir);
+    bt_fixture_destroy(&f->b);
     free(f->shadow);
-    free(f->path);
-    free(f->dir);
     free(f);
     return 0;
 }
@@ -56,7 +47,7 @@ check_image(Fixture *f, BlockDev *bd, size_t size)
     assert_int_equal(blockdev_pread(bd, back + 1, size, 0), (int64_t)size);
     assert_memory_equal(back + 1, f->shadow, size);
     free(back);
-    disk = bt_read_file(f->path, &len);
+    disk = bt_read_file(f->b.path, &len);
     assert_int_equal(len, size);
     assert_memory_equal(disk, f->shadow, size);
     free(disk);
@@ -66,7 +57,7 @@ static void
 test_misaligned_reads_and_writes(void **state)
 {
     Fixture *f = *state;
-    BlockDev *bd = bt_open(f->path, false, BLOCKDEV_CACHE_NONE, f->io);
+    BlockDev *bd = bt_open(f->b.path, false, BLOCKDEV_CACHE_NONE, f->b.io);
     unsigned a = blockdev_alignment(bd);
     static const struct {
         uint64_t off;
@@ -137,7 +128,7 @@ test_direct_growable(void **state)
     blockdev_options_init(&opts);
     opts.cache = BLOCKDEV_CACHE_NONE;
     opts.growable = true;
-    assert_int_equal(blockdev_open(f->path, &opts, &bd, &msg), 0);
+    assert_int_equal(blockdev_open(f->b.path, &opts, &bd, &msg), 0);
     assert_true(blockdev_is_direct(bd));
     /* Misaligned, past the end: the file ends exactly where the write does
      * (the covering block is cut back).
@@ -156,7 +147,7 @@ test_direct_growable(void **state)
 static void
 iov_max_roundtrip(Fixture *f, BlockDevCache cache)
 {
-    BlockDev *bd = bt_open(f->path, false, cache, f->io);
+    BlockDev *bd = bt_open(f->b.path, false, cache, f->b.io);
     int n = IOV_MAX;
     struct iovec *iov = calloc((size_t)n + 1, sizeof(*iov));
     struct iovec *riov = calloc((size_t)n, sizeof(*riov));
@@ -176,7 +167,7 @@ iov_max_roundtrip(Fixture *f, BlockDevCache cache)
         iov[i].iov_len = (size_t)(i % 7) + 1;
         pos += (int)iov[i].iov_len;
     }
-    bt_wait_init(&w, f->io);
+    bt_wait_init(&w, f->b.io);
     assert_int_equal(blockdev_aio_pwritev(bd, off, iov, n, 0, bt_wait_cb, &w),
                      0);
     memset(iov, 0, (size_t)n * sizeof(*iov)); /* aio copied the array */
@@ -199,7 +190,7 @@ iov_max_roundtrip(Fixture *f, BlockDevCache cache)
         iov[i] = iov[0];
     }
     assert_int_equal(blockdev_pwritev(bd, iov, n + 1, 0, 0), -EINVAL);
-    bt_wait_init(&w, f->io);
+    bt_wait_init(&w, f->b.io);
     assert_int_equal(blockdev_aio_preadv(bd, 0, iov, n + 1, bt_wait_cb, &w),
                      -EINVAL);
     check_image(f, bd, IMG_SIZE);

@@ -12,22 +12,19 @@
 #include "paio.h"
 
 typedef struct Fixture {
-    char *dir;  /* on /var/tmp */
-    char *mnt;  /* the tmpfs */
-    IOThread *io;
+    BtFixture b; /* its dir is on /var/tmp */
+    char *mnt;   /* the tmpfs */
 } Fixture;
 
 static int
 setup(void **state)
 {
     Fixture *f = calloc(1, sizeof(*f));
-    f->dir = bt_tmpdir();
-    f->mnt = bt_path(f->dir, "mnt");
+    bt_fixture_init(&f->b, NULL, 0, 0);
+    f->mnt = bt_path(f->b.dir, "mnt");
     assert_int_equal(mkdir(f->mnt, 0700), 0);
     assert_int_equal(mount("tlbd-test", f->mnt, "tmpfs", MS_NOSUID | MS_NODEV,
                            "size=256k"), 0);
-    assert_int_equal(iothread_new("err", &f->io), 0);
-    assert_int_equal(iothread_start(f->io), 0);
     *state = f;
     return 0;
 }
@@ -36,11 +33,9 @@ static int
 teardown(void **state)
 {
     Fixture *f = *state;
-    iothread_free(f->io);
     umount2(f->mnt, MNT_DETACH);
-    bt_rmdir(f->dir);
+    bt_fixture_destroy(&f->b);
     free(f->mnt);
-    free(f->dir);
     free(f);
     return 0;
 }
@@ -62,10 +57,10 @@ test_enospc(void **state)
     BtWait w;
 
     bt_make_file(path, 4 << 20, 0);
-    bd = bt_open(path, false, BLOCKDEV_CACHE_WRITEBACK, f->io);
+    bd = bt_open(path, false, BLOCKDEV_CACHE_WRITEBACK, f->b.io);
     for (off = 0; off < (4u << 20); off += sizeof(buf)) {
         bt_pattern(buf, sizeof(buf), off, 9);
-        bt_wait_init(&w, f->io);
+        bt_wait_init(&w, f->b.io);
         assert_int_equal(blockdev_aio_pwritev(bd, off, &iov, 1, 0, bt_wait_cb,
                                               &w), 0);
         ret = bt_wait(&w);
@@ -100,7 +95,7 @@ static void
 test_efbig(void **state)
 {
     Fixture *f = *state;
-    char *path = bt_path(f->dir, "limit.img");
+    char *path = bt_path(f->b.dir, "limit.img");
     struct rlimit old, lim;
     BlockDevOptions opts;
     BlockDev *bd = NULL;
@@ -111,7 +106,7 @@ test_efbig(void **state)
     bt_make_file(path, 65536, 4);
     blockdev_options_init(&opts);
     opts.growable = true;
-    opts.iothread = f->io;
+    opts.iothread = f->b.io;
     assert_int_equal(blockdev_open(path, &opts, &bd, NULL), 0);
     signal(SIGXFSZ, SIG_IGN);
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -120,11 +115,11 @@ test_efbig(void **state)
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
 
     memset(buf, 0x77, sizeof(buf));
-    bt_wait_init(&w, f->io);
+    bt_wait_init(&w, f->b.io);
     assert_int_equal(blockdev_aio_pwritev(bd, 96000, &iov, 1, 0, bt_wait_cb,
                                           &w), 0);
     assert_int_equal(bt_wait(&w), -EFBIG);
-    bt_wait_init(&w, f->io);
+    bt_wait_init(&w, f->b.io);
     assert_int_equal(blockdev_aio_pwritev(bd, 200000, &iov, 1, 0, bt_wait_cb,
                                           &w), 0);
     assert_int_equal(bt_wait(&w), -EFBIG);
@@ -164,7 +159,7 @@ test_enotsup_remembered(void **state)
         req.offset = 4096 + (uint64_t)i * 16384;
         req.flags = PAIO_NO_FALLBACK;
         req.u.range.length = 16384;
-        assert_int_equal(paio_run(dev, &req, i ? f->io : NULL), 0);
+        assert_int_equal(paio_run(dev, &req, i ? f->b.io : NULL), 0);
         assert_false(atomic_load(&dev->has_zero_range));
         assert_true(atomic_load(&dev->has_punch_zero));
         assert_int_equal(pread(fd, buf, sizeof(buf), (off_t)req.offset),

@@ -9,36 +9,14 @@
 
 #include "inject.h"
 
-typedef struct Fixture {
-    char *dir;
-    char *path;
-    IOThread *io;
-} Fixture;
+typedef BtFixture Fixture;
 
 enum { IMG_SIZE = 1 << 20 };
 
 static int
 setup(void **state)
 {
-    Fixture *f = calloc(1, sizeof(*f));
-    f->dir = bt_tmpdir();
-    f->path = bt_path(f->dir, "inject.img");
-    bt_make_file(f->path, IMG_SIZE, 3);
-    assert_int_equal(iothread_new("inj", &f->io), 0);
-    assert_int_equal(iothread_start(f->io), 0);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    Fixture *f = *state;
-    iothread_free(f->io);
-    bt_rmdir(f->dir);
-    free(f->path);
-    free(f->dir);
-    free(f);
+    *state = bt_fixture_new("inject.img", IMG_SIZE, 3);
     return 0;
 }
 
@@ -301,11 +279,11 @@ main(void)
         cmocka_unit_test(test_grammar_accepts),
         cmocka_unit_test(test_grammar_messages),
         cmocka_unit_test_setup_teardown(test_flush_error_latched, setup,
-                                        teardown),
+                                        bt_teardown),
         cmocka_unit_test_setup_teardown(test_errors_in_callbacks, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_triggers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delay, setup, teardown),
+                                        bt_teardown),
+        cmocka_unit_test_setup_teardown(test_triggers, setup, bt_teardown),
+        cmocka_unit_test_setup_teardown(test_delay, setup, bt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

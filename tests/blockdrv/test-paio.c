@@ -7,11 +7,9 @@
 #include "paio.h"
 
 typedef struct Fixture {
-    char *dir;
-    char *path;
+    BtFixture b;
     int fd;
     ThreadletQueue queue; /* one worker, so requests can be kept queued */
-    IOThread *io;
     PaioDev *dev;
 } Fixture;
 
@@ -23,14 +21,10 @@ setup(void **state)
     Fixture *f = calloc(1, sizeof(*f));
     PaioDevConfig cfg = { 0 };
 
-    f->dir = bt_tmpdir();
-    f->path = bt_path(f->dir, "paio.img");
-    bt_make_file(f->path, IMG_SIZE, 21);
-    f->fd = open(f->path, O_RDWR);
+    bt_fixture_init(&f->b, "paio.img", IMG_SIZE, 21);
+    f->fd = open(f->b.path, O_RDWR);
     assert_true(f->fd >= 0);
     assert_int_equal(threadlet_queue_init_named(&f->queue, "paio", 1, 1), 0);
-    assert_int_equal(iothread_new("paio", &f->io), 0);
-    assert_int_equal(iothread_start(f->io), 0);
     cfg.fd = f->fd;
     cfg.size = IMG_SIZE;
     cfg.queue = &f->queue;
@@ -46,11 +40,8 @@ teardown(void **state)
     Fixture *f = *state;
     paio_dev_free(f->dev);
     threadlet_queue_destroy(&f->queue, THREADLET_DRAIN);
-    iothread_free(f->io);
     close(f->fd);
-    bt_rmdir(f->dir);
-    free(f->path);
-    free(f->dir);
+    bt_fixture_destroy(&f->b);
     free(f);
     return 0;
 }
@@ -114,7 +105,7 @@ test_cancel_queued(void **state)
     sem_wait(&g.entered);
 
     for (int i = 0; i < N; i++) {
-        req_init(&r[i], f->io, PAIO_READ, (uint64_t)i * 512);
+        req_init(&r[i], f->b.io, PAIO_READ, (uint64_t)i * 512);
         assert_int_equal(paio_submit(f->dev, &r[i].req), 0);
     }
     /* Every other one is still queued behind the gate: cancel it. */
@@ -161,7 +152,7 @@ test_cancel_running_and_done(void **state)
     /* Running: a delay keeps the worker inside the request. */
     assert_int_equal(paio_dev_set_inject(f->dev, "read:delay=300ms", NULL),
                      0);
-    req_init(&r, f->io, PAIO_READ, 0);
+    req_init(&r, f->b.io, PAIO_READ, 0);
     assert_int_equal(paio_submit(f->dev, &r.req), 0);
     while (threadlet_work_state(&r.req.work) != THREADLET_RUNNING) {
         usleep(1000);
@@ -172,8 +163,8 @@ test_cancel_running_and_done(void **state)
 
     /* Done: the worker finished, the IOThread has not run the callback. */
     sem_init(&io_gate, 0, 0);
-    iothread_post(f->io, &blocker);
-    req_init(&r, f->io, PAIO_READ, 0);
+    iothread_post(f->b.io, &blocker);
+    req_init(&r, f->b.io, PAIO_READ, 0);
     assert_int_equal(paio_submit(f->dev, &r.req), 0);
     while (threadlet_work_state(&r.req.work) != THREADLET_DONE) {
         usleep(1000);
@@ -199,7 +190,7 @@ test_run_and_bad_requests(void **state)
         req.offset = 10;
         req.u.rw.iov = &iov;
         req.u.rw.niov = 1;
-        assert_int_equal(paio_run(f->dev, &req, i ? f->io : NULL), 100);
+        assert_int_equal(paio_run(f->dev, &req, i ? f->b.io : NULL), 100);
         assert_ptr_equal(req.dev, f->dev);
     }
     memset(&req, 0, sizeof(req));
@@ -245,14 +236,14 @@ test_zero_fallbacks(void **state)
 
     /* Punch + allocate: zeroes, and the blocks stay allocated. */
     atomic_store(&f->dev->has_punch_zero, true);
-    uint64_t blocks = bt_st_blocks(f->path);
+    uint64_t blocks = bt_st_blocks(f->b.path);
     assert_int_equal(zero(f, 131072, 131072, PAIO_NO_FALLBACK), 0);
     assert_int_equal(pread(f->fd, buf, 131072, 131072), 131072);
     assert_true(bt_is_zero(buf, 131072));
-    assert_int_equal(bt_st_blocks(f->path), blocks);
+    assert_int_equal(bt_st_blocks(f->b.path), blocks);
     /* ... and with MAY_TRIM it leaves a hole. */
     assert_int_equal(zero(f, 524288, 131072, PAIO_MAY_TRIM), 0);
-    assert_true(bt_st_blocks(f->path) <= blocks - 131072 / 512);
+    assert_true(bt_st_blocks(f->b.path) <= blocks - 131072 / 512);
     free(buf);
 }
 
@@ -276,10 +267,10 @@ test_close_in_flight(void **state)
     atomic_int done = 0;
 
     blockdev_options_init(&opts);
-    opts.iothread = f->io;
+    opts.iothread = f->b.io;
     opts.queue = &f->queue;
     opts.inject = "any:delay=2ms";
-    assert_int_equal(blockdev_open(f->path, &opts, &bd, NULL), 0);
+    assert_int_equal(blockdev_open(f->b.path, &opts, &bd, NULL), 0);
     for (int i = 0; i < N; i++) {
         struct iovec iov = { bufs[i], sizeof(bufs[i]) };
         if (i % 2) {

@@ -7,36 +7,14 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 
-typedef struct Fixture {
-    char *dir;
-    char *path;
-    IOThread *io;
-} Fixture;
+typedef BtFixture Fixture;
 
 enum { IMG_SIZE = 1 << 20 };
 
 static int
 setup(void **state)
 {
-    Fixture *f = calloc(1, sizeof(*f));
-    f->dir = bt_tmpdir();
-    f->path = bt_path(f->dir, "disk.img");
-    bt_make_file(f->path, IMG_SIZE, 7);
-    assert_int_equal(iothread_new("raw", &f->io), 0);
-    assert_int_equal(iothread_start(f->io), 0);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    Fixture *f = *state;
-    iothread_free(f->io);
-    bt_rmdir(f->dir);
-    free(f->path);
-    free(f->dir);
-    free(f);
+    *state = bt_fixture_new("disk.img", IMG_SIZE, 7);
     return 0;
 }
 
@@ -334,17 +312,18 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_aio_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aio_roundtrip, setup,
+                                        bt_teardown),
         cmocka_unit_test_setup_teardown(test_blocking_without_iothread, setup,
-                                        teardown),
+                                        bt_teardown),
         cmocka_unit_test_setup_teardown(test_short_read_at_eof, setup,
-                                        teardown),
+                                        bt_teardown),
         cmocka_unit_test_setup_teardown(test_discard_and_zero, setup,
-                                        teardown),
+                                        bt_teardown),
         cmocka_unit_test_setup_teardown(test_truncate_extents_cache_ioctl,
-                                        setup, teardown),
+                                        setup, bt_teardown),
         cmocka_unit_test_setup_teardown(test_readonly_and_bounds, setup,
-                                        teardown),
+                                        bt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
