@@ -29,7 +29,7 @@ from . import rows as R
 from . import servers as S
 from .cleanup import (Cleanup, Interrupted, ignore_signals,
                       install_signal_handlers, log)
-from .procs import RunError, mounted, run, umount
+from .procs import RunError, SwitchCounter, mounted, run, umount
 from .report import POOL_LIB_NAMES, SECTION_TITLES, Report, fmt_num
 
 SECTIONS = ("nbd", "fuse", "pool", "raw")
@@ -243,6 +243,12 @@ class Context:
                 self.failed[key] = "start: %s" % e
                 raise RunError(self.failed[key])
             self.instances[key] = inst
+            if inst.procs and shutil.which("perf"):
+                tag = "-".join(key)
+                inst.counter = SwitchCounter(
+                    inst.pids(), os.path.join(self.logs_dir,
+                                              "perf-%s.txt" % tag))
+                self.cleanup.push("stop perf " + tag, inst.counter.stop)
         inst.check_alive()
         return inst
 
@@ -337,7 +343,7 @@ def run_cell(ctx, defs, row, name, rep):
     tag = "%s-rep%d" % (name, rep)
     if row.kind == "fio":
         fam = "nbd" if row.family == "nbd" else "file"
-        rec = R.run_fio(ctx, row, inst.target, fam, inst.pids(), tag)
+        rec = R.run_fio(ctx, row, inst.target, fam, inst, tag)
     elif row.kind == "nbdcopy":
         rec = R.run_nbdcopy(ctx, row, inst)
     elif row.kind == "untar":
@@ -345,7 +351,7 @@ def run_cell(ctx, defs, row, name, rep):
     elif row.kind == "fsync":
         mnt = ctx.ext4(inst)
         rec = R.run_fio(ctx, row, os.path.join(mnt, "fsync.dat"), "file",
-                        inst.pids(), tag)
+                        inst, tag)
     else:
         raise AssertionError(row.kind)
     if not inst.procs:
@@ -540,8 +546,11 @@ def summary_md(ctx, report, env, rows, targets):
           "many times better tlbd is than x (tlbd/x for rates, x/tlbd for "
           "times), so >= 1 means tlbd is at least as good; raw rows show "
           "tlbd/raw file.  CPU is the server's user+system time per I/O "
-          "(or per run, for nbdcopy and untar); RSS is the server's peak "
-          "(VmHWM) over the whole run.", "",
+          "(or per run, for nbdcopy and untar); cs/IO its context switches "
+          "per I/O (voluntary + involuntary, summed over its threads: a "
+          "measure of thread hand-offs); p50/p99 are fio's completion "
+          "latency (for write+flush rows: of the flush); RSS is the "
+          "server's peak (VmHWM) over the whole run.", "",
           report.markdown_table(), "", "## Targets (issue 7)", "",
           "| target | verdict | detail |", "|---|---|---|"]
     for t, v, d in targets:

@@ -159,6 +159,63 @@ def cpu_seconds(pids):
     return sum(cpu_ticks(p) for p in pids) / CLK_TCK
 
 
+class SwitchCounter:
+    """Context switches of a server's threads, including the threads it
+    starts later (nbdkit starts one per connection), from `perf stat -I`
+    attached to it for its whole life.  count() sums the intervals that end
+    inside a time window, so a window is accurate to one interval."""
+
+    INTERVAL = 0.1
+
+    def __init__(self, pids, path):
+        self.path = path
+        self.t0 = time.monotonic()
+        with open(os.devnull, "wb") as null:
+            self.popen = subprocess.Popen(
+                ["perf", "stat", "-e", "context-switches", "-x,", "-I",
+                 str(int(self.INTERVAL * 1000)), "-o", path, "-p",
+                 ",".join(str(p) for p in pids)],
+                stdin=subprocess.DEVNULL, stdout=null, stderr=null,
+                start_new_session=True, preexec_fn=_die_with_parent)
+
+    def _samples(self):
+        out = []
+        try:
+            with open(self.path) as f:
+                for line in f:
+                    fields = line.strip().split(",")
+                    if len(fields) < 4 or fields[3] != "context-switches":
+                        continue
+                    n = int(fields[1]) if fields[1].isdigit() else 0
+                    out.append((self.t0 + float(fields[0]), n))
+        except (OSError, ValueError):
+            pass
+        return out
+
+    def count(self, start, end):
+        """Switches in [start, end], or None if perf is not counting."""
+        deadline = time.monotonic() + 10 * self.INTERVAL
+        while True:
+            samples = self._samples()
+            if samples and samples[-1][0] > end:
+                break
+            if self.popen.poll() is not None or \
+                    time.monotonic() > deadline:
+                return None
+            time.sleep(self.INTERVAL / 2)
+        return sum(n for t, n in samples
+                   if start < t <= end + self.INTERVAL)
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
 def vm_hwm_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

@@ -45,6 +45,11 @@ class Cell:
         unit = "us/IO" if self.recs[0].get("ios") else "ms/run"
         return statistics.median(per), unit
 
+    def switches_per_io(self):
+        per = [r["ctx_switches"] / r["ios"] for r in self.recs
+               if r.get("ctx_switches") is not None and r.get("ios")]
+        return statistics.median(per) if per else None
+
     @property
     def ok(self):
         return bool(self.recs) and not self.errors and self.na is None
@@ -109,7 +114,7 @@ class Report:
     # rendering ------------------------------------------------------------
 
     HEAD = ["row", "server", "median", "min-max", "unit", "tlbd/x",
-            "CPU", "p50 us", "p99 us", "RSS MiB"]
+            "CPU", "cs/IO", "p50 us", "p99 us", "RSS MiB"]
 
     def table_rows(self):
         out = []
@@ -136,6 +141,8 @@ class Report:
                     "%.2f" % r if r is not None else "",
                     "%s %s" % (fmt_num(cpu), cunit) if cpu is not None
                     else "",
+                    "%.2f" % c.switches_per_io()
+                    if c.switches_per_io() is not None else "",
                     fmt_num(c.median("p50_us")) if c.values("p50_us")
                     else "",
                     fmt_num(c.median("p99_us")) if c.values("p99_us")
@@ -151,7 +158,7 @@ class Report:
                   for i, h in enumerate(self.HEAD)]
         widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
         widths[1] = max([widths[1]] + [len(r[1]) for r in rows])
-        right = {2, 3, 5, 6, 7, 8, 9}
+        right = {2, 3, 5, 6, 7, 8, 9, 10}
 
         def fmt(r):
             cols = []

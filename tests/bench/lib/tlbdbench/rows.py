@@ -204,18 +204,21 @@ def parse_fio(path):
                 ios=r["total_ios"] + w["total_ios"])
 
 
-def run_fio(ctx, row, target, family, pids, tag):
+def run_fio(ctx, row, target, family, inst, tag):
     """Run one fio job; returns the record fields."""
+    pids = inst.pids()
     base = os.path.join(ctx.out, "fio", row.name, tag)
     os.makedirs(os.path.dirname(base), exist_ok=True)
     job = base + ".fio"
     out = base + ".json"
     with open(job, "w") as f:
         f.write(fio_jobfile(row, target, ctx.opts.runtime, family))
+    t0 = time.monotonic()
     cpu0 = cpu_seconds(pids)
     p = run(["fio", "--output-format=json", "--output=" + out, job],
             timeout=float(ctx.opts.runtime) + 120, check=False, merge=True)
     cpu = cpu_seconds(pids) - cpu0
+    t1 = time.monotonic()
     if p.returncode != 0:
         lines = [ln for ln in p.stdout.splitlines()
                  if "connected to NBD" not in ln]
@@ -223,6 +226,7 @@ def run_fio(ctx, row, target, family, pids, tag):
                                            "exit %d" % p.returncode))
     rec = parse_fio(out)
     rec["cpu_s"] = cpu
+    rec["ctx_switches"] = inst.switches(t0, t1)
     rec["fio_json"] = os.path.relpath(out, ctx.out)
     rec["value"] = rec["bw_mib"] if row.unit == "MiB/s" else rec["iops"]
     return rec

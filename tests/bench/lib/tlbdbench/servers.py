@@ -34,6 +34,12 @@ class Instance:
         self.image_key = image_key
         self.target = target      # NBD URI or path of the exported file
         self.procs = procs        # [] for raw
+        self.counter = None       # SwitchCounter, when perf works
+
+    def switches(self, start, end):
+        if self.counter is None:
+            return None
+        return self.counter.count(start, end)
 
     def pids(self):
         return [p.pid for p in self.procs]
