@@ -174,6 +174,19 @@ place_locked(BenchVcpu *v, uint64_t len, uint64_t *offset)
     return false;
 }
 
+/* Take a free slot of V, marked busy.  Lock held; the free list is not
+ * empty.
+ */
+static BenchReq *
+take_slot_locked(BenchVcpu *v)
+{
+    BenchReq *r = SLIST_FIRST(&v->free);
+    SLIST_REMOVE_HEAD(&v->free, next_free);
+    v->nfree--;
+    r->busy = true;
+    return r;
+}
+
 /* Wait for a free slot and plan the next request of the timed phase into
  * it.  NULL when the phase is over.
  */
@@ -200,10 +213,7 @@ next_request(BenchVcpu *v)
         }
         if (!SLIST_EMPTY(&v->free) &&
             (op == BENCH_OP_FLUSH || place_locked(v, len, &offset))) {
-            r = SLIST_FIRST(&v->free);
-            SLIST_REMOVE_HEAD(&v->free, next_free);
-            v->nfree--;
-            r->busy = true;
+            r = take_slot_locked(v);
             r->op = op;
             r->offset = offset;
             r->len = len;
@@ -393,10 +403,7 @@ final_slot(BenchVcpu *v)
     tlbd_mutex_lock(&v->lock);
     while (!atomic_load(&v->bench->failed)) {
         if (!SLIST_EMPTY(&v->free)) {
-            r = SLIST_FIRST(&v->free);
-            SLIST_REMOVE_HEAD(&v->free, next_free);
-            v->nfree--;
-            r->busy = true;
+            r = take_slot_locked(v);
             break;
         }
         pthread_cond_wait(&v->cond, &v->lock);

@@ -203,11 +203,9 @@ tlbd_info_main(int argc, char **argv)
         case HELP_OPTION:
             usage(stdout, EXIT_SUCCESS);
         case LONG_OPTIONS:
-            printf("--help\n--json\n");
-            exit(EXIT_SUCCESS);
+            tlbd_print_options(long_options, short_options, true);
         case SHORT_OPTIONS:
-            printf("-h\n");
-            exit(EXIT_SUCCESS);
+            tlbd_print_options(long_options, short_options, false);
         case JSON_OPTION:
             json = true;
             break;

@@ -133,35 +133,13 @@ static const struct option long_options[] = {
     { NULL, 0, NULL, 0 },
 };
 
-static void __attribute__((noreturn))
-print_options(bool long_ones)
-{
-    if (long_ones) {
-        for (size_t i = 0; long_options[i].name; i++) {
-            if (strcmp(long_options[i].name, "long-options") &&
-                strcmp(long_options[i].name, "short-options")) {
-                printf("--%s\n", long_options[i].name);
-            }
-        }
-    } else {
-        for (size_t i = 0; short_options[i]; i++) {
-            printf("-%c\n", short_options[i]);
-        }
-    }
-    exit(EXIT_SUCCESS);
-}
-
 /* Check a number-valued option; keep its text for the plugin. */
 static const char *
 number_opt(const char *option, const char *value, uint64_t min, uint64_t max)
 {
     uint64_t v;
-    char reason[64];
 
-    if (tlbd_parse_uint(value, max, &v) < 0 || v < min) {
-        snprintf(reason, sizeof(reason),
-                 "expected a number from %" PRIu64 " to %" PRIu64, min, max);
-        tlbd_bad_value(option, value, reason);
+    if (!tlbd_uint_option(option, value, min, max, &v)) {
         usage(stderr, EXIT_FAILURE);
     }
     return value;
@@ -184,9 +162,9 @@ parse_args(int argc, char **argv, NbdArgs *a)
         case HELP_OPTION:
             usage(stdout, EXIT_SUCCESS);
         case LONG_OPTIONS:
-            print_options(true);
+            tlbd_print_options(long_options, short_options, true);
         case SHORT_OPTIONS:
-            print_options(false);
+            tlbd_print_options(long_options, short_options, false);
         case 'r':
             a->readonly = true;
             break;

@@ -20,6 +20,23 @@ int tlbd_parse_duration(const char *str, uint64_t *out_ns);
 /* An unsigned decimal number no greater than MAX. */
 int tlbd_parse_uint(const char *str, uint64_t max, uint64_t *out);
 
+/* Parse an unsigned number option in [MIN, MAX] into *OUT.  On a bad value
+ * print "tlbd: OPTION: bad value ..." and return false; the caller then
+ * prints its usage line.
+ */
+bool tlbd_uint_option(const char *option, const char *value, uint64_t min,
+                      uint64_t max, uint64_t *out);
+
+struct option;
+
+/* The hidden --long-options / --short-options: print the options of the
+ * getopt_long table LONG_OPTIONS (or of SHORT_OPTIONS), one a line, and
+ * exit.
+ */
+void tlbd_print_options(const struct option *long_options,
+                        const char *short_options, bool long_ones)
+    __attribute__((noreturn));
+
 /* Print "tlbd: OPTION: bad value 'STR': REASON" to stderr.  The caller then
  * prints its usage line.
  */
