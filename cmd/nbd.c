@@ -69,7 +69,7 @@ usage(FILE *fp, int exitcode)
 {
     fprintf(fp,
 "usage: tlbd nbd [-r] [--cache writeback|none] [--discard unmap|ignore]\n"
-"                [--threads-min N] [--threads-max N] [--idle-timeout MS]\n"
+"                [--threads-min N] [--threads-max N] [--idle-timeout TIME]\n"
 "                [--inject SPEC] [--socket PATH | --port PORT] [--run CMD]\n"
 "                [-v] IMAGE [-- NBDKIT-ARGS...]\n");
     if (fp == stdout) {
@@ -84,7 +84,8 @@ usage(FILE *fp, int exitcode)
 "  --discard MODE      unmap (default) or ignore\n"
 "  --threads-min N     threadlet workers kept warm\n"
 "  --threads-max N     threadlet workers at most\n"
-"  --idle-timeout MS   idle workers above the minimum leave after MS\n"
+"  --idle-timeout TIME idle workers above the minimum leave after TIME\n"
+"                      (500ms, 10s, 2m; default 10s)\n"
 "  --inject SPEC       fault and latency injection, see paio(3)\n"
 "  --socket PATH       listen on this Unix socket\n"
 "  --port PORT         listen on TCP port PORT of localhost (127.0.0.1)\n"
@@ -150,6 +151,7 @@ parse_args(int argc, char **argv, NbdArgs *a)
 {
     BlockDevCache cache;
     BlockDevDiscard discard;
+    uint64_t ns;
     int c;
 
     memset(a, 0, sizeof(*a));
@@ -193,8 +195,14 @@ parse_args(int argc, char **argv, NbdArgs *a)
             a->threads_max = number_opt("--threads-max", optarg, 1, 4096);
             break;
         case IDLE_TIMEOUT_OPTION:
-            a->idle_timeout = number_opt("--idle-timeout", optarg, 0,
-                                         UINT32_MAX);
+            if (tlbd_parse_duration(optarg, &ns) < 0 || ns == 0 ||
+                ns > 24 * 3600 * 1000000000ull ||
+                strchr(optarg, 'h') != NULL) {
+                tlbd_bad_value("--idle-timeout", optarg,
+                               "expected a time such as 500ms, 10s or 2m");
+                usage(stderr, EXIT_FAILURE);
+            }
+            a->idle_timeout = optarg;
             break;
         case INJECT_OPTION:
             a->inject = optarg;
@@ -451,7 +459,7 @@ tlbd_nbd_main(int argc, char **argv)
         if (a.port) {
             printf("nbd://localhost:%s\n", a.port);
         } else {
-            printf("nbd+unix://?socket=%s\n", socket);
+            printf("nbd+unix:///?socket=%s\n", socket);
         }
         fflush(stdout);
     }

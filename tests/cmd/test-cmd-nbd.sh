@@ -36,6 +36,24 @@ fi
     --filter=stats statsfile="$dir/stats"
 grep -q 'read:' "$dir/stats" || die "the stats filter saw no read"
 
+# The tuning options reach the plugin: good values serve, a bad injection
+# spec stops nbdkit, and tlbd nbd says so with a non-zero exit.
+out=$("$tlbd" nbd --cache none --discard ignore --threads-min 1 \
+    --threads-max 4 --idle-timeout 500ms --inject 'read:delay=1ms' \
+    --run 'nbdinfo --size "$uri"' "$img")
+[ "$out" = $((16 << 20)) ] || die "tuned tlbd nbd: $out"
+if "$tlbd" nbd --inject 'bogus!' --run true "$img" 2>"$dir/err"; then
+    die "tlbd nbd --inject 'bogus!' succeeded"
+fi
+grep -q 'bogus' "$dir/err" || die "a bad --inject was not named: $(cat "$dir/err")"
+
+# TCP on localhost, on a port free a moment ago.
+port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+out=$("$tlbd" nbd --port "$port" --run 'echo "$uri"; nbdinfo --size "$uri"' \
+    "$img")
+[ "$out" = "nbd://localhost:$port
+$((16 << 20))" ] || die "tlbd nbd --port: $out"
+
 # Serving: the URI is printed, works, and SIGTERM stops everything.
 "$tlbd" nbd "$img" >"$dir/uri" &
 pid=$!
@@ -45,7 +63,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 uri=$(cat "$dir/uri")
-[[ $uri =~ ^nbd\+unix://\?socket=(/.*/nbd\.sock)$ ]] || die "URI '$uri'"
+[[ $uri =~ ^nbd\+unix:///\?socket=(/.*/nbd\.sock)$ ]] || die "URI '$uri'"
 sock=${BASH_REMATCH[1]}
 [ "$(nbdinfo --size "$uri")" = $((16 << 20)) ] || die "nbdinfo on $uri"
 kill -TERM $pid

@@ -59,6 +59,8 @@ refused "missing IMAGE" info
 refused "unrecognized option '--frob'" info --frob "$img"
 refused "missing IMAGE" nbd
 refused "--port: bad value '0'" nbd --port 0 "$img"
+refused "--idle-timeout: bad value '0'" nbd --idle-timeout 0 "$img"
+refused "--idle-timeout: bad value '5 min'" nbd --idle-timeout "5 min" "$img"
 refused "--cache: bad value 'fast'" nbd --cache fast "$img"
 refused "unexpected argument 'extra'" nbd "$img" extra
 [ ! -e "$dir/new.img" ] || die "a refused bench created its image"
