@@ -83,9 +83,11 @@ def parse_args(argv, src):
                    help="disk-backed folder for the flush rows "
                    "(default /var/tmp)")
     p.add_argument("--tlbd-nbd-args", default="",
-                   help="extra key=value arguments for the tlbd plugin")
+                   help="extra key=value arguments for the tlbd plugin, "
+                   "e.g. --tlbd-nbd-args='threads-max=8'")
     p.add_argument("--tlbd-fuse-args", default="",
-                   help="extra options for tlbd fuse")
+                   help="extra options for tlbd fuse, "
+                   "e.g. --tlbd-fuse-args='--direct-io=off'")
     p.add_argument("--list", action="store_true",
                    help="list the rows and exit")
     o = p.parse_args(argv)
