@@ -2,7 +2,9 @@
  * from a full 256 KiB tmpfs (mounted under a mktemp directory in a private
  * mount namespace, unmounted in teardown), EFBIG from RLIMIT_FSIZE, and
  * ENOTSUP from tmpfs, which has no FALLOC_FL_ZERO_RANGE: the capability is
- * remembered and write-zeroes uses the next method.  Needs root.
+ * remembered and write-zeroes uses the next method.  ramfs refuses
+ * O_DIRECT: cache=none falls back to writeback with a warning.  Needs
+ * root.
  */
 #include "blockdrv-test.h"
 
@@ -33,7 +35,10 @@ static int
 teardown(void **state)
 {
     Fixture *f = *state;
+    char *ram = bt_path(f->b.dir, "ram");
     umount2(f->mnt, MNT_DETACH);
+    umount2(ram, MNT_DETACH); /* if test_direct_refused failed early */
+    free(ram);
     bt_fixture_destroy(&f->b);
     free(f->mnt);
     free(f);
@@ -171,6 +176,40 @@ test_enotsup_remembered(void **state)
     free(path);
 }
 
+static void
+test_direct_refused(void **state)
+{
+    Fixture *f = *state;
+    char *ram = bt_path(f->b.dir, "ram");
+    char *path = bt_path(ram, "r.img");
+    char *want = NULL;
+    BlockDev *bd;
+    uint8_t buf[1000], back[1000];
+
+    assert_int_equal(mkdir(ram, 0700), 0);
+    assert_int_equal(mount("tlbd-test", ram, "ramfs", 0, NULL), 0);
+    bt_make_file(path, 65536, 12);
+    bd = bt_open(path, false, BLOCKDEV_CACHE_NONE, f->b.io);
+    assert_false(blockdev_is_direct(bd));
+    assert_int_equal(blockdev_alignment(bd), 1);
+    assert_true(asprintf(&want, "'%s': the file system refuses O_DIRECT; "
+                         "cache=none falls back to writeback", path) > 0);
+    assert_string_equal(blockdev_warning(bd), want);
+    bt_pattern(buf, sizeof(buf), 0, 1);
+    assert_int_equal(blockdev_pwrite(bd, buf + 1, 999, 3, BLOCKDEV_FUA), 999);
+    assert_int_equal(blockdev_pread(bd, back, 999, 3), 999);
+    assert_memory_equal(back, buf + 1, 999);
+    blockdev_close(bd);
+    /* A normal open has no warning. */
+    bd = bt_open(path, false, BLOCKDEV_CACHE_WRITEBACK, f->b.io);
+    assert_null(blockdev_warning(bd));
+    blockdev_close(bd);
+    umount2(ram, MNT_DETACH);
+    free(want);
+    free(path);
+    free(ram);
+}
+
 int
 main(void)
 {
@@ -179,6 +218,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_efbig, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enotsup_remembered, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_direct_refused, setup, teardown),
     };
     if (!bt_private_mounts()) {
         return 77;
