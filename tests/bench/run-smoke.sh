@@ -28,7 +28,7 @@ grep -q "| $row | tlbd |" "$d/out/summary.md" || die "summary.md lacks $row"
 
 plugin=$(nbdkit_plugin)
 /usr/bin/python3 - "$d/out" "$row" "$plugin" <<'PY'
-import json, os, sys
+import json, os, shutil, sys
 out, row, plugin = sys.argv[1:]
 res = json.load(open(os.path.join(out, "results.json")))
 want = ["nbdkit", "qemu-nbd-threads", "qemu-nbd-uring"]
@@ -43,6 +43,8 @@ for s in want:
     assert r is not None, "no run of %s: %r" % (s, res["errors"])
     assert r["value"] > 0 and r["ios"] > 0, r
     assert r["cpu_s"] is not None and r["cpu_s"] >= 0, r
+    if shutil.which("perf"):
+        assert r["ctx_switches"] is not None and r["ctx_switches"] > 0, r
     fj = json.load(open(os.path.join(out, r["fio_json"])))
     assert fj["jobs"][0]["read"]["total_ios"] == r["ios"], r
 # every server the runner started is gone, and so is its scratch tmpfs
