@@ -131,6 +131,20 @@ test_short_read_at_eof(void **state)
     assert_memory_equal(back, want, 1000);
     assert_true(bt_is_zero(back + 1000, 4096 - 1000));
 
+    /* Several segments across end of file: the first preadv is short in
+     * the middle of a segment, the rest is zero-filled.
+     */
+    memset(back, 0xee, sizeof(back));
+    struct iovec segs[3] = { { back, 300 }, { back + 300, 900 },
+                             { back + 1200, 3000 } };
+    assert_int_equal(blockdev_preadv(bd, segs, 3, 0), 4200);
+    assert_memory_equal(back, want, 1000);
+    assert_true(bt_is_zero(back + 1000, 3200));
+    assert_int_equal(back[4200], 0xee);
+    assert_int_equal(blockdev_preadv(bd, segs, 3, 990), 4200);
+    assert_memory_equal(back, want + 990, 10);
+    assert_true(bt_is_zero(back + 10, 4190));
+
     /* Entirely past end of file: all zeroes, full length. */
     memset(back, 0xee, sizeof(back));
     bt_wait_init(&w, f->io);
