@@ -150,7 +150,7 @@ test_cancel_running_and_done(void **state)
     IOThreadTask blocker = { .fn = io_block };
 
     /* Running: a delay keeps the worker inside the request. */
-    assert_int_equal(paio_dev_set_inject(f->dev, "read:delay=300ms", NULL),
+    assert_int_equal(paio_dev_set_inject(f->dev, "read:delay=1s", NULL),
                      0);
     req_init(&r, f->b.io, PAIO_READ, 0);
     assert_int_equal(paio_submit(f->dev, &r.req), 0);
