@@ -5,9 +5,10 @@
  * loop reads the eventfd first and then takes the whole stack with one
  * exchange, so a push that lands after the exchange sees an empty stack and
  * kicks again: no wake-up is lost.  The taken stack is reversed into posting
- * order and run outside any lock.  A poster counts itself in `posting` for
- * the whole call, because its task may run, and the owner free the loop,
- * before the poster has returned; iothread_free waits for the count to drop.
+ * order and run outside any lock.  A poster touches the loop after its push
+ * only to kick, and its task may run, and the owner free the loop, before
+ * that: such a poster counts itself in `kicking` before the push, and
+ * iothread_free waits for the count to drop.
  *
  * Fd handlers live in a list owned by the loop's thread.  A handler removed
  * while a batch of epoll events is being dispatched is only marked dead and
@@ -48,7 +49,7 @@ struct IOThread {
 
     /* atomic */
     _Atomic(IOThreadTask *) pending;     /* lock-free stack of posted tasks */
-    _Atomic unsigned posting;            /* threads inside iothread_post */
+    _Atomic unsigned kicking;            /* posters between push and kick */
     atomic_bool stopping;
     _Atomic uint64_t posted;
     _Atomic uint64_t kicks;
@@ -80,7 +81,7 @@ iothread_new(const char *name, IOThread **out)
     LIST_INIT(&io->graveyard);
     atomic_init(&io->pending, NULL);
     atomic_init(&io->stopping, false);
-    atomic_init(&io->posting, 0);
+    atomic_init(&io->kicking, 0);
 
     io->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (io->epfd < 0) {
@@ -120,22 +121,34 @@ kick(IOThread *io)
 void
 iothread_post(IOThread *io, IOThreadTask *task)
 {
-    /* Once the task is on the stack it may run and its owner may free IO
-     * before this function returns: announce the poster first, and leave
-     * only after the last access to IO (iothread_free waits for that).
-     */
-    atomic_fetch_add_explicit(&io->posting, 1, memory_order_relaxed);
+    bool guarded = false;
+
     atomic_fetch_add_explicit(&io->posted, 1, memory_order_relaxed);
     IOThreadTask *old = atomic_load_explicit(&io->pending,
                                              memory_order_relaxed);
-    do {
+    for (;;) {
+        /* A poster that finds the list empty kicks after the push, when its
+         * task may already have run and the owner freed IO: it announces
+         * itself before the push, and iothread_free waits for it.  Others
+         * touch nothing after the push.
+         */
+        if (old == NULL && !guarded) {
+            atomic_fetch_add_explicit(&io->kicking, 1, memory_order_relaxed);
+            guarded = true;
+        }
         task->next = old;
-    } while (!atomic_compare_exchange_weak_explicit(
-        &io->pending, &old, task, memory_order_release, memory_order_relaxed));
+        if (atomic_compare_exchange_weak_explicit(&io->pending, &old, task,
+                                                  memory_order_release,
+                                                  memory_order_relaxed)) {
+            break;
+        }
+    }
     if (old == NULL) {
         kick(io);
     }
-    atomic_fetch_sub_explicit(&io->posting, 1, memory_order_release);
+    if (guarded) {
+        atomic_fetch_sub_explicit(&io->kicking, 1, memory_order_release);
+    }
 }
 
 /* Run every posted task.  Returns how many ran. */
@@ -284,8 +297,8 @@ iothread_free(IOThread *io)
     }
     iothread_stop(io);
     drain_tasks(io);
-    /* A poster whose task already ran may still be returning from post. */
-    while (atomic_load_explicit(&io->posting, memory_order_acquire) != 0) {
+    /* A poster whose task already ran may still be about to kick. */
+    while (atomic_load_explicit(&io->kicking, memory_order_acquire) != 0) {
         sched_yield();
     }
     while ((h = LIST_FIRST(&io->handlers)) != NULL) {

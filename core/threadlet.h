@@ -77,7 +77,7 @@ typedef struct ThreadletStats {
     unsigned max_threads;
     unsigned min_threads;
     uint64_t spawned;       /* threads created over the queue's life */
-    uint64_t wait_ns_total; /* time spent queued, summed over started items */
+    uint64_t wait_ns_total; /* time spent queued, summed over items run */
     uint64_t wait_ns_max;
 } ThreadletStats;
 
