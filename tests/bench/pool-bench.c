@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -65,7 +66,8 @@ static struct {
     unsigned submitters;
     unsigned samples;
     bool json;
-} opt = { 200000, 5, 4, 4, 20000, false };
+    int only; /* a LIB_ to run alone, or -1 for all */
+} opt = { 200000, 5, 4, 4, 20000, false, -1 };
 
 /* One work item, with a slot for each library. */
 typedef struct Submitter Submitter;
@@ -604,6 +606,27 @@ row_name(int row, char *buf, size_t len)
     }
 }
 
+/* A value, or "-" for a library left out with --only. */
+static void
+print_cell(int width, double v)
+{
+    if (isnan(v)) {
+        printf(" %*s", width, "-");
+    } else {
+        printf(" %*.1f", width, v);
+    }
+}
+
+static void
+print_ratio(double a, double b)
+{
+    if (isnan(a) || isnan(b)) {
+        printf(" %9s", "-");
+    } else {
+        printf(" %9.2f", a / b);
+    }
+}
+
 static void
 print_table(double res[N_ROWS][N_LIBS])
 {
@@ -618,10 +641,13 @@ print_table(double res[N_ROWS][N_LIBS])
     for (int r = 0; r < N_ROWS; r++) {
         double scale = r < ROW_RTT_P50 ? 1e-3 : 1.0;
         row_name(r, name, sizeof(name));
-        printf("%-36s %10.1f %12.1f %10.1f %9.2f %9.2f\n", name,
-               res[r][LIB_TLBD] * scale, res[r][LIB_GLIB] * scale,
-               res[r][LIB_UV] * scale, res[r][LIB_TLBD] / res[r][LIB_GLIB],
-               res[r][LIB_TLBD] / res[r][LIB_UV]);
+        printf("%-36s", name);
+        print_cell(10, res[r][LIB_TLBD] * scale);
+        print_cell(12, res[r][LIB_GLIB] * scale);
+        print_cell(10, res[r][LIB_UV] * scale);
+        print_ratio(res[r][LIB_TLBD], res[r][LIB_GLIB]);
+        print_ratio(res[r][LIB_TLBD], res[r][LIB_UV]);
+        printf("\n");
     }
     printf("throughput: higher is better; round trip: lower is better\n");
 }
@@ -642,7 +668,9 @@ print_json(double res[N_ROWS][N_LIBS])
         printf("  {\"metric\": \"%s\", \"unit\": \"%s\"", keys[r],
                r < ROW_RTT_P50 ? "k tasks/s" : "us");
         for (int l = 0; l < N_LIBS; l++) {
-            printf(", \"%s\": %.3f", lib_keys[l], res[r][l] * scale);
+            if (!isnan(res[r][l])) {
+                printf(", \"%s\": %.3f", lib_keys[l], res[r][l] * scale);
+            }
         }
         printf("}%s\n", r + 1 < N_ROWS ? "," : "");
     }
@@ -666,7 +694,9 @@ usage(FILE *fp, int exitcode)
             "  --submitters N  submitting threads of the multi rows (4)\n"
             "  --samples N     round trips per repetition (20000, at most\n"
             "                  --tasks)\n"
-            "  --json          print JSON instead of the table\n");
+            "  --json          print JSON instead of the table\n"
+            "  --only LIB      run only tlbd, gthreadpool or libuv (for\n"
+            "                  profiling)\n");
     exit(exitcode);
 }
 
@@ -684,12 +714,26 @@ parse_count(const char *arg, const char *what, unsigned max)
     return (unsigned)v;
 }
 
+static int
+parse_lib(const char *arg)
+{
+    for (int l = 0; l < N_LIBS; l++) {
+        if (strcmp(arg, lib_keys[l]) == 0) {
+            return l;
+        }
+    }
+    fprintf(stderr, "pool-bench: --only: '%s' is not tlbd, gthreadpool or "
+            "libuv\n", arg);
+    exit(EXIT_FAILURE);
+}
+
 static void
 parse_options(int argc, char **argv)
 {
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
         { "json", no_argument, NULL, 'j' },
+        { "only", required_argument, NULL, 'o' },
         { "reps", required_argument, NULL, 'r' },
         { "samples", required_argument, NULL, 's' },
         { "submitters", required_argument, NULL, 'S' },
@@ -699,13 +743,16 @@ parse_options(int argc, char **argv)
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "hjn:r:s:S:t:", long_options,
+    while ((c = getopt_long(argc, argv, "hjn:o:r:s:S:t:", long_options,
                             NULL)) != -1) {
         switch (c) {
         case 'h':
             usage(stdout, EXIT_SUCCESS);
         case 'j':
             opt.json = true;
+            break;
+        case 'o':
+            opt.only = parse_lib(optarg);
             break;
         case 'n':
             opt.tasks = parse_count(optarg, "--tasks", 100000000);
@@ -781,6 +828,9 @@ main(int argc, char **argv)
 
     /* A short warm-up starts libuv's workers and faults the items in. */
     for (int lib = 0; lib < N_LIBS; lib++) {
+        if (opt.only >= 0 && lib != opt.only) {
+            continue;
+        }
         run_lib(lib, opt.tasks < 1000 ? opt.tasks : 1000, warm);
     }
     for (unsigned rep = 0; rep < opt.reps; rep++) {
@@ -788,6 +838,12 @@ main(int argc, char **argv)
         for (int k = 0; k < N_LIBS; k++) {
             int lib = (int)((rep + (unsigned)k) % N_LIBS);
             double v[N_ROWS];
+            if (opt.only >= 0 && lib != opt.only) {
+                for (int r = 0; r < N_ROWS; r++) {
+                    per_rep[r][lib][rep] = NAN;
+                }
+                continue;
+            }
             run_lib(lib, opt.tasks, v);
             for (int r = 0; r < N_ROWS; r++) {
                 per_rep[r][lib][rep] = v[r];
