@@ -5,10 +5,12 @@ on one machine, in one run, interleaved.
 tests/bench/run is the entry point; main.py drives the modules here:
 
   cleanup.py  the undo stack and the signal handling that runs it
+  context.py  the tmpfs, disk folder, images, tarball, servers, ext4 mounts
   procs.py    child processes, their CPU time and peak RSS from /proc
   servers.py  how each server is started, found ready and stopped
   rows.py     the workloads (fio jobs, nbdcopy, ext4, pool-bench)
-  report.py   medians, ratios, the table, summary.md and the targets
+  report.py   medians, ratios, the table and the targets
+  summary.py  results.json, table.txt and summary.md
 
 Everything runs on one thread; children are in their own sessions so that
 Ctrl-C reaches only the runner, which then stops them in order.

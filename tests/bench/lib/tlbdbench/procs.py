@@ -58,7 +58,7 @@ def run(argv, timeout=None, check=True, merge=False):
     if check and p.returncode != 0:
         raise RunError("%s failed (exit %d): %s"
                        % (os.path.basename(argv[0]), p.returncode,
-                          last_line(err or out)))
+                          first_line(err or out)))
     return res
 
 
@@ -89,6 +89,12 @@ def umount(path, timeout=30):
             run(["umount", "-l", path], check=False)
             raise RunError("%s busy; unmounted lazily" % path)
         time.sleep(0.2)
+
+
+def first_line(text):
+    """The cause, which tools print first (tar ends with a summary)."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[0] if lines else "no message"
 
 
 def last_line(text):
