@@ -45,8 +45,9 @@ struct FuseExport {
     void *cur_buf;            /* buffer of the request being processed;
                                  NULL once a write took it over */
     uint64_t cur_unique;      /* its unique id */
-    void *free_bufs;          /* receive buffers to reuse, linked through
-                                 their first word */
+    size_t buf_size;          /* of every pooled buffer */
+    void *free_bufs;          /* buffers to reuse, linked through their
+                                 first word */
     unsigned n_free_bufs;
     bool mounted;
     bool watching;            /* the fd handler is registered */
@@ -63,7 +64,7 @@ typedef struct FexpReq {
     uint64_t offset;
     uint64_t length;
     void *buf;                /* read data, or the write's receive buffer */
-    bool buf_is_rbuf;         /* buf goes back to the receive pool */
+    bool buf_pooled;          /* buf goes back with fexp_buf_put */
     struct iovec iov;
     int whence;               /* lseek */
 } FexpReq;
@@ -75,19 +76,28 @@ extern const struct fuse_lowlevel_ops fexp_ops;
  */
 FexpReq *fexp_req_new(FuseExport *exp, fuse_req_t req);
 
-/* A request has been replied to: free it and, when the export is shutting
- * down and nothing is left in flight, go on with the shutdown.
+/* A request has been replied to: free it and its buffer and, when the
+ * export is shutting down and nothing is left in flight, go on with the
+ * shutdown.
  */
 void fexp_req_end(FexpReq *r);
+
+/* Reply with the positive errno ERR, then fexp_req_end. */
+void fexp_req_fail(FexpReq *r, int err);
 
 /* Reply with error ERR (a positive errno or 0), counting errors. */
 void fexp_reply_err(FuseExport *exp, fuse_req_t req, int err);
 
+/* A buffer of exp->buf_size bytes, page-aligned, from the free list or
+ * new; NULL when out of memory.  Give it back with fexp_buf_put.
+ */
+void *fexp_buf_get(FuseExport *exp);
+void fexp_buf_put(FuseExport *exp, void *buf);
+
 /* Let the write being processed keep the receive buffer it arrived in.
- * Returns the buffer (to be given back with fexp_put_rbuf).
+ * Returns the buffer, a pooled one.
  */
 void *fexp_take_rbuf(FuseExport *exp);
-void fexp_put_rbuf(FuseExport *exp, void *buf);
 
 /* Reply to an OPEN with FOPEN_* flags of our own choosing (libfuse 3.14
  * cannot express FOPEN_PARALLEL_DIRECT_WRITES).  Consumes REQ.

@@ -116,10 +116,10 @@ truncate_done(void *opaque, int64_t ret)
     FuseExport *exp = r->exp;
 
     if (ret < 0) {
-        fexp_reply_err(exp, r->req, (int)-ret);
-    } else {
-        reply_attr(exp, r->req, r->length);
+        fexp_req_fail(r, (int)-ret);
+        return;
     }
+    reply_attr(exp, r->req, r->length);
     fexp_req_end(r);
 }
 
@@ -209,8 +209,7 @@ fexp_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
         exp->stats.truncates++;
         int ret = blockdev_aio_truncate(exp->bd, r->offset, truncate_done, r);
         if (ret < 0) {
-            fexp_reply_err(exp, req, -ret);
-            fexp_req_end(r);
+            fexp_req_fail(r, -ret);
         }
         return;
     }
@@ -255,12 +254,11 @@ read_done(void *opaque, int64_t ret)
     FuseExport *exp = r->exp;
 
     if (ret < 0) {
-        fexp_reply_err(exp, r->req, (int)-ret);
-    } else {
-        exp->stats.bytes_read += r->length;
-        fuse_reply_buf(r->req, r->buf, r->length);
+        fexp_req_fail(r, (int)-ret);
+        return;
     }
-    free(r->buf);
+    exp->stats.bytes_read += r->length;
+    fuse_reply_buf(r->req, r->buf, r->length);
     fexp_req_end(r);
 }
 
@@ -286,11 +284,18 @@ fexp_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         size = end - (uint64_t)off;
     }
     FexpReq *r = fexp_req_new(exp, req);
-    if (!r || posix_memalign(&r->buf, READ_ALIGN, size)) {
+    if (!r) {
         fexp_reply_err(exp, req, ENOMEM);
-        if (r) {
-            fexp_req_end(r);
-        }
+        return;
+    }
+    if (size <= exp->buf_size) {
+        r->buf = fexp_buf_get(exp);
+        r->buf_pooled = true;
+    } else if (posix_memalign(&r->buf, READ_ALIGN, size)) {
+        r->buf = NULL;
+    }
+    if (!r->buf) {
+        fexp_req_fail(r, ENOMEM);
         return;
     }
     r->offset = (uint64_t)off;
@@ -300,9 +305,7 @@ fexp_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     int ret = blockdev_aio_preadv(exp->bd, r->offset, &r->iov, 1, read_done,
                                   r);
     if (ret < 0) {
-        fexp_reply_err(exp, req, -ret);
-        free(r->buf);
-        fexp_req_end(r);
+        fexp_req_fail(r, -ret);
     }
 }
 
@@ -313,12 +316,11 @@ write_done(void *opaque, int64_t ret)
     FuseExport *exp = r->exp;
 
     if (ret < 0) {
-        fexp_reply_err(exp, r->req, (int)-ret);
-    } else {
-        exp->stats.bytes_written += r->length;
-        fuse_reply_write(r->req, r->length);
+        fexp_req_fail(r, (int)-ret);
+        return;
     }
-    fexp_put_rbuf(exp, r->buf);
+    exp->stats.bytes_written += r->length;
+    fuse_reply_write(r->req, r->length);
     fexp_req_end(r);
 }
 
@@ -366,7 +368,7 @@ fexp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
         return;
     }
     r->buf = fexp_take_rbuf(exp);
-    r->buf_is_rbuf = true;
+    r->buf_pooled = true;
     r->offset = (uint64_t)off;
     r->length = size;
     r->iov.iov_base = (void *)buf;
@@ -375,9 +377,7 @@ fexp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     int ret = blockdev_aio_pwritev(exp->bd, r->offset, &r->iov, 1, 0,
                                    write_done, r);
     if (ret < 0) {
-        fexp_reply_err(exp, req, -ret);
-        fexp_put_rbuf(exp, r->buf);
-        fexp_req_end(r);
+        fexp_req_fail(r, -ret);
     }
 }
 
@@ -385,7 +385,11 @@ static void
 status_done(void *opaque, int64_t ret)
 {
     FexpReq *r = opaque;
-    fexp_reply_err(r->exp, r->req, ret < 0 ? (int)-ret : 0);
+    if (ret < 0) {
+        fexp_req_fail(r, (int)-ret);
+        return;
+    }
+    fuse_reply_err(r->req, 0);
     fexp_req_end(r);
 }
 
@@ -404,8 +408,7 @@ do_flush(FuseExport *exp, fuse_req_t req)
     }
     int ret = blockdev_aio_flush(exp->bd, status_done, r);
     if (ret < 0) {
-        fexp_reply_err(exp, req, -ret);
-        fexp_req_end(r);
+        fexp_req_fail(r, -ret);
     }
 }
 
@@ -494,8 +497,7 @@ fexp_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
                                         status_done, r);
     }
     if (ret < 0) {
-        fexp_reply_err(exp, req, -ret);
-        fexp_req_end(r);
+        fexp_req_fail(r, -ret);
     }
 }
 
@@ -553,8 +555,7 @@ fexp_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     r->whence = whence;
     int ret = blockdev_aio_lseek(exp->bd, r->offset, whence, lseek_done, r);
     if (ret < 0) {
-        fexp_reply_err(exp, req, -ret);
-        fexp_req_end(r);
+        fexp_req_fail(r, -ret);
     }
 }
 
