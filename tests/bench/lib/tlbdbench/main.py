@@ -305,12 +305,11 @@ def main(argv, src):
     stopped = None
     rss = {}
     install_signal_handlers()
+    t0 = time.monotonic()
     try:
         mark_unavailable(ctx, defs, rows, report, servers_for)
         ctx.setup()
-        t0 = time.monotonic()
         run_all(ctx, defs, rows, report, servers_for)
-        env["elapsed_s"] = round(time.monotonic() - t0)
     except Interrupted as e:
         stopped = e
         log("interrupted by %s: stopping servers, unmounting" % e)
@@ -324,13 +323,14 @@ def main(argv, src):
         finally:
             cleanup.run_all()
     env["loadavg_end"] = os.getloadavg()
+    env["elapsed_s"] = round(time.monotonic() - t0)
     table, targets = write_outputs(ctx, report, env, rows, rss)
     print("\n" + table)
     print()
     for t, v, d in targets:
         if v != "n/a":
             print("target: %-46s %-6s %s" % (t, v, d))
-    print("\nresults: %s" % out)
+    print("\nresults: %s (%d s)" % (out, env["elapsed_s"]))
     if isinstance(stopped, Interrupted):
         return 128 + stopped.signum
     errors = stopped is not None or any(c.errors

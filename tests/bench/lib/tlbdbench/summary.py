@@ -85,8 +85,8 @@ def summary_md(ctx, report, env, rows, targets):
          % (env["tlbd"], env["fio"], env["nbdkit"], env["qemu"],
             env["libnbd"]),
          "- %d repetitions, interleaved (for each rep, row, server); "
-         "%s s per fio job; image %d MiB"
-         % (o.reps, o.runtime, ctx.size // R.MIB),
+         "%g s per fio job; image %d MiB; the whole run took %d s"
+         % (o.reps, o.runtime, ctx.size // R.MIB, env["elapsed_s"]),
          "- images: %s; flush rows marked -disk: %s"
          % ("private tmpfs" if not o.image_dir else o.image_dir,
             ctx.disk_fs or "not run"),
