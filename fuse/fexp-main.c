@@ -102,6 +102,8 @@ typedef struct FuseMain {
     BlockDev *bd;
     FuseExport *exp;
     int sfd;
+    int null_fd;              /* detached: stdin, stdout */
+    int err_fd;               /* detached: stderr (--log or /dev/null) */
 } FuseMain;
 
 static void __attribute__((noreturn))
@@ -560,29 +562,37 @@ detach(void)
     return p[1];
 }
 
+/* Where a detached daemon's stdio goes; opened before anything else
+ * happens, so that a bad --log is refused like any bad argument.
+ */
+static void
+open_outputs(FuseMain *m)
+{
+    m->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (m->null_fd < 0) {
+        fail("cannot open /dev/null: %s", strerror(errno));
+    }
+    m->err_fd = m->null_fd;
+    if (m->log) {
+        m->err_fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                         0644);
+        if (m->err_fd < 0) {
+            fail("--log: cannot open '%s': %s", m->log, strerror(errno));
+        }
+    }
+}
+
 /* The child is serving: let the parent go and leave the terminal. */
 static void
 report_ready(FuseMain *m, int ready_fd)
 {
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int err = null;
-
-    if (null < 0) {
-        fail("cannot open /dev/null: %s", strerror(errno));
+    dup2(m->null_fd, STDIN_FILENO);
+    dup2(m->null_fd, STDOUT_FILENO);
+    dup2(m->err_fd, STDERR_FILENO);
+    if (m->err_fd != m->null_fd) {
+        close(m->err_fd);
     }
-    if (m->log) {
-        err = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (err < 0) {
-            fail("--log: cannot open '%s': %s", m->log, strerror(errno));
-        }
-    }
-    dup2(null, STDIN_FILENO);
-    dup2(null, STDOUT_FILENO);
-    dup2(err, STDERR_FILENO);
-    if (err != null) {
-        close(err);
-    }
-    close(null);
+    close(m->null_fd);
     if (chdir("/") < 0) {
         /* Only to let the old directory be unmounted; not fatal. */
     }
@@ -718,6 +728,7 @@ tlbd_fuse_main(int argc, char **argv)
     }
     check_args(&m);
     if (!m.foreground) {
+        open_outputs(&m);
         ready_fd = detach();
     }
     status = serve(&m, ready_fd);

@@ -55,6 +55,8 @@ refuse "--name needs MOUNTPOINT" \
        "$tlbd" fuse --name=x "$img" "$img"
 refuse "--name: 'a/b' is not a file name" \
        "$tlbd" fuse --name=a/b "$img" "$mnt"
+refuse "--log: cannot open '$d/no/log'" \
+       "$tlbd" fuse --log="$d/no/log" "$img" "$mnt"
 # Both the foreground and the detaching form report and fail.
 refuse "cannot open '$d/missing.img'" "$tlbd" fuse "$d/missing.img" "$mnt"
 
