@@ -145,9 +145,10 @@ struct PaioDev {
     _Atomic uint64_t stat_errors;
     _Atomic uint64_t stat_in_flight; /* submitted, callback not started */
 
-    /* rmw_lock orders writes that must not interleave with others: held
-     * exclusively to read-modify-write a partial O_DIRECT block, to extend
-     * or truncate the file; shared by other O_DIRECT writes */
+    /* rmw_lock orders changes that must not interleave: held exclusively
+     * to read-modify-write a partial O_DIRECT block and to extend or
+     * truncate the file; shared by the other O_DIRECT writes, write-zeroes
+     * and discards (paio-rw.c) */
     pthread_rwlock_t rmw_lock;
 
     /* protected by inject_lock (the PaioInject's rules and counters);
