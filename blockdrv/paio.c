@@ -75,11 +75,29 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     return 0;
 }
 
+/* One request less in flight.  Only the last one takes the lock. */
+static void
+dev_put(PaioDev *dev)
+{
+    uint64_t n = atomic_load(&dev->in_flight);
+
+    while (n > 1) {
+        if (atomic_compare_exchange_weak(&dev->in_flight, &n, n - 1)) {
+            return;
+        }
+    }
+    tlbd_mutex_lock(&dev->drain_lock);
+    if (atomic_fetch_sub(&dev->in_flight, 1) == 1) {
+        pthread_cond_broadcast(&dev->drain_cond);
+    }
+    tlbd_mutex_unlock(&dev->drain_lock);
+}
+
 void
 paio_dev_drain(PaioDev *dev)
 {
     tlbd_mutex_lock(&dev->drain_lock);
-    while (dev->in_flight > 0) {
+    while (atomic_load(&dev->in_flight) > 0) {
         pthread_cond_wait(&dev->drain_cond, &dev->drain_lock);
     }
     tlbd_mutex_unlock(&dev->drain_lock);
@@ -332,11 +350,7 @@ paio_complete(ThreadletWork *work)
 
     req->cb(req); /* may free or reuse REQ */
 
-    tlbd_mutex_lock(&dev->drain_lock);
-    if (--dev->in_flight == 0) {
-        pthread_cond_broadcast(&dev->drain_cond);
-    }
-    tlbd_mutex_unlock(&dev->drain_lock);
+    dev_put(dev);
 }
 
 int
@@ -356,20 +370,14 @@ paio_submit(PaioDev *dev, PaioRequest *req)
     req->ret = 0;
     req->work.func = paio_worker;
 
-    tlbd_mutex_lock(&dev->drain_lock);
-    dev->in_flight++;
-    tlbd_mutex_unlock(&dev->drain_lock);
+    atomic_fetch_add(&dev->in_flight, 1);
 
     atomic_fetch_add(&dev->stat_in_flight, 1);
     ret = threadlet_submit_complete(dev->queue, &req->work, req->iothread,
                                     paio_complete);
     if (ret < 0) {
         atomic_fetch_sub(&dev->stat_in_flight, 1);
-        tlbd_mutex_lock(&dev->drain_lock);
-        if (--dev->in_flight == 0) {
-            pthread_cond_broadcast(&dev->drain_cond);
-        }
-        tlbd_mutex_unlock(&dev->drain_lock);
+        dev_put(dev);
     }
     return ret;
 }

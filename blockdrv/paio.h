@@ -157,10 +157,14 @@ struct PaioDev {
     PaioInject *inject;
     _Atomic bool inject_on;
 
-    /* protected by drain_lock */
+    /* in_flight counts requests submitted whose callback has not returned.
+     * It is atomic, but the decrement that may reach 0 happens under
+     * drain_lock (with a broadcast of drain_cond), so paio_dev_drain, which
+     * waits under drain_lock, cannot see 0 while a completion still needs
+     * the device. */
     pthread_mutex_t drain_lock;
-    pthread_cond_t drain_cond; /* in_flight fell to 0 */
-    uint64_t in_flight;        /* submitted, callback not returned */
+    pthread_cond_t drain_cond;
+    _Atomic uint64_t in_flight;
 };
 
 /* Make a PaioDev for CFG->fd (not taken over: the caller closes it after

@@ -15,7 +15,7 @@
 
 enum {
     IMG_SIZE = 4 << 20,
-    STRIPE = 1000, /* not a block multiple: neighbours share blocks */
+    STRIPE = 4000, /* not a block multiple: neighbours share blocks */
     NSTRIPES = IMG_SIZE / STRIPE + 1,
     NTHREADS = 4,
 };
