@@ -208,6 +208,35 @@ test_discard_and_zero(void **state)
     free(back);
 }
 
+static void
+test_discard_ignore(void **state)
+{
+    Fixture *f = *state;
+    BlockDevOptions opts;
+    BlockDev *bd = NULL;
+    uint8_t back[65536], want[65536];
+    uint64_t blocks = bt_st_blocks(f->path);
+
+    blockdev_options_init(&opts);
+    assert_int_equal(blockdev_parse_option(&opts, "discard", "ignore", NULL),
+                     0);
+    opts.iothread = f->io;
+    assert_int_equal(blockdev_open(f->path, &opts, &bd, NULL), 0);
+    assert_false(blockdev_can_discard(bd));
+    assert_int_equal(blockdev_discard(bd, 0, 65536, BLOCKDEV_FUA), 0);
+    assert_int_equal(blockdev_pread(bd, back, sizeof(back), 0), 65536);
+    bt_pattern(want, sizeof(want), 0, 7);
+    assert_memory_equal(back, want, sizeof(back));
+    assert_int_equal(bt_st_blocks(f->path), blocks);
+    /* Zeroing is not a discard: it still zeroes. */
+    assert_int_equal(blockdev_write_zeroes(bd, 0, 4096, BLOCKDEV_MAY_TRIM), 0);
+    assert_int_equal(blockdev_pread(bd, back, 4096, 0), 4096);
+    assert_true(bt_is_zero(back, 4096));
+    /* Past the end is still refused. */
+    assert_int_equal(blockdev_discard(bd, IMG_SIZE, 1, 0), -ENOSPC);
+    blockdev_close(bd);
+}
+
 static int
 count_extent(void *opaque, uint64_t offset, uint64_t length, bool hole)
 {
@@ -333,6 +362,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_short_read_at_eof, setup,
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_discard_and_zero, setup,
+                                        bt_teardown),
+        cmocka_unit_test_setup_teardown(test_discard_ignore, setup,
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_truncate_extents_cache_ioctl,
                                         setup, bt_teardown),
