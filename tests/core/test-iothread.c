@@ -47,11 +47,13 @@ task_fn(IOThreadTask *t)
 }
 
 static sem_t block_gate;
+static sem_t block_entered;
 
 static void
 block_fn(IOThreadTask *t)
 {
     (void)t;
+    sem_post(&block_entered);
     sem_wait(&block_gate);
 }
 
@@ -66,13 +68,14 @@ test_post_order_and_coalescing(void **state)
     IOThreadTask blocker = { .fn = block_fn };
 
     sem_init(&block_gate, 0, 0);
+    sem_init(&block_entered, 0, 0);
     last_index = -1;
     atomic_store(&total_ran, 0);
     assert_int_equal(iothread_new("t", &io), 0);
     assert_int_equal(iothread_start(io), 0);
     /* Park the loop inside a task, then post a burst. */
     iothread_post(io, &blocker);
-    usleep(20000);
+    sem_wait(&block_entered); /* the loop has taken the list and is parked */
     iothread_get_stats(io, &before);
     for (int i = 0; i < N; i++) {
         tasks[i].index = i;
@@ -99,6 +102,7 @@ test_post_order_and_coalescing(void **state)
     }
     free(tasks);
     sem_destroy(&block_gate);
+    sem_destroy(&block_entered);
 }
 
 /* Many posters, many tasks: each runs once, few wake-ups per task. */

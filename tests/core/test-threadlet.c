@@ -23,6 +23,7 @@ typedef struct Item {
     int index;
     sem_t *gate;           /* Can be NULL: func waits on it. */
     unsigned sleep_us;
+    atomic_bool *hold;     /* Can be NULL: func waits until it is true. */
     atomic_int ran;
     atomic_int completed;
     atomic_bool on_iothread;
@@ -39,6 +40,9 @@ item_func(ThreadletWork *work)
     it->tid = (pid_t)syscall(SYS_gettid);
     if (it->gate) {
         sem_wait(it->gate);
+    }
+    while (it->hold && !atomic_load(it->hold)) {
+        usleep(100);
     }
     if (it->sleep_us) {
         usleep(it->sleep_us);
@@ -116,13 +120,16 @@ test_burst_spawns_to_max(void **state)
     Item *items = calloc(N, sizeof(*items));
     pid_t tids[N];
     int distinct = 0;
+    atomic_bool go = false;
 
     assert_int_equal(threadlet_queue_init(&q, MAX, 0), 0);
     for (int i = 0; i < N; i++) {
         items[i].work.func = item_func;
         items[i].sleep_us = 200;
+        items[i].hold = &go; /* nobody goes idle while we submit */
         assert_int_equal(submit_threadlet_to_queue(&q, &items[i].work), 0);
     }
+    atomic_store(&go, true);
     threadlet_queue_destroy(&q, THREADLET_DRAIN);
     for (int i = 0; i < N; i++) {
         assert_int_equal(atomic_load(&items[i].ran), 1);
@@ -145,17 +152,20 @@ test_peak_and_spawned(void **state)
     ThreadletQueue q;
     ThreadletStats st;
     Item *items = calloc(400, sizeof(*items));
+    atomic_bool go = false;
 
     assert_int_equal(threadlet_queue_init(&q, 4, 0), 0);
     for (int i = 0; i < 400; i++) {
         items[i].work.func = item_func;
         items[i].sleep_us = 100;
+        items[i].hold = &go;
         assert_int_equal(submit_threadlet_to_queue(&q, &items[i].work), 0);
     }
     threadlet_queue_get_stats(&q, &st);
     assert_int_equal(st.peak_threads, 4);
     assert_int_equal(st.spawned, 4);
     assert_true(st.cur_threads <= 4);
+    atomic_store(&go, true);
     threadlet_queue_destroy(&q, THREADLET_DRAIN);
     free(items);
 }
@@ -167,6 +177,7 @@ test_idle_shrink_to_min(void **state)
     ThreadletQueue q;
     ThreadletStats st;
     Item items[64];
+    atomic_bool go = false;
 
     memset(items, 0, sizeof(items));
     assert_int_equal(threadlet_queue_init(&q, 8, 2), 0);
@@ -176,10 +187,12 @@ test_idle_shrink_to_min(void **state)
     for (int i = 0; i < 64; i++) {
         items[i].work.func = item_func;
         items[i].sleep_us = 2000;
+        items[i].hold = &go;
         assert_int_equal(submit_threadlet_to_queue(&q, &items[i].work), 0);
     }
     threadlet_queue_get_stats(&q, &st);
     assert_int_equal(st.peak_threads, 8);
+    atomic_store(&go, true);
     for (int i = 0; i < 64; i++) {
         wait_state(&items[i], THREADLET_DONE);
     }
@@ -536,12 +549,14 @@ test_set_limits_while_busy(void **state)
     ThreadletQueue q;
     ThreadletStats st;
     Item *items = calloc(N, sizeof(*items));
+    atomic_bool go = false;
 
     assert_int_equal(threadlet_queue_init(&q, 2, 0), 0);
     threadlet_queue_set_idle_timeout(&q, 30);
     for (int i = 0; i < N; i++) {
         items[i].work.func = item_func;
         items[i].sleep_us = 1000;
+        items[i].hold = &go; /* all stay queued until the limits are up */
         assert_int_equal(submit_threadlet_to_queue(&q, &items[i].work), 0);
     }
     threadlet_queue_get_stats(&q, &st);
@@ -554,10 +569,9 @@ test_set_limits_while_busy(void **state)
     assert_int_equal(st.peak_threads, 6);
 
     /* Lower max while busy: the surplus leaves, the work still finishes. */
+    atomic_store(&go, true);
     assert_int_equal(threadlet_queue_set_limits(&q, 1, 0), 0);
-    usleep(20000);
-    threadlet_queue_get_stats(&q, &st);
-    assert_true(st.cur_threads <= 1);
+    wait_threads(&q, 1);
 
     /* Raise min: started at once, kept after the idle timeout. */
     assert_int_equal(threadlet_queue_set_limits(&q, 3, 3), 0);
