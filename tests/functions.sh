@@ -75,13 +75,16 @@ requires_fuse()
 }
 
 # A directory on a disk-backed file system (O_DIRECT, fallocate and
-# SEEK_DATA work there); /tmp may be tmpfs.
+# SEEK_DATA work there); /tmp may be tmpfs.  `d=$(mktestdir)` runs in a
+# subshell, which cannot register a cleanup for the parent, so every
+# directory of this test run shares a prefix (the pid) and one cleanup,
+# registered first and so run last, removes them all.  It stays on their
+# own file system, so a mount left inside is not emptied.
+_testdir_prefix="${TLBD_TEST_DIR:-/var/tmp}/tlbd-$test_name.$$."
+cleanup_fn "rm -rf --one-file-system '$_testdir_prefix'*"
 mktestdir()
 {
-    local base=${TLBD_TEST_DIR:-/var/tmp} d
-    d=$(mktemp -d "$base/tlbd-$test_name.XXXXXX")
-    cleanup_fn "rm -rf '$d'"
-    echo "$d"
+    mktemp -d "${_testdir_prefix}XXXXXX"
 }
 
 nbdkit_plugin()
