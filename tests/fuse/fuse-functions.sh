@@ -9,10 +9,20 @@
 #   fuse_is_mounted MNT  true when a tlbd mount sits on MNT (live or dead)
 #   pid_alive PID        true while PID runs (a zombie counts as gone)
 #   fexp_seek            path of the SEEK_DATA/SEEK_HOLE helper
+#   fuse_test_dirs       set d (a fresh test directory), img=$d/disk.img
+#                        (not created) and mnt=$d/mnt (an empty directory)
 
 fexp_seek()
 {
     echo "$TLBD_BUILD/tests/fuse/fexp-seek"
+}
+
+fuse_test_dirs()
+{
+    d=$(mktestdir)
+    img=$d/disk.img
+    mnt=$d/mnt
+    mkdir "$mnt"
 }
 
 fuse_is_mounted()

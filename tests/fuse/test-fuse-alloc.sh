@@ -9,10 +9,7 @@ set -e
 requires fallocate --version
 requires test -x "$(fexp_seek)"
 
-d=$(mktestdir)
-img=$d/disk.img
-mnt=$d/mnt
-mkdir "$mnt"
+fuse_test_dirs
 head -c 32M /dev/urandom >"$d/pattern"
 cp "$d/pattern" "$img"
 sync "$img"

@@ -8,10 +8,7 @@ source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
 
-d=$(mktestdir)
-img=$d/disk.img
-mnt=$d/mnt
-mkdir "$mnt"
+fuse_test_dirs
 head -c 4M /dev/urandom >"$img"
 sum=$(sha256sum <"$img")
 tlbd=$(tlbd_bin)

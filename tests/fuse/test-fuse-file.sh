@@ -7,8 +7,7 @@ source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
 
-d=$(mktestdir)
-img=$d/disk.img
+fuse_test_dirs
 truncate -s 64M "$img"
 head -c 8M /dev/urandom >"$d/pattern"
 
@@ -41,8 +40,8 @@ if dd if=/dev/zero of="$img" bs=4k seek=16384 count=1 conv=notrunc \
 fi
 grep -q "No space left on device" "$d/err" || die "$(cat "$d/err")"
 head -c 8192 /dev/urandom >"$d/tail"
-dd if="$d/tail" of="$img" bs=8192 seek=$((64 * 1048576 - 4096)) oflag=seek_bytes \
-   conv=notrunc status=none 2>/dev/null || true
+dd if="$d/tail" of="$img" bs=8192 seek=$((64 * 1048576 - 4096)) \
+   oflag=seek_bytes conv=notrunc status=none 2>/dev/null || true
 [ "$(stat -c %s "$img")" = 67108864 ] || die "size changed"
 tail -c 4096 "$img" | cmp - <(head -c 4096 "$d/tail") ||
     die "the part of a write before the end is missing"

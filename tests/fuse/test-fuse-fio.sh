@@ -7,10 +7,7 @@ source "$(dirname "$0")/fuse-functions.sh"
 set -e
 requires fio --version
 
-d=$(mktestdir)
-img=$d/disk.img
-mnt=$d/mnt
-mkdir "$mnt"
+fuse_test_dirs
 truncate -s 64M "$img"
 
 start_fuse "$d/log" "$img" "$mnt"

@@ -6,10 +6,7 @@ source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
 
-d=$(mktestdir)
-img=$d/disk.img
-mnt=$d/mnt
-mkdir "$mnt"
+fuse_test_dirs
 truncate -s 64M "$img"
 head -c 8M /dev/urandom >"$d/pattern"
 

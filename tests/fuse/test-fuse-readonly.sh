@@ -6,8 +6,7 @@ source "$(dirname "$0")/fuse-functions.sh"
 set -e
 requires fallocate --version
 
-d=$(mktestdir)
-img=$d/disk.img
+fuse_test_dirs
 head -c 8M /dev/urandom >"$img"
 cp "$img" "$d/orig"
 before=$(sha256sum <"$img")

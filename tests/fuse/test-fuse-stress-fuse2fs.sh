@@ -13,11 +13,9 @@ requires e2fsck -V
 requires stress-ng --version
 
 secs=${TLBD_STRESS_SECS:-20}
-d=$(mktestdir)
-img=$d/disk.img
-mnt=$d/mnt
+fuse_test_dirs
 fs=$d/fs
-mkdir "$mnt" "$fs"
+mkdir "$fs"
 truncate -s 512M "$img"
 
 start_fuse "$d/log" "$img" "$mnt"

@@ -6,10 +6,7 @@ source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
 
-d=$(mktestdir)
-img=$d/disk.img
-mnt=$d/mnt
-mkdir "$mnt"
+fuse_test_dirs
 truncate -s 16M "$img"
 f=$mnt/disk.img
 
