@@ -212,7 +212,7 @@ test_stress(void **state)
     /* Most requests through the page cache, the rest with O_DIRECT and
      * shorter lengths.
      */
-    s->max_len = 16384;
+    s->max_len = 8192;
     s->seed = 1;
     uint64_t t0 = tlbd_now_ns();
     run(s, path, BLOCKDEV_CACHE_WRITEBACK, ops - ops / 10);
