@@ -180,8 +180,6 @@ open_path(BlockDev *bd, const BlockDevOptions *opts, char **errmsg)
         if (asprintf(&bd->warning, "'%s': the file system refuses O_DIRECT; "
                      "cache=none falls back to writeback", bd->path) < 0) {
             bd->warning = NULL;
-        } else {
-            fprintf(stderr, "tlbd: warning: %s\n", bd->warning);
         }
     }
     fd = open(bd->path, flags);
@@ -338,6 +336,9 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
      * run yet.
      */
     bd->iothread = opts->iothread;
+    if (bd->warning) {
+        fprintf(stderr, "tlbd: warning: %s\n", bd->warning);
+    }
     *out = bd;
     return 0;
 
