@@ -8,15 +8,49 @@
 #   stop_server            SIGTERM the server started last and wait for it
 #   wait_for FILE          wait (up to 30 s) until FILE exists
 #   sha256 FILE            the file's SHA-256
+#   nbdkit ARGS            nbdkit, with the ASan runtime preloaded in an
+#                          ASan build (see below)
 #
-# The plugin is used from the build tree; asan_preload makes an ASan build
-# loadable by the uninstrumented nbdkit.
+# The plugin is used from the build tree.  In an ASan build the
+# uninstrumented nbdkit needs the ASan runtime preloaded (asan_preload) to
+# load the plugin.  Only nbdkit gets it: the clients that --run starts
+# (qemu-io, nbdsh, ...) are not ours, and an uninstrumented program with
+# libasan preloaded can deadlock at exit in glibc's locale lock (seen with
+# qemu-io and with nbdkit itself after it prints an errno message, when
+# p11-kit's destructor calls freelocale).
 
 requires nbdkit --version
 requires nbdsh --version
 plugin=$(nbdkit_plugin)
 [ -f "$plugin" ] || die "the plugin is not built: $plugin"
-asan_preload
+
+# The environment asan_preload sets, as an `env` prefix; empty without ASan.
+# shellcheck disable=SC2207
+nbdkit_env=($(asan_preload
+              if [ -n "${LD_PRELOAD:-}" ]; then
+                  echo env "LD_PRELOAD=$LD_PRELOAD" \
+                       "ASAN_OPTIONS=${ASAN_OPTIONS:-}"
+              fi))
+asan_build=false
+[ ${#nbdkit_env[@]} -eq 0 ] || asan_build=true
+
+nbdkit()
+{
+    local args=() a run=false
+    if ! $asan_build; then
+        command nbdkit "$@"
+        return
+    fi
+    for a in "$@"; do
+        if $run; then
+            a="unset LD_PRELOAD ASAN_OPTIONS; $a"
+            run=false
+        fi
+        [ "$a" != --run ] || run=true
+        args+=("$a")
+    done
+    "${nbdkit_env[@]}" nbdkit "${args[@]}"
+}
 
 wait_for()
 {
@@ -33,7 +67,13 @@ start_server()
     local dir=$1
     shift
     rm -f "$dir/sock" "$dir/pid"
-    nbdkit -f -U "$dir/sock" -P "$dir/pid" "$plugin" "$@" &
+    # No function here: $! must be nbdkit's own pid.
+    if $asan_build; then
+        "${nbdkit_env[@]}" nbdkit -f -U "$dir/sock" -P "$dir/pid" \
+            "$plugin" "$@" &
+    else
+        command nbdkit -f -U "$dir/sock" -P "$dir/pid" "$plugin" "$@" &
+    fi
     server_pid=$!
     cleanup_fn "kill -9 $server_pid 2>/dev/null; wait $server_pid 2>/dev/null"
     wait_for "$dir/pid"
