@@ -3,9 +3,10 @@
  *
  * One BlockDev is shared by every connection.  It is opened in .get_ready,
  * so a missing file or a bad option stops nbdkit before it forks, with one
- * message.  The plugin's own ThreadletQueue and IOThread start in
- * .after_fork, since threads do not survive nbdkit --fork, and .cleanup
- * stops them: no thread outlives the plugin.
+ * message; the pool and IOThread that the open may use are joined again
+ * before .get_ready returns.  They start for good in .after_fork, since
+ * threads do not survive nbdkit --fork, and .cleanup stops them: no thread
+ * outlives the plugin.
  *
  * Threads: nbdkit's main thread calls the configuration callbacks,
  * .get_ready, .after_fork, .cleanup and .unload.  Under the PARALLEL thread
@@ -23,16 +24,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
 #include "cleanup.h"
 #include "iothread.h"
+#include "pconfig.h"
 #include "raw.h"
 #include "threadlet.h"
-#include "pconfig.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -357,8 +357,16 @@ tlbd_can_write(void *handle)
     return !blockdev_is_readonly(bd);
 }
 
+/* can_flush, can_trim, can_zero, can_extents and can_multi_conn.
+ *  - trim: with discard=ignore, or where the file system cannot punch
+ *    holes, it succeeds without freeing space, which NBD allows;
+ *  - zero: where no fast method applies, the BlockDev writes zeroes;
+ *  - extents: a block device is one data run;
+ *  - multi-conn: one device and one fd for every connection, so a flush on
+ *    any connection covers the writes completed on all of them.
+ */
 static int
-tlbd_can_flush(void *handle)
+tlbd_always(void *handle)
 {
     (void)handle;
     return 1;
@@ -372,23 +380,6 @@ tlbd_can_fua(void *handle)
     return NBDKIT_FUA_NATIVE;
 }
 
-/* Trim is always accepted: with discard=ignore, or where the file system
- * cannot punch holes, it succeeds without freeing space, which NBD allows.
- */
-static int
-tlbd_can_trim(void *handle)
-{
-    (void)handle;
-    return 1;
-}
-
-static int
-tlbd_can_zero(void *handle)
-{
-    (void)handle;
-    return 1;
-}
-
 /* Only where the BlockDev can zero without writing zeroes. */
 static int
 tlbd_can_fast_zero(void *handle)
@@ -398,27 +389,10 @@ tlbd_can_fast_zero(void *handle)
 }
 
 static int
-tlbd_can_extents(void *handle)
-{
-    (void)handle;
-    return 1;
-}
-
-static int
 tlbd_can_cache(void *handle)
 {
     (void)handle;
     return NBDKIT_CACHE_NATIVE;
-}
-
-/* One device and one fd for every connection: a flush on any connection
- * covers the writes completed on all of them.
- */
-static int
-tlbd_can_multi_conn(void *handle)
-{
-    (void)handle;
-    return 1;
 }
 
 /* Buffered I/O takes any byte range; with cache=none the BlockDev bounces
@@ -505,11 +479,9 @@ tlbd_trim(void *handle, uint32_t count, uint64_t offset, uint32_t flags)
     begin_request(h);
     r = blockdev_discard(bd, offset, count, bflags);
     if (r == -EOPNOTSUPP) {
+        /* Nothing was written, so there is nothing to make durable. */
         nbdkit_debug("trim: not supported here, ignored");
         r = 0;
-        if (bflags & BLOCKDEV_FUA) {
-            r = blockdev_flush(bd);
-        }
     }
     return end_request(h, check(r, "trim", offset, count));
 }
@@ -623,14 +595,14 @@ static struct nbdkit_plugin plugin = {
     .get_size           = tlbd_get_size,
     .block_size         = tlbd_block_size,
     .can_write          = tlbd_can_write,
-    .can_flush          = tlbd_can_flush,
+    .can_flush          = tlbd_always,
     .can_fua            = tlbd_can_fua,
-    .can_trim           = tlbd_can_trim,
-    .can_zero           = tlbd_can_zero,
+    .can_trim           = tlbd_always,
+    .can_zero           = tlbd_always,
     .can_fast_zero      = tlbd_can_fast_zero,
-    .can_extents        = tlbd_can_extents,
+    .can_extents        = tlbd_always,
     .can_cache          = tlbd_can_cache,
-    .can_multi_conn     = tlbd_can_multi_conn,
+    .can_multi_conn     = tlbd_always,
     .pread              = tlbd_pread,
     .pwrite             = tlbd_pwrite,
     .flush              = tlbd_flush,
