@@ -36,20 +36,52 @@ asan_build=false
 
 nbdkit()
 {
-    local args=() a run=false
+    local args=() a run=false mark pid i status
+
     if ! $asan_build; then
         command nbdkit "$@"
         return
     fi
+    # ASan build: the --run command records its status in MARK, so that
+    # when nbdkit then hangs in exit() (see above) the call can still end
+    # with the status nbdkit would have returned.
+    mark=$(mktemp "${TMPDIR:-/tmp}/tlbd-nbdkit-run.XXXXXX")
     for a in "$@"; do
         if $run; then
-            a="unset LD_PRELOAD ASAN_OPTIONS; $a"
+            a="unset LD_PRELOAD ASAN_OPTIONS; ( $a ); s=\$?; echo \$s > $mark; exit \$s"
             run=false
         fi
         [ "$a" != --run ] || run=true
         args+=("$a")
     done
-    "${nbdkit_env[@]}" nbdkit "${args[@]}"
+    # Its own process group, so that a hung nbdkit and whatever it forked
+    # can be killed together.
+    setsid "${nbdkit_env[@]}" nbdkit "${args[@]}" &
+    pid=$!
+    for ((i = 0; i < 2400; i++)); do
+        kill -0 $pid 2>/dev/null && [ ! -s "$mark" ] || break
+        sleep 0.1
+    done
+    for ((i = 0; i < 100; i++)); do
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 $pid 2>/dev/null; then
+        kill -9 -- -$pid
+        wait $pid 2>/dev/null || true
+        if [ -s "$mark" ]; then
+            echo "NOTE: nbdkit hung in exit() under the ASan preload" >&2
+            status=$(cat "$mark")
+        else
+            echo "nbdkit: timed out" >&2
+            status=124
+        fi
+    else
+        wait $pid && status=0 || status=$?
+    fi
+    kill -9 -- -$pid 2>/dev/null || true
+    rm -f "$mark"
+    return "$status"
 }
 
 wait_for()
