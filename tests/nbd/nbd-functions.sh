@@ -42,6 +42,13 @@ nbdkit()
         command nbdkit "$@"
         return
     fi
+    case " $* " in
+    *" --run "*) ;;
+    *)  # A server that goes to the background, or --dump-plugin etc.
+        "${nbdkit_env[@]}" nbdkit "$@"
+        return
+        ;;
+    esac
     # ASan build: the --run command records its status in MARK, so that
     # when nbdkit then hangs in exit() (see above) the call can still end
     # with the status nbdkit would have returned.
