@@ -65,6 +65,7 @@ typedef struct FexpReq {
     uint64_t length;
     void *buf;                /* read data, or the write's receive buffer */
     bool buf_pooled;          /* buf goes back with fexp_buf_put */
+    bool is_write;            /* counted in writes_in_flight */
     struct iovec iov;
     int whence;               /* lseek */
 } FexpReq;

@@ -369,6 +369,10 @@ fexp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     }
     r->buf = fexp_take_rbuf(exp);
     r->buf_pooled = true;
+    r->is_write = true;
+    if (++exp->stats.writes_in_flight > exp->stats.peak_writes_in_flight) {
+        exp->stats.peak_writes_in_flight = exp->stats.writes_in_flight;
+    }
     r->offset = (uint64_t)off;
     r->length = size;
     r->iov.iov_base = (void *)buf;

@@ -68,6 +68,9 @@ fexp_req_end(FexpReq *r)
     } else {
         free(r->buf);
     }
+    if (r->is_write) {
+        exp->stats.writes_in_flight--;
+    }
     free(r);
     exp->stats.in_flight--;
     if (exp->stopping && exp->stats.in_flight == 0) {
@@ -490,7 +493,7 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             "  flushes %" PRIu64 ", fsyncs %" PRIu64 ", fallocates %" PRIu64
             ", lseeks %" PRIu64 ", truncates %" PRIu64 "\n"
             "  errors %" PRIu64 ", in flight %" PRIu64 " (peak %" PRIu64
-            ")\n"
+            ", writes %" PRIu64 ")\n"
             "  buffers: allocated %" PRIu64 ", receive buffers handed to"
             " writes %" PRIu64 "\n"
             "  max_write %u, max_read %u, max_background %u\n",
@@ -498,8 +501,8 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             s->max_batch, s->reads, s->bytes_read, s->writes,
             s->bytes_written, s->flushes, s->fsyncs, s->fallocates,
             s->lseeks, s->truncates, s->errors, s->in_flight,
-            s->peak_in_flight, s->buf_allocs, s->handoffs, s->max_write,
-            s->max_read, s->max_background);
+            s->peak_in_flight, s->peak_writes_in_flight, s->buf_allocs,
+            s->handoffs, s->max_write, s->max_read, s->max_background);
 }
 
 void

@@ -47,6 +47,8 @@ typedef struct FexpStats {
     uint64_t errors;          /* replies carrying an error */
     uint64_t in_flight;       /* submitted, not yet replied */
     uint64_t peak_in_flight;
+    uint64_t writes_in_flight;
+    uint64_t peak_writes_in_flight; /* > 1: direct writes ran in parallel */
     uint64_t handoffs;        /* receive buffers handed to a write */
     uint64_t buf_allocs;      /* receive buffers allocated */
     uint64_t wakeups;         /* times the session fd was readable */

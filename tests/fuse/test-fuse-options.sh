@@ -3,7 +3,8 @@
 # detaching form returns only once the mount is usable and writes its pid
 # file only while serving; SIGUSR1 dumps statistics into --log; SIGTERM
 # and fusermount3 -u end it with status 0 and the pid file removed;
-# --direct-io=off and --cache=none serve the same data.
+# --direct-io=off and --cache=none serve the same data; with direct I/O,
+# writes to the file run in parallel (FOPEN_PARALLEL_DIRECT_WRITES).
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
@@ -65,3 +66,20 @@ dd if="$d/pattern" of="$mnt/disk.img" bs=4k seek=1 conv=notrunc,fsync \
    status=none
 dd if="$mnt/disk.img" bs=4k skip=1 count=256 status=none | cmp - "$d/pattern"
 stop_fuse "$d/log3" "$mnt"
+
+# Parallel direct writes: four writers, every write held 100 ms by
+# --inject; the kernel lets them overlap, so several are in flight at once.
+start_fuse "$d/log4" --inject=write:delay=100ms "$img" "$mnt"
+writers=()
+for i in 1 2 3 4; do
+    dd if=/dev/zero of="$mnt/disk.img" bs=4k count=5 seek=$((i * 100)) \
+       oflag=direct conv=notrunc status=none &
+    writers+=($!)
+done
+for w in "${writers[@]}"; do
+    wait "$w" || die "a parallel writer failed"
+done
+stop_fuse "$d/log4" "$mnt"
+peak=$(sed -n 's/.*in flight [0-9]* (peak [0-9]*, writes \([0-9]*\)).*/\1/p' \
+     "$d/log4")
+[ "${peak:-0}" -ge 2 ] || die "direct writes did not overlap: peak ${peak:-?}"
