@@ -80,6 +80,7 @@ echo "  finished by an I/O thread; details in $demo/*.log"
 # --- 1. bench ---------------------------------------------------------------
 echo "[1/3] tlbd bench: 2 vcpu threads x 16 requests in flight, random 4 KiB"
 echo "      reads and writes for 10 s, every block stamped and verified"
+t_step=$(now)
 "$tlbd" bench --size 1G --duration 10 --vcpus 2 --iodepth 16 --rw randrw \
     --bs 4k --json="$demo/bench.json" "$img" >"$demo/bench.log" ||
     fail "tlbd bench: $(tail -n 3 "$demo/bench.log")"
@@ -87,15 +88,17 @@ j=$demo/bench.json
 printf '      %s IOPS, %s MB/s, latency p50 %s us p99 %s us; %s workers;\n' \
     "$(json "$j" iops)" "$(json "$j" mbps)" "$(json "$j" latency_us/p50)" \
     "$(json "$j" latency_us/p99)" "$(json "$j" pool/peak)"
-printf '      verified %s blocks read + %s in the final pass: %s, %s errors\n' \
+printf '      verified %s blocks read + %s in the final pass: %s, %s errors' \
     "$(json "$j" verification/blocks_checked)" \
     "$(json "$j" verification/final_blocks)" \
     "$(json "$j" verification/result)" "$(json "$j" errors)"
+echo " ($(secs "$t_step" "$(now)") s)"
 
 # --- 2. fuse ----------------------------------------------------------------
 if ! "$tlbd" --help | grep -q '^  fuse '; then
     echo "[2/3] tlbd fuse: skipped (tlbd was built without libfuse3)"
 else
+    t_step=$(now)
     ntree=$(find "$tree" -type f | wc -l)
     ktree=$(du -sk "$tree" | cut -f1)
     if [ "$(id -u)" = 0 ]; then how="loop mount"; else how="fuse2fs"; fi
@@ -152,7 +155,8 @@ else
         "$((ktree / 1000))" "$(secs "$t0" "$t1")" \
         "$(mbps $((ktree * 1024)) "$t0" "$t1")" "$(secs "$t1" "$t2")" \
         "all $ntree checksums match"
-    echo "      e2fsck -fn on the image: clean, $files inodes in use"
+    echo "      e2fsck -fn on the image: clean, $files inodes in use" \
+        "($(secs "$t_step" "$(now)") s)"
 fi
 
 # --- 3. nbd -----------------------------------------------------------------
