@@ -215,7 +215,8 @@ pconfig_check(PluginConfig *cfg, char **errmsg)
     if (S_ISDIR(st.st_mode)) {
         return fail(errmsg, -EISDIR,
                     "file '%s': is a directory; need a regular file or a "
-                    "block device", cfg->file);
+                    "block device",
+                    cfg->file);
     }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
         return fail(errmsg, -EINVAL,

@@ -22,15 +22,15 @@
 #define PCONFIG_IDLE_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
 
 typedef struct PluginConfig {
-    char *file;             /* absolute path; NULL until file= */
+    char *file; /* absolute path; NULL until file= */
     int threads_min;
-    int threads_max;        /* 0: threadlet_default_max_threads() */
+    int threads_max; /* 0: threadlet_default_max_threads() */
     bool threads_min_set;
     bool threads_max_set;
     unsigned idle_timeout_ms;
     BlockDevCache cache;
     BlockDevDiscard discard;
-    char *inject;           /* Can be NULL. */
+    char *inject; /* Can be NULL. */
 } PluginConfig;
 
 /* Fill in the defaults. */

@@ -47,16 +47,16 @@ static PluginConfig config;
  * .cleanup.  The data callbacks only read bd, which stays valid from
  * .get_ready to .cleanup.
  */
-static BlockDev *bd;            /* shared by every connection */
-static IOThread *io;            /* runs request completions */
-static ThreadletQueue pool;     /* runs the blocking system calls */
+static BlockDev *bd;        /* shared by every connection */
+static IOThread *io;        /* runs request completions */
+static ThreadletQueue pool; /* runs the blocking system calls */
 static bool pool_started;
 
 /* The per-connection handle. */
 typedef struct TlbdHandle {
     pthread_mutex_t lock;
-    pthread_cond_t idle_cond;   /* signalled when in_flight drops to 0 */
-    unsigned in_flight;         /* protected by lock */
+    pthread_cond_t idle_cond; /* signalled when in_flight drops to 0 */
+    unsigned in_flight;       /* protected by lock */
 } TlbdHandle;
 
 static void tlbd_cleanup(void);
@@ -101,14 +101,14 @@ tlbd_config_complete(void)
     return 0;
 }
 
-#define tlbd_config_help                                                    \
-    "file=<FILENAME>       (required) The raw image or block device.\n"     \
-    "threads-min=<N>       Pool workers kept warm (default 1).\n"          \
-    "threads-max=<N>       Most pool workers (default: 8 per CPU, 16-64).\n" \
-    "idle-timeout=<TIME>   Idle workers above the minimum leave after\n"    \
-    "                      TIME, e.g. 10s or 500ms (default 10s).\n"        \
-    "cache=writeback|none  Page cache, or O_DIRECT (default writeback).\n"  \
-    "discard=unmap|ignore  What trim does (default unmap).\n"              \
+#define tlbd_config_help                                                       \
+    "file=<FILENAME>       (required) The raw image or block device.\n"        \
+    "threads-min=<N>       Pool workers kept warm (default 1).\n"              \
+    "threads-max=<N>       Most pool workers (default 8 per CPU, 16-64).\n"    \
+    "idle-timeout=<TIME>   Idle workers above the minimum leave after\n"       \
+    "                      TIME, e.g. 10s or 500ms (default 10s).\n"           \
+    "cache=writeback|none  Page cache, or O_DIRECT (default writeback).\n"     \
+    "discard=unmap|ignore  What trim does (default unmap).\n"                  \
     "inject=<SPEC>         Fault and latency injection, see paio(3)."
 
 /* Print the compiled-in features. */
@@ -462,8 +462,8 @@ tlbd_flush(void *handle, uint32_t flags)
 
     (void)flags;
     begin_request(h);
-    return end_request(h, check(blockdev_flush(bd), "flush", 0,
-                                blockdev_size(bd)));
+    return end_request(
+        h, check(blockdev_flush(bd), "flush", 0, blockdev_size(bd)));
 }
 
 /* Discard.  Where holes cannot be punched the data stays, which NBD
@@ -570,10 +570,11 @@ tlbd_cache(void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 
     (void)flags;
     begin_request(h);
-    return end_request(h, check(blockdev_cache(bd, offset, count), "cache",
-                                offset, count));
+    return end_request(
+        h, check(blockdev_cache(bd, offset, count), "cache", offset, count));
 }
 
+/* clang-format off */
 static struct nbdkit_plugin plugin = {
     .name               = "tlbd",
     .longname           = "tlbd threadlet block device plugin",
@@ -612,5 +613,6 @@ static struct nbdkit_plugin plugin = {
     .cache              = tlbd_cache,
     .errno_is_preserved = 1,
 };
+/* clang-format on */
 
 NBDKIT_REGISTER_PLUGIN(plugin)

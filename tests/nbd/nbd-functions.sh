@@ -55,7 +55,8 @@ nbdkit()
     mark=$(mktemp "${TMPDIR:-/tmp}/tlbd-nbdkit-run.XXXXXX")
     for a in "$@"; do
         if $run; then
-            a="unset LD_PRELOAD ASAN_OPTIONS; ( $a ); s=\$?; echo \$s > $mark; exit \$s"
+            a="unset LD_PRELOAD ASAN_OPTIONS; ( $a ); s=\$?
+               echo \$s > $mark; exit \$s"
             run=false
         fi
         [ "$a" != --run ] || run=true

@@ -81,7 +81,8 @@ for op in (lambda: h.pwrite(b"x" * 512, 0),
         assert e.args[1] in (errno.EPERM, errno.EROFS), e
 assert len(h.pread(4096, 0)) == 4096
 PY
-check_readonly="nbdsh -u \"\$uri\" -c 'exec(open(\"$d/check-readonly.py\").read())'"
+check_readonly="nbdsh -u \"\$uri\" \
+    -c 'exec(open(\"$d/check-readonly.py\").read())'"
 nbdkit -r -U - "$plugin" file="$img" --run "$check_readonly" ||
     die "-r export accepted a write"
 [ "$(sha256 "$img")" = "$before" ] || die "image changed under -r"

@@ -32,7 +32,8 @@ grep -Eq '^flush: 1 ops' "$d/stats" || die "stats: 1 flush"
 # with EIO; the data on the plugin's side is untouched.
 before=$(sha256 "$d/disk.img")
 nbdkit -U - --filter=delay --filter=error "$plugin" file="$d/disk.img" \
-    delay-read=300ms error=EIO error-pwrite-rate=100% --run 'nbdsh -u "$uri" -c "
+    delay-read=300ms error=EIO error-pwrite-rate=100% \
+    --run 'nbdsh -u "$uri" -c "
 import errno, time
 t = time.monotonic()
 buf = h.pread(4096, 0)

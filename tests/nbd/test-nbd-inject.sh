@@ -37,9 +37,10 @@ h.flush()
 " && nbdsh -u "$uri" -c "assert len(h.pread(65536, 0)) == 65536"' \
     2> "$d/err" || { cat "$d/err"; die "injected errors"; }
 cat "$d/err"
-grep -Eq "error: $d/disk.img: read at offset 0, 4096 bytes: Input/output error" \
+eio="Input/output error"
+grep -Eq "error: $d/disk.img: read at offset 0, 4096 bytes: $eio" \
     "$d/err" || die "no message naming the image and the read"
-grep -Eq "error: $d/disk.img: write at offset 65536, 4096 bytes: Input/output error" \
+grep -Eq "error: $d/disk.img: write at offset 65536, 4096 bytes: $eio" \
     "$d/err" || die "no message naming the image and the write"
 [ "$(sha256 "$d/disk.img")" = "$before" ] ||
     die "the failed write (or the rewrite of the same data) changed the image"

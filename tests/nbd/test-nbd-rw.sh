@@ -66,7 +66,7 @@ open(os.environ[\"EXPECT\"], \"wb\").write(bytes(exp))
 "' || die "nbdsh round trip failed (cache=$cache)"
 
     # The file itself holds what the client wrote.
-    python3 - "$d/disk.img" "$EXPECT" <<'PY' || die "image content (cache=$cache)"
+    python3 - "$d/disk.img" "$EXPECT" <<'PY' || die "image ($cache)"
 import os, sys
 M = 1024 * 1024
 f = open(sys.argv[1], "rb")
