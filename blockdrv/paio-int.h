@@ -13,6 +13,10 @@ int64_t paio_handle_write(PaioRequest *req);
 int64_t paio_handle_discard(PaioRequest *req);
 int64_t paio_handle_write_zeroes(PaioRequest *req);
 
+/* The same on block devices, cut at sector boundaries (paio-blk.c). */
+int64_t paio_blk_discard(PaioRequest *req);
+int64_t paio_blk_write_zeroes(PaioRequest *req);
+
 /* fdatasync unless a flush error is latched; latches a new failure. */
 int paio_do_flush(PaioDev *dev);
 int paio_latch_flush_error(PaioDev *dev, int err);

@@ -9,7 +9,9 @@
  * answer, plain writes of zeroes.  The first -ENOTSUP of each method clears
  * its has_* flag in the device so it is not tried again.  With
  * PAIO_NO_FALLBACK on a block device only a discard-backed hole counts as
- * fast (the kernel does PUNCH_HOLE there without a slow fallback).
+ * fast (the kernel does PUNCH_HOLE there without a slow fallback).  Block
+ * devices are handed to paio-blk.c, which cuts requests at sector
+ * boundaries.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -78,8 +80,12 @@ paio_handle_discard(PaioRequest *req)
     PaioDev *dev = req->dev;
     uint64_t length = req->u.range.length;
     PaioRmwMode mode;
-    int ret = paio_check_end(dev, req->offset, length);
+    int ret;
 
+    if (dev->is_blockdev) {
+        return paio_blk_discard(req);
+    }
+    ret = paio_check_end(dev, req->offset, length);
     if (ret < 0 || length == 0 || dev->discard_ignore) {
         return ret;
     }
@@ -174,8 +180,12 @@ paio_handle_write_zeroes(PaioRequest *req)
     uint64_t length = req->u.range.length;
     uint64_t end = offset + length;
     PaioRmwMode mode;
-    int ret = paio_check_end(dev, offset, length);
+    int ret;
 
+    if (dev->is_blockdev) {
+        return paio_blk_write_zeroes(req);
+    }
+    ret = paio_check_end(dev, offset, length);
     if (ret < 0 || length == 0) {
         return ret == 0 ? finish(req, 0) : ret;
     }

@@ -130,6 +130,8 @@ struct PaioDev {
     bool discard_ignore;
     bool direct;
     unsigned alignment;
+    unsigned sector_size; /* block devices: BLKSSZGET, set before the first
+                             discard or write-zeroes */
     ThreadletQueue *queue;
 
     /* atomic: learnt while running */

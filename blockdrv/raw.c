@@ -3,10 +3,12 @@
  * blockdev_open validates every option before it opens anything, opens the
  * path read-only or read-write (never creating or truncating it), learns
  * the size and block sizes, and wraps the descriptor in a PaioDev.  The
- * block device ioctls (BLKGETSIZE64, BLKSSZGET, BLKPBSZGET) go to the pool
- * as paio ioctl requests like any other; only the O_DIRECT alignment probe
- * (a few preads of the first block) runs in the opening thread.  The data
- * path is in raw-io.c.
+ * block device ioctls (BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, BLKROGET) go to
+ * the pool as paio ioctl requests like any other; only the O_DIRECT
+ * alignment probe (a few preads of the first block) runs in the opening
+ * thread.  At open no IOThread is attached yet, so the opening thread waits
+ * for each of them on a semaphore the worker posts.  The data path is in
+ * raw-io.c.
  *
  * Threads: blockdev_open and blockdev_close run in the caller's thread; the
  * getters may be called from any thread.  A BlockDev's fields are fixed
@@ -222,6 +224,27 @@ probe_alignment(int fd, uint64_t size)
     return align;
 }
 
+/* A read-only block device (BLKROGET) opens with O_RDWR, but every write
+ * would fail with EPERM: refuse it up front unless readonly was asked for.
+ */
+static int
+check_readonly(BlockDev *bd, char **errmsg)
+{
+    int ro = 0;
+    int64_t ret = blockdev_ioctl(bd, BLKROGET, &ro);
+
+    if (ret < 0) {
+        return fail(errmsg, (int)ret, "'%s': BLKROGET: %s", bd->path,
+                    strerror((int)-ret));
+    }
+    if (ro && !bd->readonly) {
+        return fail(errmsg, -EROFS, "cannot open '%s' for writing: the "
+                    "device is read-only (readonly=true opens it read-only)",
+                    bd->path);
+    }
+    return 0;
+}
+
 /* Learn size and block sizes.  Block devices ask through the pool. */
 static int
 probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
@@ -245,6 +268,10 @@ probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
         bd->logical_bs = (unsigned)lbs;
         bd->physical_bs = pbs;
         bd->alignment = bd->direct ? (unsigned)lbs : 1;
+        ret = check_readonly(bd, errmsg);
+        if (ret < 0) {
+            return (int)ret;
+        }
     } else {
         bd->alignment =
             bd->direct ? probe_alignment(bd->fd, (uint64_t)st->st_size) : 1;
@@ -324,6 +351,7 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         goto out_dev;
     }
     bd->dev->alignment = bd->alignment;
+    bd->dev->sector_size = bd->logical_bs;
     if (blockdev_size(bd) == 0 && !(opts->growable && !bd->is_blockdev)) {
         ret = fail(errmsg, -EINVAL, "'%s': image is empty (0 bytes)", path);
         goto out_dev;
