@@ -72,6 +72,11 @@ typedef struct FexpReq {
 
 extern const struct fuse_lowlevel_ops fexp_ops;
 
+/* The block-device ioctls (fexp-ioctl.c). */
+void fexp_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+                struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+                size_t in_bufsz, size_t out_bufsz);
+
 /* Start a request: count it in flight.  Returns NULL when out of memory
  * (the caller replies ENOMEM).
  */

@@ -651,4 +651,5 @@ const struct fuse_lowlevel_ops fexp_ops = {
     .lseek = fexp_lseek,
     .readdir = fexp_readdir,
     .statfs = fexp_statfs,
+    .ioctl = fexp_ioctl,
 };
