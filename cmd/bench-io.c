@@ -37,6 +37,9 @@ static const char *const op_names[] = {
     [BENCH_OP_READ] = "read",
     [BENCH_OP_WRITE] = "write",
     [BENCH_OP_FLUSH] = "flush",
+    [BENCH_OP_GETSIZE] = "BLKGETSIZE64",
+    [BENCH_OP_DISCARD] = "discard",
+    [BENCH_OP_ZEROOUT] = "zeroout",
 };
 
 bool
@@ -97,6 +100,9 @@ choose_op(BenchVcpu *v)
     if (cfg->flush_every && v->writes >= cfg->flush_every) {
         v->writes = 0;
         return BENCH_OP_FLUSH;
+    }
+    if (cfg->ioctl_mix && bench_ioctl_choose(v->bench, rng_next(v), &op)) {
+        return op;
     }
     switch (cfg->rw) {
     case BENCH_READ:
@@ -202,7 +208,7 @@ next_request(BenchVcpu *v)
         return NULL;
     }
     BenchOp op = choose_op(v);
-    if (op != BENCH_OP_FLUSH) {
+    if (bench_op_has_range(op)) {
         len = choose_len(v);
     }
 
@@ -212,7 +218,7 @@ next_request(BenchVcpu *v)
             break;
         }
         if (!SLIST_EMPTY(&v->free) &&
-            (op == BENCH_OP_FLUSH || place_locked(v, len, &offset))) {
+            (!bench_op_has_range(op) || place_locked(v, len, &offset))) {
             r = take_slot_locked(v);
             r->op = op;
             r->offset = offset;
@@ -330,6 +336,9 @@ complete(void *opaque, int64_t ret)
             b->count.flushes++;
             b->icount.flushes++;
             break;
+        default:
+            bench_ioctl_complete(b, r);
+            break;
         }
         hist_record(&b->lat_all, lat);
         hist_record(&b->ilat, lat);
@@ -375,6 +384,9 @@ submit(BenchVcpu *v, BenchReq *r)
         break;
     case BENCH_OP_FLUSH:
         ret = blockdev_aio_flush(b->bd, complete, r);
+        break;
+    default:
+        ret = bench_ioctl_submit(b, r, complete);
         break;
     }
     if (ret < 0) {
@@ -425,12 +437,13 @@ final_pass(BenchVcpu *v)
     uint64_t end = v->first_unit + v->nunits;
 
     while (u < end) {
-        if (b->blocks[u].gen == 0) {
+        if (b->blocks[u].gen == 0 && !b->blocks[u].zeroed) {
             u++;
             continue;
         }
         uint64_t n = 1;
-        while (u + n < end && n < max && b->blocks[u + n].gen != 0) {
+        while (u + n < end && n < max &&
+               (b->blocks[u + n].gen != 0 || b->blocks[u + n].zeroed)) {
             n++;
         }
         BenchReq *r = final_slot(v);

@@ -99,7 +99,8 @@ compute(const Bench *b, Figures *f)
 
     f->elapsed_s = (double)ns / 1e9;
     f->final_s = (double)(b->final_end_ns - b->end_ns) / 1e9;
-    f->requests = c->reads + c->writes + c->flushes;
+    f->requests = c->reads + c->writes + c->flushes + c->getsizes +
+                  c->discards + c->zeroouts;
     f->iops = per_s(f->requests, ns);
     f->read_iops = per_s(c->reads, ns);
     f->write_iops = per_s(c->writes, ns);
@@ -158,6 +159,11 @@ report_text(const Bench *b, const Figures *f, const ThreadletStats *pool,
     printf("  requests  %" PRIu64 " (reads %" PRIu64 ", writes %" PRIu64
            ", flushes %" PRIu64 ")\n",
            f->requests, c->reads, c->writes, c->flushes);
+    if (cfg->ioctl_mix) {
+        printf("  ioctls    %u%%: getsize %" PRIu64 ", discard %" PRIu64
+               ", zeroout %" PRIu64 "\n", cfg->ioctl_mix, c->getsizes,
+               c->discards, c->zeroouts);
+    }
     printf("  IOPS      %.0f (read %.0f, write %.0f)\n", f->iops,
            f->read_iops, f->write_iops);
     printf("  MB/s      %.1f (read %.1f, write %.1f)\n", f->mbps,
@@ -230,6 +236,9 @@ report_json(FILE *fp, const Bench *b, const Figures *f, const ThreadletStats *po
            "  \"bytes_written\": %" PRIu64 ",\n",
            f->elapsed_s, f->requests, c->reads, c->writes, c->flushes,
            c->bytes_read, c->bytes_written);
+    fprintf(fp, "  \"ioctl_mix\": %u,\n  \"getsizes\": %" PRIu64 ",\n"
+           "  \"discards\": %" PRIu64 ",\n  \"zeroouts\": %" PRIu64 ",\n",
+           cfg->ioctl_mix, c->getsizes, c->discards, c->zeroouts);
     fprintf(fp, "  \"iops\": %.0f,\n  \"read_iops\": %.0f,\n"
            "  \"write_iops\": %.0f,\n  \"mbps\": %.1f,\n"
            "  \"read_mbps\": %.1f,\n  \"write_mbps\": %.1f,\n",

@@ -164,6 +164,13 @@ holds_smaller_blocks(const Bench *b, const void *block, uint64_t offset)
     return false;
 }
 
+uint32_t
+bench_zero_hash(const Bench *b)
+{
+    static const char zeros[4096];
+    return block_hash32(zeros, b->unit);
+}
+
 bool
 bench_check(Bench *b, const void *block, uint64_t offset)
 {

@@ -50,7 +50,8 @@ usage(FILE *fp, int exitcode)
 "                  [--duration T] [--ops N] [--seed S] [--[no-]verify]\n"
 "                  [--size SIZE] [--cache writeback|none] [--threads-min N]\n"
 "                  [--threads-max N] [--inject SPEC] [--json[=FILE]]\n"
-"                  [--[no-]progress] IMAGE\n");
+"                  [--[no-]progress] [--ioctl-mix PCT]\n"
+"                  [--ioctl-kinds LIST] IMAGE\n");
     if (fp == stdout) {
         fprintf(fp,
 "\n"
@@ -76,6 +77,9 @@ usage(FILE *fp, int exitcode)
 "  --json[=FILE]       print the summary as JSON (to FILE: as well)\n"
 "  --progress, --no-progress  a progress line each second on stderr\n"
 "                      (default: when stderr is a terminal)\n"
+"  --ioctl-mix PCT     percent of requests that are ioctl kinds (default 0)\n"
+"  --ioctl-kinds LIST  of getsize (BLKGETSIZE64, block devices only),\n"
+"                      discard, zeroout (default: all three)\n"
 "\n"
 "See tlbd(1).\n", threadlet_default_max_threads());
     }
@@ -106,6 +110,8 @@ enum {
     JSON_OPTION,
     PROGRESS_OPTION,
     NO_PROGRESS_OPTION,
+    IOCTL_MIX_OPTION,
+    IOCTL_KINDS_OPTION,
 };
 
 static const char short_options[] = "h";
@@ -133,6 +139,8 @@ static const struct option long_options[] = {
     { "json", optional_argument, NULL, JSON_OPTION },
     { "progress", no_argument, NULL, PROGRESS_OPTION },
     { "no-progress", no_argument, NULL, NO_PROGRESS_OPTION },
+    { "ioctl-mix", required_argument, NULL, IOCTL_MIX_OPTION },
+    { "ioctl-kinds", required_argument, NULL, IOCTL_KINDS_OPTION },
     { NULL, 0, NULL, 0 },
 };
 
@@ -213,6 +221,7 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
     cfg->iodepth = 16;
     cfg->rw = BENCH_RANDRW;
     cfg->mix = 50;
+    cfg->ioctl_kinds = BENCH_IOCTL_ALL;
     cfg->bs_min = cfg->bs_max = 4096;
     cfg->cache_name = "writeback";
     cfg->threads_min = 0;
@@ -318,6 +327,15 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
             break;
         case NO_PROGRESS_OPTION:
             progress = 0;
+            break;
+        case IOCTL_MIX_OPTION:
+            cfg->ioctl_mix = parse_uint_opt("--ioctl-mix", optarg, 0, 100);
+            break;
+        case IOCTL_KINDS_OPTION:
+            if (bench_parse_ioctl_kinds(optarg, &cfg->ioctl_kinds) < 0) {
+                bad("--ioctl-kinds", optarg,
+                    "expected a list of getsize, discard, zeroout");
+            }
             break;
         default:
             usage(stderr, EXIT_FAILURE);
@@ -703,7 +721,8 @@ tlbd_bench_main(int argc, char **argv)
         goto out;
     }
     b->known_zero = created == 1;
-    if (open_all(b) < 0 || setup_geometry(b) < 0 || open_corrupt_fd(b) < 0) {
+    if (open_all(b) < 0 || setup_geometry(b) < 0 || bench_ioctl_setup(b) < 0 ||
+        open_corrupt_fd(b) < 0) {
         goto out;
     }
 

@@ -67,12 +67,23 @@ typedef struct BenchConfig {
     const char *json_file;    /* --json=FILE; NULL: JSON on stdout */
     bool progress;            /* a progress line each second on stderr */
     uint64_t corrupt_after;   /* test hook; 0: off */
+    unsigned ioctl_mix;       /* percent of ioctl-kind requests */
+    unsigned ioctl_kinds;     /* BENCH_IOCTL_* */
 } BenchConfig;
+
+/* --ioctl-kinds (bench-ioctl.c) */
+#define BENCH_IOCTL_GETSIZE (1u << 0)
+#define BENCH_IOCTL_DISCARD (1u << 1)
+#define BENCH_IOCTL_ZEROOUT (1u << 2)
+#define BENCH_IOCTL_ALL 7u
 
 typedef enum BenchOp {
     BENCH_OP_READ,
     BENCH_OP_WRITE,
     BENCH_OP_FLUSH,
+    BENCH_OP_GETSIZE,         /* the ioctl mix, bench-ioctl.c */
+    BENCH_OP_DISCARD,
+    BENCH_OP_ZEROOUT,
 } BenchOp;
 
 typedef struct BenchVcpu BenchVcpu;
@@ -122,12 +133,16 @@ typedef struct BenchBlock {
     uint32_t gen;             /* last completed write of this run; 0: none */
     uint32_t hash;            /* gen == 0: hash of the first read, 0: not
                                  read yet */
+    bool zeroed;              /* a discard or zeroout left zeros here */
 } BenchBlock;
 
 typedef struct BenchCounters {
     uint64_t reads;
     uint64_t writes;
     uint64_t flushes;
+    uint64_t getsizes;        /* the ioctl mix */
+    uint64_t discards;
+    uint64_t zeroouts;
     uint64_t bytes_read;
     uint64_t bytes_written;
     uint64_t blocks_checked;  /* blocks verified by reads of the run */
@@ -152,6 +167,9 @@ struct Bench {
     uint64_t run_id;
     bool known_zero;          /* the image was created by this run */
     int corrupt_fd;           /* test hook; -1 when off */
+    unsigned ioctl_kinds;     /* the kinds that apply to this image */
+    uint64_t sector;          /* block devices: logical sector; files: 1 */
+    uint32_t zero_hash;       /* the table's hash of a zero block */
 
     /* atomic */
     atomic_bool stop;         /* issue no new requests */
@@ -212,6 +230,24 @@ void bench_fill(const Bench *b, void *buf, uint64_t offset, uint64_t len,
  * bench_fail with the offset, what was expected and what was found.
  */
 bool bench_check(Bench *b, const void *block, uint64_t offset);
+
+/* The hash bench_check expects of a block of zeros. */
+uint32_t bench_zero_hash(const Bench *b);
+
+/* bench-ioctl.c */
+int bench_parse_ioctl_kinds(const char *list, unsigned *kinds);
+/* After open: the kinds that apply to the image, its sector size.
+ * Returns 0, or -1 after printing why no kind applies.
+ */
+int bench_ioctl_setup(Bench *b);
+bool bench_op_has_range(BenchOp op);
+/* With RND a random number, whether the next request is an ioctl kind, and
+ * which (*OP).
+ */
+bool bench_ioctl_choose(const Bench *b, uint64_t rnd, BenchOp *op);
+int bench_ioctl_submit(Bench *b, BenchReq *r, BlockDevCompleteFn *cb);
+/* Count R and record what it left in the block table.  I/O thread. */
+void bench_ioctl_complete(Bench *b, BenchReq *r);
 
 /* bench-report.c */
 void bench_progress(Bench *b, uint64_t now_ns);
