@@ -8,54 +8,71 @@ requires nbdinfo --version
 requires nbdcopy --version
 plugin=$(nbdkit_plugin)
 [ -f "$plugin" ] || skip "the nbdkit plugin is not built"
-asan_preload
+
+# In an ASan build the uninstrumented nbdkit that tlbd nbd runs needs the
+# ASan runtime preloaded to load the plugin; only nbdkit gets it (through
+# tlbd's environment), and the --run commands drop it again: clients and
+# other uninstrumented tools misbehave with libasan preloaded.
+# shellcheck disable=SC2207
+asan_env=($(asan_preload
+            if [ -n "${LD_PRELOAD:-}" ]; then
+                echo env "LD_PRELOAD=$LD_PRELOAD" \
+                     "ASAN_OPTIONS=${ASAN_OPTIONS:-}"
+            fi))
+drop='unset LD_PRELOAD ASAN_OPTIONS;'
 
 tlbd=$(tlbd_bin)
+tlbd_nbd() { "${asan_env[@]}" "$tlbd" nbd "$@"; }
 dir=$(mktestdir)
 img=$dir/disk.img
 truncate -s 16M "$img"
 printf 'hello from tlbd' | dd of="$img" bs=1 seek=1M conv=notrunc status=none
 
 # --run, with $uri set by nbdkit.
-out=$("$tlbd" nbd --run 'nbdinfo --size "$uri"' "$img")
+out=$(tlbd_nbd --run "$drop"' nbdinfo --size "$uri"' "$img")
 [ "$out" = $((16 << 20)) ] || die "nbdinfo --size through --run: $out"
 
 # Data through the plugin, out with nbdcopy.
-"$tlbd" nbd --run 'nbdcopy "$uri" '"$dir/copy.img" "$img"
+tlbd_nbd --run "$drop"' nbdcopy "$uri" '"$dir/copy.img" "$img"
 cmp "$img" "$dir/copy.img" || die "nbdcopy copy differs"
 
 # -r: writes are refused.
-if "$tlbd" nbd -r --run 'nbdcopy '"$dir/copy.img"' "$uri"' "$img" \
+if tlbd_nbd -r --run "$drop"' nbdcopy '"$dir/copy.img"' "$uri"' "$img" \
     2>/dev/null; then
     die "a write through tlbd nbd -r succeeded"
 fi
 
 # Extra nbdkit arguments: an option before the plugin, a filter parameter
 # after it.
-"$tlbd" nbd --run 'nbdinfo "$uri" >/dev/null' "$img" -- \
+tlbd_nbd --run "$drop"' nbdinfo "$uri" >/dev/null' "$img" -- \
     --filter=stats statsfile="$dir/stats"
 grep -q 'read:' "$dir/stats" || die "the stats filter saw no read"
 
 # The tuning options reach the plugin: good values serve, a bad injection
 # spec stops nbdkit, and tlbd nbd says so with a non-zero exit.
-out=$("$tlbd" nbd --cache none --discard ignore --threads-min 1 \
+out=$(tlbd_nbd --cache none --discard ignore --threads-min 1 \
     --threads-max 4 --idle-timeout 500ms --inject 'read:delay=1ms' \
-    --run 'nbdinfo --size "$uri"' "$img")
+    --run "$drop"' nbdinfo --size "$uri"' "$img")
 [ "$out" = $((16 << 20)) ] || die "tuned tlbd nbd: $out"
-if "$tlbd" nbd --inject 'bogus!' --run true "$img" 2>"$dir/err"; then
-    die "tlbd nbd --inject 'bogus!' succeeded"
+# (Not under ASan: there nbdkit can hang in exit() after printing an
+# error, in glibc's locale lock, with libasan preloaded.)
+if [ ${#asan_env[@]} -eq 0 ]; then
+    if tlbd_nbd --inject 'bogus!' --run true "$img" 2>"$dir/err"; then
+        die "tlbd nbd --inject 'bogus!' succeeded"
+    fi
+    grep -q 'bogus' "$dir/err" ||
+        die "a bad --inject was not named: $(cat "$dir/err")"
 fi
-grep -q 'bogus' "$dir/err" || die "a bad --inject was not named: $(cat "$dir/err")"
 
 # TCP on localhost, on a port free a moment ago.
 port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-out=$("$tlbd" nbd --port "$port" --run 'echo "$uri"; nbdinfo --size "$uri"' \
+out=$(tlbd_nbd --port "$port" --run "$drop"' echo "$uri"; nbdinfo --size "$uri"' \
     "$img")
 [ "$out" = "nbd://localhost:$port
 $((16 << 20))" ] || die "tlbd nbd --port: $out"
 
 # Serving: the URI is printed, works, and SIGTERM stops everything.
-"$tlbd" nbd "$img" >"$dir/uri" &
+"${asan_env[@]}" "$tlbd" nbd "$img" >"$dir/uri" &
 pid=$!
 cleanup_fn "kill $pid 2>/dev/null"
 for _ in $(seq 100); do
