@@ -396,7 +396,8 @@ tlbd_can_cache(void *handle)
 }
 
 /* Buffered I/O takes any byte range; with cache=none the BlockDev bounces
- * unaligned requests, but the logical sector is the honest minimum.
+ * unaligned requests, but the logical sector is the honest minimum.  A
+ * block device advertises its own logical sector (BLKSSZGET) as minimum.
  */
 static int
 tlbd_block_size(void *handle, uint32_t *minimum, uint32_t *preferred,
@@ -408,6 +409,9 @@ tlbd_block_size(void *handle, uint32_t *minimum, uint32_t *preferred,
     *minimum = 1;
     if (blockdev_is_direct(bd)) {
         *minimum = blockdev_alignment(bd);
+    }
+    if (blockdev_is_blockdev(bd)) {
+        *minimum = blockdev_logical_block_size(bd);
     }
     *preferred = PREFERRED_BLOCK_SIZE;
     if (physical > *preferred && physical <= MAXIMUM_BLOCK_SIZE) {
