@@ -2,8 +2,9 @@
 # The FUSE file answers the block-device ioctls, checked by blkioctl
 # against the image: a regular file (with and without the kernel's page
 # cache), a loop device with 512-byte sectors and one with 4096-byte
-# sectors, and a read-only mount of each kind, which refuses BLKDISCARD and
-# BLKZEROOUT with EROFS.  On the 4096-byte-sector device, fallocate
+# sectors, a read-only loop device, and a read-only mount of each kind,
+# which refuses BLKDISCARD and BLKZEROOUT with EROFS.  On the
+# 4096-byte-sector device, fallocate
 # --zero-range and --punch-hole over ranges that start and end inside a
 # sector zero exactly the bytes asked for (whole sectors by BLKZEROOUT, the
 # partial ones written) and keep the bytes around them.
@@ -66,3 +67,14 @@ for sector in 512 4096; do
     fi
     losetup -d "$loop_dev"
 done
+
+# A read-only loop device (BLKROGET 1): refused for writing with one
+# message, exported with -r, where the file says BLKROGET 1.
+loop_dev=$(losetup -r -f --show "$d/back-512")
+cleanup_fn "losetup -d $loop_dev 2>/dev/null"
+if "$(tlbd_bin)" fuse "$loop_dev" "$mnt" 2>"$d/err"; then
+    die "a read-only device was mounted for writing"
+fi
+grep -q "the device is read-only" "$d/err" || die "$(cat "$d/err")"
+export_check -r "$loop_dev"
+losetup -d "$loop_dev"
