@@ -30,7 +30,7 @@ from .report import POOL_LIB_NAMES, Report, fmt_num
 from .summary import environment, write_outputs
 
 SECTIONS = ("nbd", "fuse", "pool", "raw")
-DEFAULT_RUNTIME = 2
+DEFAULT_RUNTIME = 1.5
 
 
 def parse_size(s):
@@ -69,7 +69,7 @@ def parse_args(argv, src):
     p.add_argument("--reps", type=int, default=3,
                    help="repetitions of every row (default 3)")
     p.add_argument("--runtime", type=float, default=DEFAULT_RUNTIME,
-                   help="seconds per fio job (default %d)" % DEFAULT_RUNTIME)
+                   help="seconds per fio job (default %g)" % DEFAULT_RUNTIME)
     p.add_argument("--size", type=parse_size, default=R.GIB,
                    help="image size (default 1G)")
     p.add_argument("--out", default=None,
