@@ -29,19 +29,6 @@
 
 #include "paio-int.h"
 
-static int
-range_ioctl(int fd, unsigned long cmd, uint64_t offset, uint64_t length)
-{
-    uint64_t range[2] = { offset, length };
-
-    while (ioctl(fd, cmd, range) < 0) {
-        if (errno != EINTR) {
-            return -errno;
-        }
-    }
-    return 0;
-}
-
 static bool
 notsup(int err)
 {
@@ -90,25 +77,13 @@ paio_blk_discard(PaioRequest *req)
         return -ENOTSUP;
     }
     paio_rmw_lock(dev, mode);
-    ret = range_ioctl(dev->fd, BLKDISCARD, start, end - start);
+    ret = paio_range_ioctl(dev->fd, BLKDISCARD, start, end - start);
     paio_rmw_unlock(dev, mode);
     if (notsup(ret)) {
         atomic_store(&dev->has_discard, false);
         return -ENOTSUP;
     }
     return fua(req, ret);
-}
-
-static int
-punch(int fd, uint64_t offset, uint64_t length)
-{
-    while (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                     (off_t)offset, (off_t)length) < 0) {
-        if (errno != EINTR) {
-            return -errno;
-        }
-    }
-    return 0;
 }
 
 /* Zero the whole sectors START..END.  -ENOTSUP when no method applies. */
@@ -119,7 +94,8 @@ zero_sectors(PaioDev *dev, uint64_t start, uint64_t end, unsigned flags)
 
     if (flags & PAIO_NO_FALLBACK) {
         if ((flags & PAIO_MAY_TRIM) && atomic_load(&dev->has_discard)) {
-            ret = punch(dev->fd, start, end - start);
+            ret = paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
+                                 FALLOC_FL_KEEP_SIZE, start, end - start);
             if (notsup(ret)) {
                 atomic_store(&dev->has_discard, false);
                 ret = -ENOTSUP;
@@ -128,7 +104,7 @@ zero_sectors(PaioDev *dev, uint64_t start, uint64_t end, unsigned flags)
         return ret;
     }
     if (atomic_load(&dev->has_zeroout)) {
-        ret = range_ioctl(dev->fd, BLKZEROOUT, start, end - start);
+        ret = paio_range_ioctl(dev->fd, BLKZEROOUT, start, end - start);
         if (notsup(ret)) {
             atomic_store(&dev->has_zeroout, false);
             ret = -ENOTSUP;

@@ -39,6 +39,13 @@ PaioRmwMode paio_rmw_mode(PaioDev *dev, uint64_t offset, uint64_t length);
 void paio_rmw_lock(PaioDev *dev, PaioRmwMode mode);
 void paio_rmw_unlock(PaioDev *dev, PaioRmwMode mode);
 
+/* fallocate(MODE) and a uint64_t[2] range ioctl (BLKDISCARD, BLKZEROOUT),
+ * again after EINTR: 0 or -errno.
+ */
+int paio_fallocate(int fd, int mode, uint64_t offset, uint64_t length);
+int paio_range_ioctl(int fd, unsigned long cmd, uint64_t offset,
+                     uint64_t length);
+
 /* Write LENGTH zero bytes at OFFSET with plain writes (the slow way). */
 int paio_write_zero_buffers(PaioDev *dev, uint64_t offset, uint64_t length);
 

@@ -30,8 +30,8 @@ is_notsup(int err)
     return err == -ENOTSUP || err == -EOPNOTSUPP || err == -ENOSYS;
 }
 
-static int
-do_fallocate(int fd, int mode, uint64_t offset, uint64_t length)
+int
+paio_fallocate(int fd, int mode, uint64_t offset, uint64_t length)
 {
     while (fallocate(fd, mode, (off_t)offset, (off_t)length) < 0) {
         if (errno != EINTR) {
@@ -41,8 +41,8 @@ do_fallocate(int fd, int mode, uint64_t offset, uint64_t length)
     return 0;
 }
 
-static int
-do_range_ioctl(int fd, unsigned long cmd, uint64_t offset, uint64_t length)
+int
+paio_range_ioctl(int fd, unsigned long cmd, uint64_t offset, uint64_t length)
 {
     uint64_t range[2] = { offset, length };
 
@@ -98,10 +98,10 @@ paio_handle_discard(PaioRequest *req)
     mode = dev->direct ? PAIO_RMW_SHARED : PAIO_RMW_NONE;
     paio_rmw_lock(dev, mode);
     if (dev->is_blockdev) {
-        ret = do_range_ioctl(dev->fd, BLKDISCARD, req->offset, length);
+        ret = paio_range_ioctl(dev->fd, BLKDISCARD, req->offset, length);
     } else {
-        ret = do_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
-                           FALLOC_FL_KEEP_SIZE, req->offset, length);
+        ret = paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
+                             FALLOC_FL_KEEP_SIZE, req->offset, length);
     }
     paio_rmw_unlock(dev, mode);
     return finish(req, try_method(&dev->has_discard, ret));
@@ -136,9 +136,9 @@ zero_fast(PaioDev *dev, uint64_t offset, uint64_t length, unsigned flags)
     if (dev->is_blockdev && (flags & PAIO_NO_FALLBACK)) {
         if ((flags & PAIO_MAY_TRIM) && atomic_load(&dev->has_discard)) {
             ret = try_method(&dev->has_discard,
-                             do_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
-                                          FALLOC_FL_KEEP_SIZE, offset,
-                                          length));
+                             paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
+                                            FALLOC_FL_KEEP_SIZE, offset,
+                                            length));
         }
         return ret;
     }
@@ -146,27 +146,27 @@ zero_fast(PaioDev *dev, uint64_t offset, uint64_t length, unsigned flags)
         atomic_load(&dev->has_punch_zero)) {
         /* A hole is allowed and frees the blocks: try it first. */
         ret = try_method(&dev->has_punch_zero,
-                         do_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
-                                      FALLOC_FL_KEEP_SIZE, offset, length));
+                         paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
+                                        FALLOC_FL_KEEP_SIZE, offset, length));
         if (ret != -ENOTSUP) {
             return ret;
         }
     }
     if (atomic_load(&dev->has_zero_range)) {
         ret = try_method(&dev->has_zero_range,
-                         do_fallocate(dev->fd, FALLOC_FL_ZERO_RANGE |
-                                      FALLOC_FL_KEEP_SIZE, offset, length));
+                         paio_fallocate(dev->fd, FALLOC_FL_ZERO_RANGE |
+                                        FALLOC_FL_KEEP_SIZE, offset, length));
         if (ret != -ENOTSUP) {
             return ret;
         }
     }
     if (!dev->is_blockdev && atomic_load(&dev->has_punch_zero)) {
         ret = try_method(&dev->has_punch_zero,
-                         do_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
-                                      FALLOC_FL_KEEP_SIZE, offset, length));
+                         paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
+                                        FALLOC_FL_KEEP_SIZE, offset, length));
         if (ret == 0 && !(flags & PAIO_MAY_TRIM)) {
             /* The range reads as zeroes now; allocate it again. */
-            ret = do_fallocate(dev->fd, FALLOC_FL_KEEP_SIZE, offset, length);
+            ret = paio_fallocate(dev->fd, FALLOC_FL_KEEP_SIZE, offset, length);
         }
     }
     return ret;
@@ -198,7 +198,7 @@ paio_handle_write_zeroes(PaioRequest *req)
     if (ret == -ENOTSUP && dev->is_blockdev &&
         !(req->flags & PAIO_NO_FALLBACK) && atomic_load(&dev->has_zeroout)) {
         ret = try_method(&dev->has_zeroout,
-                         do_range_ioctl(dev->fd, BLKZEROOUT, offset, length));
+                         paio_range_ioctl(dev->fd, BLKZEROOUT, offset, length));
     }
     if (ret == 0 && mode == PAIO_RMW_EXCLUSIVE) {
         ret = grow_to(dev, end);

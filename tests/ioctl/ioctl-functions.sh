@@ -24,7 +24,8 @@ attach_loop()
         die "losetup $file failed"
     cleanup_fn "losetup -d $loop_dev 2>/dev/null"
     [ "$(blockdev --getss "$loop_dev")" = "$sector" ] ||
-        die "$loop_dev: sector size $(blockdev --getss "$loop_dev"), not $sector"
+        die "$loop_dev: sector size $(blockdev --getss "$loop_dev")," \
+            "not $sector"
 }
 
 # The bytes of FILE from OFFSET, LENGTH of them, as hex.

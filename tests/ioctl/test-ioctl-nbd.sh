@@ -7,7 +7,8 @@
 #    blocks of the sparse backing file (the loop device punches holes in
 #    it); trims and zeroes that start and end inside a 4096-byte sector
 #    zero exactly what they promise (zero) or whole sectors only (trim);
-#  - fio's nbd engine writes and verifies over NBD on the device;
+#  - fio's nbd engine writes (4k-64k, random reads and writes) and
+#    verifies over NBD on the device;
 #  - a read-only loop device is served read-only (BLKROGET).
 source "$(dirname "$0")/../functions.sh"
 set -e
@@ -95,22 +96,19 @@ h.flush()
         die "$back: st_blocks $blocks -> $after; the 8M trim freed nothing"
     echo "sector $sector: st_blocks $blocks -> $after"
 
+    # Mixed sizes and directions over the upper half, verified with md5.
     cat >"$d/job.fio" <<JOB
-[global]
+[verify-on-device]
 ioengine=nbd
 uri=\${URI}
-bs=4k
-iodepth=16
-numjobs=2
-size=16M
-offset_increment=16M
+rw=randrw
+bsrange=4k-64k
+iodepth=8
+offset=32M
+size=32M
 randrepeat=1
-verify=crc32c
+verify=md5
 verify_fatal=1
-group_reporting=1
-
-[randwrite]
-rw=randwrite
 do_verify=1
 JOB
     nbdkit -U - "$plugin" file="$loop_dev" \
@@ -119,12 +117,12 @@ JOB
         { cat "$d/fio.out"; die "fio over NBD on $loop_dev failed"; }
     err=$(grep '^3;' "$d/fio.out" | cut -d';' -f5)
     [ "$err" = 0 ] || die "fio reported error '$err' on $loop_dev"
+    written=$(grep '^3;' "$d/fio.out" | cut -d';' -f47)
+    [ "$written" -gt 0 ] || die "fio wrote nothing on $loop_dev"
     losetup -d "$loop_dev"
 done
 
 # A read-only loop device: BLKROGET says so, the export is read-only.
-attach_loop "$d/back-512" 512
-losetup -d "$loop_dev"
 loop_dev=$(losetup -r -f --show "$d/back-512")
 cleanup_fn "losetup -d $loop_dev 2>/dev/null"
 nbdkit -U - "$plugin" file="$loop_dev" \
