@@ -16,7 +16,6 @@ source "$(dirname "$0")/../nbd/nbd-functions.sh"
 source "$(dirname "$0")/ioctl-functions.sh"
 requires nbdinfo --version
 requires fio --version
-requires jq --version
 
 d=$(mktestdir)
 M=$((1 << 20))
@@ -24,7 +23,9 @@ M=$((1 << 20))
 # json KEY: one value of nbdinfo --json (in $d/info.json).
 json()
 {
-    jq -r ".exports[0].\"$1\"" "$d/info.json"
+    python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))["exports"][0][sys.argv[2]]
+print(str(v).lower() if isinstance(v, bool) else v)' "$d/info.json" "$1"
 }
 
 # same FILE OFFSET LENGTH: the device's bytes there equal the saved copy's.
