@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The FUSE file answers the block-device ioctls, checked by blkioctl
-# against the image: a regular file (with and without the kernel's page
+# (and blockdev(8) on loop devices) against the image: a regular file (in
+# a file and in a directory mount, with and without the kernel's page
 # cache), a loop device with 512-byte sectors and one with 4096-byte
 # sectors, a read-only loop device, and a read-only mount of each kind,
 # which refuses BLKDISCARD and BLKZEROOUT with EROFS.  On the
@@ -24,6 +25,13 @@ export_check()
     case " $* " in *" -r "*) ro=-r ;; esac
     start_fuse "$d/log" "$@" "$mnt"
     "$(blkioctl)" $ro "$mnt" "$img" || die "blkioctl $ro on $img failed"
+    if [ -b "$img" ]; then
+        # blockdev(8) itself, on the file and on the device.
+        q="--getsize64 --getss --getpbsz"
+        [ "$(blockdev $q "$mnt")" = "$(blockdev $q "$img")" ] ||
+            die "blockdev $q: $(blockdev $q "$mnt" | xargs) on the file," \
+                "$(blockdev $q "$img" | xargs) on $img"
+    fi
     stop_fuse "$d/log" "$mnt"
 }
 
@@ -31,6 +39,11 @@ img=$d/disk.img
 head -c 16M /dev/urandom >"$img"
 export_check "$img"
 export_check --direct-io=off "$img"
+# A directory mount: the image is a file inside it.
+mkdir "$d/dir"
+start_fuse "$d/log" "$img" "$d/dir"
+"$(blkioctl)" "$d/dir/disk.img" "$img" || die "blkioctl in a directory mount"
+stop_fuse "$d/log" "$d/dir"
 sum=$(sha256sum <"$img")
 export_check -r "$img"
 [ "$(sha256sum <"$img")" = "$sum" ] || die "read-only mount changed $img"
