@@ -29,12 +29,6 @@
 
 #include "paio-int.h"
 
-static bool
-notsup(int err)
-{
-    return err == -ENOTSUP || err == -EOPNOTSUPP || err == -ENOSYS;
-}
-
 /* Split [OFFSET, OFFSET+LENGTH) at DEV's sector boundaries: *START..*END is
  * the run of whole sectors (empty when *START >= *END).
  */
@@ -79,7 +73,7 @@ paio_blk_discard(PaioRequest *req)
     paio_rmw_lock(dev, mode);
     ret = paio_range_ioctl(dev->fd, BLKDISCARD, start, end - start);
     paio_rmw_unlock(dev, mode);
-    if (notsup(ret)) {
+    if (paio_is_notsup(ret)) {
         atomic_store(&dev->has_discard, false);
         return -ENOTSUP;
     }
@@ -96,7 +90,7 @@ zero_sectors(PaioDev *dev, uint64_t start, uint64_t end, unsigned flags)
         if ((flags & PAIO_MAY_TRIM) && atomic_load(&dev->has_discard)) {
             ret = paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
                                  FALLOC_FL_KEEP_SIZE, start, end - start);
-            if (notsup(ret)) {
+            if (paio_is_notsup(ret)) {
                 atomic_store(&dev->has_discard, false);
                 ret = -ENOTSUP;
             }
@@ -105,7 +99,7 @@ zero_sectors(PaioDev *dev, uint64_t start, uint64_t end, unsigned flags)
     }
     if (atomic_load(&dev->has_zeroout)) {
         ret = paio_range_ioctl(dev->fd, BLKZEROOUT, start, end - start);
-        if (notsup(ret)) {
+        if (paio_is_notsup(ret)) {
             atomic_store(&dev->has_zeroout, false);
             ret = -ENOTSUP;
         }

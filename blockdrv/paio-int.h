@@ -7,6 +7,15 @@
 #include "cleanup.h"
 #include "paio.h"
 
+/* True for the errors that mean "this kind of request is not supported
+ * here", after which a capability flag is cleared.
+ */
+static inline bool
+paio_is_notsup(int err)
+{
+    return err == -ENOTSUP || err == -EOPNOTSUPP || err == -ENOSYS;
+}
+
 /* Handlers: bytes, 0 or -errno. */
 int64_t paio_handle_read(PaioRequest *req);
 int64_t paio_handle_write(PaioRequest *req);

@@ -24,12 +24,6 @@
 
 #include "paio-int.h"
 
-static bool
-is_notsup(int err)
-{
-    return err == -ENOTSUP || err == -EOPNOTSUPP || err == -ENOSYS;
-}
-
 int
 paio_fallocate(int fd, int mode, uint64_t offset, uint64_t length)
 {
@@ -58,7 +52,7 @@ paio_range_ioctl(int fd, unsigned long cmd, uint64_t offset, uint64_t length)
 static int
 try_method(_Atomic bool *flag, int ret)
 {
-    if (is_notsup(ret)) {
+    if (paio_is_notsup(ret)) {
         atomic_store(flag, false);
         return -ENOTSUP;
     }
