@@ -3,7 +3,8 @@
 # loop mount, on an ext4 made in the FUSE file, a shorter stress-ng run
 # (20 s; TLBD_STRESS_SECS changes it), then e2fsck -fn must be clean.
 # No rename stressor: fuse2fs 1.47 itself fails it (rmdir: Directory not
-# empty) on a plain image file too.
+# empty) on a plain image file too.  See below for the one rmdir failure
+# that is fuse2fs's and accepted.
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
@@ -36,8 +37,26 @@ stress-ng --temp-path "$fs" --timeout "${secs}s" --verify --metrics-brief \
     --hdd 1 --hdd-bytes 16m --hdd-opts wr-seq,rd-rnd,fsync \
     --dir 1 --symlink 1 --fallocate 1 --fallocate-bytes 8m \
     >/dev/null 2>&1 || rc=$?
-if grep -q "fail:" "$d/stress.log" || [ "$rc" != 0 ]; then
-    grep -E "fail:|error" "$d/stress.log" >&2 || tail -20 "$d/stress.log" >&2
+# fuse2fs is a libfuse high-level file system: a file unlinked while open
+# lives on as .fuse_hidden* until its RELEASE arrives, and that comes
+# asynchronously after close, so stress-ng's final rmdir of its own temp
+# directory can race it and fail with ENOTEMPTY (seen without tlbd too).
+# That one failure is accepted only where the directory holds nothing but
+# .fuse_hidden* files; every other failure line fails the test.
+hidden_only()
+{
+    [ -d "$1" ] || return 0
+    ! find "$1" -mindepth 1 ! -name '.fuse_hidden*' | grep -q .
+}
+others=$(grep "fail:" "$d/stress.log" |
+         grep -v "rmdir '$fs/tmp-stress-ng-[^']*' failed, errno=39" || true)
+for dir in $(grep -o "rmdir '$fs/tmp-stress-ng-[^']*' failed, errno=39" \
+                 "$d/stress.log" | cut -d"'" -f2); do
+    hidden_only "$dir" || others+=$'\n'"$dir: more than .fuse_hidden files"
+done
+if [ -n "$others" ] || [ "$rc" != 0 ]; then
+    echo "$others" >&2
+    grep -E "error" "$d/stress.log" >&2 || tail -20 "$d/stress.log" >&2
     die "stress-ng exit status $rc"
 fi
 
