@@ -13,79 +13,6 @@
 
 #include "options.h"
 
-/* Parse the leading unsigned decimal of STR; *END points past it. */
-static int
-parse_number(const char *str, uint64_t *out, const char **end)
-{
-    char *e;
-
-    if (!isdigit((unsigned char)*str)) {
-        return -EINVAL;
-    }
-    errno = 0;
-    unsigned long long v = strtoull(str, &e, 10);
-    if (errno == ERANGE) {
-        return -ERANGE;
-    }
-    *out = v;
-    *end = e;
-    return 0;
-}
-
-int
-tlbd_parse_uint(const char *str, uint64_t max, uint64_t *out)
-{
-    const char *end;
-    uint64_t v;
-    int ret = parse_number(str, &v, &end);
-
-    if (ret < 0) {
-        return ret;
-    }
-    if (*end != '\0') {
-        return -EINVAL;
-    }
-    if (v > max) {
-        return -ERANGE;
-    }
-    *out = v;
-    return 0;
-}
-
-int
-tlbd_parse_size(const char *str, uint64_t *out)
-{
-    static const char suffixes[] = "kmgtpe";
-    const char *end;
-    uint64_t v;
-    unsigned shift = 0;
-    int ret = parse_number(str, &v, &end);
-
-    if (ret < 0) {
-        return ret;
-    }
-    if (*end != '\0') {
-        const char *p = strchr(suffixes, tolower((unsigned char)*end));
-        if (!p) {
-            return -EINVAL;
-        }
-        shift = 10 * (unsigned)(p - suffixes + 1);
-        end++;
-        /* "k", "kB", "KiB" all mean 1024. */
-        if (!strcasecmp(end, "ib") || !strcasecmp(end, "b")) {
-            end += strlen(end);
-        }
-        if (*end != '\0') {
-            return -EINVAL;
-        }
-    }
-    if (shift && v > (UINT64_MAX >> shift)) {
-        return -ERANGE;
-    }
-    *out = v << shift;
-    return 0;
-}
-
 int
 tlbd_parse_duration(const char *str, uint64_t *out_ns)
 {
@@ -99,7 +26,7 @@ tlbd_parse_duration(const char *str, uint64_t *out_ns)
     };
     const char *end;
     uint64_t v;
-    int ret = parse_number(str, &v, &end);
+    int ret = tlbd_parse_number(str, &v, &end);
 
     if (ret < 0) {
         return ret;

@@ -9,16 +9,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* A size in bytes with an optional binary suffix (k, M, G, T; "KiB" and
- * "kB" spell the same), e.g. "4k" = 4096.  Returns 0 or -EINVAL/-ERANGE.
- */
-int tlbd_parse_size(const char *str, uint64_t *out);
+#include "parse.h"
 
 /* A duration: a number with an optional unit ms, s (default), m or h. */
 int tlbd_parse_duration(const char *str, uint64_t *out_ns);
-
-/* An unsigned decimal number no greater than MAX. */
-int tlbd_parse_uint(const char *str, uint64_t max, uint64_t *out);
 
 /* Parse an unsigned number option in [MIN, MAX] into *OUT.  On a bad value
  * print "tlbd: OPTION: bad value ..." and return false; the caller then
