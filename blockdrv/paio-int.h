@@ -16,6 +16,16 @@ paio_is_notsup(int err)
     return err == -ENOTSUP || err == -EOPNOTSUPP || err == -ENOSYS;
 }
 
+/* The bytes IOV describes; whether OFFSET, TOTAL and every buffer meet
+ * dev->alignment (O_DIRECT).
+ */
+uint64_t paio_iov_total(const struct iovec *iov, int niov);
+bool paio_iov_aligned(const PaioDev *dev, const struct iovec *iov, int niov,
+                      uint64_t offset, uint64_t total);
+
+/* Count a finished request (req->ret set) in the device's statistics. */
+void paio_count_done(PaioDev *dev, const PaioRequest *req);
+
 /* Handlers: bytes, 0 or -errno. */
 int64_t paio_handle_read(PaioRequest *req);
 int64_t paio_handle_write(PaioRequest *req);

@@ -28,8 +28,8 @@ typedef struct IovCursor {
     size_t off; /* bytes of it already done */
 } IovCursor;
 
-static uint64_t
-iov_total(const struct iovec *iov, int niov)
+uint64_t
+paio_iov_total(const struct iovec *iov, int niov)
 {
     uint64_t total = 0;
     for (int i = 0; i < niov; i++) {
@@ -143,8 +143,8 @@ rw_loop(int fd, const struct iovec *iov, int niov, uint64_t offset,
     return (int64_t)done;
 }
 
-static bool
-is_aligned(const PaioDev *dev, const struct iovec *iov, int niov,
+bool
+paio_iov_aligned(const PaioDev *dev, const struct iovec *iov, int niov,
            uint64_t offset, uint64_t total)
 {
     uint64_t mask = dev->alignment - 1;
@@ -192,14 +192,14 @@ paio_handle_read(PaioRequest *req)
     PaioDev *dev = req->dev;
     const struct iovec *iov = req->u.rw.iov;
     int niov = req->u.rw.niov;
-    uint64_t total = iov_total(iov, niov);
+    uint64_t total = paio_iov_total(iov, niov);
     uint64_t mask = dev->alignment - 1;
     int64_t n;
 
     if (total == 0) {
         return 0;
     }
-    if (dev->direct && !is_aligned(dev, iov, niov, req->offset, total)) {
+    if (dev->direct && !paio_iov_aligned(dev, iov, niov, req->offset, total)) {
         uint64_t astart = req->offset & ~mask;
         uint64_t aend = (req->offset + total + mask) & ~mask;
         CLEANUP_FREE char *buf = bounce_alloc(dev, aend - astart);
@@ -324,7 +324,7 @@ write_range(PaioDev *dev, const struct iovec *iov, int niov, uint64_t offset,
 {
     uint64_t mask = dev->alignment - 1;
     PaioRmwMode mode = paio_rmw_mode(dev, offset, total);
-    bool bounce = dev->direct && !is_aligned(dev, iov, niov, offset, total);
+    bool bounce = dev->direct && !paio_iov_aligned(dev, iov, niov, offset, total);
     int64_t n;
 
     if (bounce && ((offset & mask) || (total & mask))) {
@@ -357,7 +357,7 @@ int64_t
 paio_handle_write(PaioRequest *req)
 {
     PaioDev *dev = req->dev;
-    uint64_t total = iov_total(req->u.rw.iov, req->u.rw.niov);
+    uint64_t total = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
     int64_t n;
     int ret;
 

@@ -20,11 +20,19 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "inject.h"
 #include "paio-int.h"
+
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+#ifndef RAMFS_MAGIC
+#define RAMFS_MAGIC 0x858458f6
+#endif
 
 static const char *const type_names[PAIO_NR_TYPES] = {
     [PAIO_READ] = "read",       [PAIO_WRITE] = "write",
@@ -38,6 +46,19 @@ const char *
 paio_type_name(PaioType type)
 {
     return (unsigned)type < PAIO_NR_TYPES ? type_names[type] : "unknown";
+}
+
+/* tmpfs and ramfs keep data in memory: nothing there waits on a device. */
+static bool
+on_mem_fs(int fd)
+{
+    struct statfs sfs;
+
+    if (fstatfs(fd, &sfs) < 0) {
+        return false;
+    }
+    return (unsigned long)sfs.f_type == TMPFS_MAGIC ||
+           (unsigned long)sfs.f_type == RAMFS_MAGIC;
 }
 
 int
@@ -67,6 +88,12 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     atomic_init(&dev->has_punch_zero, !cfg->is_blockdev);
     atomic_init(&dev->has_zeroout, cfg->is_blockdev);
     atomic_init(&dev->flush_err, 0);
+    /* With O_DIRECT, RWF_NOWAIT only spares the submission a wait: the
+     * read itself still goes to the device. */
+    atomic_init(&dev->has_nowait_read, !cfg->direct);
+    atomic_init(&dev->has_nowait_write, !cfg->direct);
+    dev->inline_max = cfg->inline_max;
+    dev->mem_fs = !cfg->is_blockdev && on_mem_fs(cfg->fd);
     pthread_rwlock_init(&dev->rmw_lock, NULL);
     pthread_mutex_init(&dev->inject_lock, NULL);
     pthread_mutex_init(&dev->drain_lock, NULL);
@@ -148,6 +175,7 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->bytes_written = atomic_load(&dev->stat_bytes_written);
     st->errors = atomic_load(&dev->stat_errors);
     st->in_flight = atomic_load(&dev->stat_in_flight);
+    st->inline_ops = atomic_load(&dev->stat_inline);
 }
 
 /* The latched flush error, or fdatasync's; a first failure is latched. */
@@ -329,6 +357,19 @@ paio_worker(ThreadletWork *work)
     req->ret = ret;
 }
 
+void
+paio_count_done(PaioDev *dev, const PaioRequest *req)
+{
+    atomic_fetch_add(&dev->stat_ops[req->type], 1);
+    if (req->ret < 0) {
+        atomic_fetch_add(&dev->stat_errors, 1);
+    } else if (req->type == PAIO_READ) {
+        atomic_fetch_add(&dev->stat_bytes_read, (uint64_t)req->ret);
+    } else if (req->type == PAIO_WRITE) {
+        atomic_fetch_add(&dev->stat_bytes_written, (uint64_t)req->ret);
+    }
+}
+
 static void
 paio_complete(ThreadletWork *work)
 {
@@ -338,14 +379,7 @@ paio_complete(ThreadletWork *work)
     if (threadlet_work_state(work) == THREADLET_CANCELLED) {
         req->ret = -ECANCELED;
     }
-    atomic_fetch_add(&dev->stat_ops[req->type], 1);
-    if (req->ret < 0) {
-        atomic_fetch_add(&dev->stat_errors, 1);
-    } else if (req->type == PAIO_READ) {
-        atomic_fetch_add(&dev->stat_bytes_read, (uint64_t)req->ret);
-    } else if (req->type == PAIO_WRITE) {
-        atomic_fetch_add(&dev->stat_bytes_written, (uint64_t)req->ret);
-    }
+    paio_count_done(dev, req);
     atomic_fetch_sub(&dev->stat_in_flight, 1);
 
     req->cb(req); /* may free or reuse REQ */
@@ -353,17 +387,23 @@ paio_complete(ThreadletWork *work)
     dev_put(dev);
 }
 
+static bool
+valid_request(const PaioRequest *req)
+{
+    if ((unsigned)req->type >= PAIO_NR_TYPES) {
+        return false;
+    }
+    return !((req->type == PAIO_READ || req->type == PAIO_WRITE) &&
+             (req->u.rw.niov < 0 || req->u.rw.niov > PAIO_IOV_MAX ||
+              (req->u.rw.niov > 0 && !req->u.rw.iov)));
+}
+
 int
 paio_submit(PaioDev *dev, PaioRequest *req)
 {
     int ret;
 
-    if ((unsigned)req->type >= PAIO_NR_TYPES || !req->cb) {
-        return -EINVAL;
-    }
-    if ((req->type == PAIO_READ || req->type == PAIO_WRITE) &&
-        (req->u.rw.niov < 0 || req->u.rw.niov > PAIO_IOV_MAX ||
-         (req->u.rw.niov > 0 && !req->u.rw.iov))) {
+    if (!valid_request(req) || !req->cb) {
         return -EINVAL;
     }
     req->dev = dev;
@@ -405,6 +445,12 @@ paio_run(PaioDev *dev, PaioRequest *req, IOThread *io)
     sem_t done;
     int64_t ret;
 
+    if (!valid_request(req)) {
+        return -EINVAL;
+    }
+    if (paio_try_inline(dev, req)) {
+        return req->ret;
+    }
     sem_init(&done, 0, 0);
     req->cb = run_done;
     req->opaque = &done;

@@ -110,6 +110,9 @@ typedef struct PaioDevConfig {
     unsigned alignment; /* O_DIRECT: offsets, lengths, buffers; else 1 */
     uint64_t size;
     ThreadletQueue *queue; /* NULL: the global queue */
+    uint32_t inline_max; /* reads and writes up to this many bytes may run
+                            on the caller's thread (paio_try_inline); 0
+                            sends every request to the pool */
 } PaioDevConfig;
 
 /* Per-operation counters, all atomic. */
@@ -119,6 +122,7 @@ typedef struct PaioStats {
     uint64_t bytes_written;
     uint64_t errors;
     uint64_t in_flight;
+    uint64_t inline_ops; /* of ops[]: run on the caller's thread */
 } PaioStats;
 
 struct PaioDev {
@@ -133,6 +137,8 @@ struct PaioDev {
     unsigned sector_size; /* block devices: BLKSSZGET, set before the first
                              discard or write-zeroes */
     ThreadletQueue *queue;
+    bool mem_fs;          /* tmpfs or ramfs: I/O never waits on a device */
+    uint32_t inline_max;
 
     /* atomic: learnt while running */
     _Atomic uint64_t size;        /* grows with growable writes, truncate */
@@ -141,6 +147,9 @@ struct PaioDev {
     _Atomic bool has_punch_zero;  /* PUNCH_HOLE (+ fallocate) to zero */
     _Atomic bool has_zeroout;     /* BLKZEROOUT */
     _Atomic int flush_err;        /* first failed fdatasync, latched */
+    _Atomic bool has_nowait_read; /* preadv2(RWF_NOWAIT) works here */
+    _Atomic bool has_nowait_write; /* pwritev2(RWF_NOWAIT) works here */
+    _Atomic uint64_t stat_inline;
     _Atomic uint64_t stat_ops[PAIO_NR_TYPES];
     _Atomic uint64_t stat_bytes_read;
     _Atomic uint64_t stat_bytes_written;
@@ -174,6 +183,13 @@ struct PaioDev {
  */
 int paio_dev_new(const PaioDevConfig *cfg, PaioDev **out);
 
+/* Run REQ (type, offset, flags and u set by the caller) on the calling
+ * thread if it cannot wait on a device: a memory file system, or data the
+ * page cache holds (RWF_NOWAIT).  Returns true with req->ret set and the
+ * request counted; cb is not called.  false: nothing was done, submit it.
+ */
+bool paio_try_inline(PaioDev *dev, PaioRequest *req);
+
 /* Wait until no request is in flight (their callbacks have returned). */
 void paio_dev_drain(PaioDev *dev);
 
@@ -203,7 +219,8 @@ typedef enum PaioCancelResult {
 PaioCancelResult paio_cancel(PaioRequest *req);
 
 /* Run REQ on DEV and wait for it; returns REQ->ret (or the submit error).
- * REQ->cb, opaque and iothread are overwritten.  When IO is not NULL the
+ * paio_try_inline first; else REQ->cb, opaque and iothread are overwritten
+ * and REQ goes to a worker.  When IO is not NULL the
  * completion goes through IO's loop (IO must be running and must not be the
  * caller's thread); otherwise the worker wakes the caller directly.
  */

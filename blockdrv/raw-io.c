@@ -4,10 +4,11 @@
  * and a copy of the iovec array, so the caller's array may go away at
  * once), submits it, and frees it on completion right before calling the
  * callback on the BlockDev's IOThread (or on the worker when it has none).
- * A blocking call keeps its PaioRequest on the caller's stack and waits in
- * paio_run: through the IOThread when the BlockDev has one, woken directly
- * by the worker otherwise (or when the caller is that IOThread itself, which
- * could not run its own completion while it waits).
+ * A blocking call keeps its PaioRequest on the caller's stack and runs it
+ * with paio_run: inline when it cannot wait on a device, else on a worker
+ * that wakes the caller directly (a detour through the IOThread would add
+ * a hand-off and nothing else).  blockdev_try_* are the inline attempt
+ * alone, for event loops.
  *
  * Threads: any thread, once blockdev_open has returned.
  */
@@ -87,12 +88,52 @@ aio_submit(BlockDev *bd, AioReq *a)
 static int64_t
 run(BlockDev *bd, PaioRequest *req)
 {
-    IOThread *io = bd->iothread;
+    return paio_run(bd->dev, req, NULL);
+}
 
-    if (io && iothread_is_current(io)) {
-        io = NULL;
+bool
+blockdev_try_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
+                    int niov, int64_t *ret)
+{
+    PaioRequest req;
+
+    init_req(&req, PAIO_READ, offset, 0);
+    req.u.rw.iov = iov;
+    req.u.rw.niov = niov;
+    if (!paio_try_inline(bd->dev, &req)) {
+        return false;
     }
-    return paio_run(bd->dev, req, io);
+    *ret = req.ret;
+    return true;
+}
+
+bool
+blockdev_try_pwritev(BlockDev *bd, uint64_t offset, const struct iovec *iov,
+                     int niov, unsigned flags, int64_t *ret)
+{
+    PaioRequest req;
+
+    init_req(&req, PAIO_WRITE, offset, flags);
+    req.u.rw.iov = iov;
+    req.u.rw.niov = niov;
+    if (!paio_try_inline(bd->dev, &req)) {
+        return false;
+    }
+    *ret = req.ret;
+    return true;
+}
+
+bool
+blockdev_try_flush(BlockDev *bd, int *ret)
+{
+    PaioRequest req;
+
+    init_req(&req, PAIO_FLUSH, 0, 0);
+    if (!paio_try_inline(bd->dev, &req)) {
+        return false;
+    }
+    *ret = (int)req.ret;
+    return true;
 }
 
 static int

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "inject.h"
+#include "parse.h"
 #include "raw-int.h"
 
 void
@@ -35,6 +36,7 @@ blockdev_options_init(BlockDevOptions *opts)
     memset(opts, 0, sizeof(*opts));
     opts->cache = BLOCKDEV_CACHE_WRITEBACK;
     opts->discard = BLOCKDEV_DISCARD_UNMAP;
+    opts->inline_max = BLOCKDEV_INLINE_MAX_DEFAULT;
 }
 
 int
@@ -124,6 +126,15 @@ blockdev_parse_option(BlockDevOptions *opts, const char *key,
                         "discard: '%s' is not one of unmap, ignore",
                         value ? value : "");
         }
+    } else if (strcmp(key, "inline-max") == 0) {
+        uint64_t v;
+        if (!value || tlbd_parse_size(value, &v) < 0 ||
+            v > BLOCKDEV_INLINE_MAX_LIMIT) {
+            return fail(errmsg, -EINVAL,
+                        "inline-max: '%s' is not a size of at most 32M",
+                        value ? value : "");
+        }
+        opts->inline_max = (uint32_t)v;
     } else if (strcmp(key, "inject") == 0) {
         PaioInject *inj = NULL;
         int ret = paio_inject_parse(value, &inj, errmsg);
@@ -341,6 +352,7 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     cfg.direct = bd->direct;
     cfg.size = bd->is_blockdev ? 0 : (uint64_t)st.st_size;
     cfg.queue = opts->queue;
+    cfg.inline_max = opts->inline_max;
     ret = paio_dev_new(&cfg, &bd->dev);
     if (ret < 0) {
         fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
@@ -492,6 +504,7 @@ blockdev_get_stats(BlockDev *bd, BlockDevStats *stats)
     stats->bytes_written = st.bytes_written;
     stats->errors = st.errors;
     stats->in_flight = st.in_flight;
+    stats->inline_ops = st.inline_ops;
 }
 
 int

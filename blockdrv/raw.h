@@ -1,12 +1,18 @@
 /* tlbd: BlockDev, a raw image file or block device on top of paio.
  *
  * Both front ends (the nbdkit plugin and the FUSE export) and `tlbd bench`
- * use this interface only.  Every data operation is a PaioRequest run on a
- * threadlet worker; the caller never blocks in a system call on the disk:
+ * use this interface only.  Every data operation is a PaioRequest; one that
+ * may wait on a device runs on a threadlet worker, so the caller never
+ * blocks in a system call on the disk:
  *  - blockdev_aio_* queue the request and return; the callback runs on the
  *    BlockDev's IOThread (BlockDevOptions.iothread) once the request is done;
+ *  - blockdev_try_* run a small read, write or flush on the caller's thread
+ *    when it cannot wait on a device (a memory file system, or data in the
+ *    page cache: paio_try_inline), and otherwise say so and do nothing, so
+ *    an event loop can fall back to blockdev_aio_*;
  *  - blockdev_p* and friends are the blocking forms for callers that are
- *    threads of their own (nbdkit's): they submit and wait for completion.
+ *    threads of their own (nbdkit's): they try inline first, else submit
+ *    and sleep until the worker wakes them.
  *
  * Return values follow the project's convention: bytes or 0 on success,
  * -errno on failure.  An aio call that returns an error has not queued
@@ -47,7 +53,14 @@ typedef struct BlockDevOptions {
     ThreadletQueue *queue;   /* where requests run. NULL: the global queue. */
     IOThread *iothread;      /* where aio callbacks run. Can be NULL: then
                                 they run on the worker. */
+    uint32_t inline_max;     /* largest read or write blockdev_try_* and the
+                                blocking forms may run on the caller's
+                                thread; 0 sends everything to the pool.
+                                Default BLOCKDEV_INLINE_MAX_DEFAULT. */
 } BlockDevOptions;
+
+#define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
+#define BLOCKDEV_INLINE_MAX_LIMIT (32u * 1024 * 1024)
 
 /* Request flags. */
 #define BLOCKDEV_FUA         (1u << 0) /* write/zero/discard durable on return */
@@ -68,6 +81,7 @@ typedef struct BlockDevStats {
     uint64_t bytes_read, bytes_written;
     uint64_t errors;
     uint64_t in_flight;
+    uint64_t inline_ops; /* of the above: run on the caller's thread */
 } BlockDevStats;
 
 /* Defaults: read-write, writeback, discard=unmap, no injection. */
@@ -123,6 +137,17 @@ int blockdev_aio_ioctl(BlockDev *bd, unsigned long cmd, void *arg,
                        BlockDevCompleteFn *cb, void *opaque);
 int blockdev_aio_truncate(BlockDev *bd, uint64_t size, BlockDevCompleteFn *cb,
                           void *opaque);
+
+/* Run on the caller's thread if that cannot wait on a device: true with
+ * *RET set to what the aio form would have passed its callback; false when
+ * nothing was done and the request must go through blockdev_aio_*.
+ */
+bool blockdev_try_preadv(BlockDev *bd, uint64_t offset,
+                         const struct iovec *iov, int niov, int64_t *ret);
+bool blockdev_try_pwritev(BlockDev *bd, uint64_t offset,
+                          const struct iovec *iov, int niov, unsigned flags,
+                          int64_t *ret);
+bool blockdev_try_flush(BlockDev *bd, int *ret);
 
 /* Blocking forms, for callers that are threads.  Same results. */
 int64_t blockdev_pread(BlockDev *bd, void *buf, size_t count,

@@ -208,6 +208,9 @@ test_bad_options(void **state)
                            "off, yes, no, 1, 0)" },
         { "inject", "write:eoi",
           "inject: 'write:eoi': unknown error 'eoi' at column 7" },
+        { "inline-max", "64x",
+          "inline-max: '64x' is not a size of at most 32M" },
+        { "inline-max", "1G", "inline-max: '1G' is not a size of at most 32M" },
     };
 
     blockdev_options_init(&opts);
@@ -225,7 +228,11 @@ test_bad_options(void **state)
     assert_false(opts.readonly);
     assert_int_equal(opts.cache, BLOCKDEV_CACHE_WRITEBACK);
     assert_null(opts.inject);
+    assert_int_equal(opts.inline_max, BLOCKDEV_INLINE_MAX_DEFAULT);
     /* Good values are set. */
+    assert_int_equal(blockdev_parse_option(&opts, "inline-max", "4k", NULL),
+                     0);
+    assert_int_equal(opts.inline_max, 4096);
     assert_int_equal(blockdev_parse_option(&opts, "cache", "none", NULL), 0);
     assert_int_equal(blockdev_parse_option(&opts, "discard", "ignore", NULL),
                      0);

@@ -1,0 +1,117 @@
+/* tlbd: running a request on the caller's thread when it cannot wait on a
+ * device.
+ *
+ * A hand-off to a worker costs two thread wake-ups (to the worker and back),
+ * several microseconds each on a VM; a 4k copy from the page cache costs
+ * one.  The pool exists for the calls that sleep on a device, so a request
+ * that is known not to sleep runs where it was asked:
+ *
+ *  - on a memory file system (tmpfs, ramfs) reads, writes inside the image
+ *    and fdatasync never wait on a device: they run inline;
+ *  - elsewhere, without O_DIRECT, a read runs inline as
+ *    preadv2(RWF_NOWAIT), which the kernel answers only from the page
+ *    cache; a write inside the image that needs no flush tries
+ *    pwritev2(RWF_NOWAIT).  (With O_DIRECT, RWF_NOWAIT would still wait
+ *    for the device, so such requests always go to the pool.)  EAGAIN or a short transfer sends
+ *    the whole request to the pool (reads and writes are idempotent), and
+ *    the first EOPNOTSUPP turns that attempt off for the device.
+ *
+ * Only plain requests qualify: no injection rules, at most dev->inline_max
+ * bytes, no O_DIRECT bounce buffer, no lock to take, nothing read-only to
+ * refuse.  The rest goes to the pool as before.
+ *
+ * Threads: any thread; the caller owns REQ throughout.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/uio.h>
+
+#include "paio-int.h"
+
+/* One RWF_NOWAIT transfer of the whole of REQ: true if it all moved. */
+static bool
+try_nowait(PaioDev *dev, PaioRequest *req, uint64_t total, bool write)
+{
+    _Atomic bool *has = write ? &dev->has_nowait_write : &dev->has_nowait_read;
+    ssize_t n;
+
+    if (!atomic_load_explicit(has, memory_order_relaxed)) {
+        return false;
+    }
+    n = write ? pwritev2(dev->fd, req->u.rw.iov, req->u.rw.niov,
+                         (off_t)req->offset, RWF_NOWAIT)
+              : preadv2(dev->fd, req->u.rw.iov, req->u.rw.niov,
+                        (off_t)req->offset, RWF_NOWAIT);
+    if (n < 0 && paio_is_notsup(-errno)) {
+        atomic_store_explicit(has, false, memory_order_relaxed);
+    }
+    if (n < 0 || (uint64_t)n != total) {
+        return false; /* EAGAIN, a short transfer, end of file, an error */
+    }
+    req->ret = n;
+    return true;
+}
+
+static bool
+try_rw(PaioDev *dev, PaioRequest *req)
+{
+    bool write = req->type == PAIO_WRITE;
+    uint64_t total;
+
+    if (req->u.rw.niov <= 0 || req->u.rw.niov > PAIO_IOV_MAX ||
+        !req->u.rw.iov) {
+        return false; /* paio_submit says why */
+    }
+    total = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
+
+    if (total == 0 || total > dev->inline_max) {
+        return false;
+    }
+    if (dev->direct &&
+        !paio_iov_aligned(dev, req->u.rw.iov, req->u.rw.niov, req->offset, total)) {
+        return false; /* bounce buffer */
+    }
+    if (write && (dev->readonly ||
+                  paio_rmw_mode(dev, req->offset, total) != PAIO_RMW_NONE)) {
+        return false; /* refused, extends the file, or shares rmw_lock */
+    }
+    if (dev->mem_fs) {
+        req->ret = write ? paio_handle_write(req) : paio_handle_read(req);
+        return true;
+    }
+    if (write && (req->flags & PAIO_FUA)) {
+        return false;
+    }
+    return try_nowait(dev, req, total, write);
+}
+
+bool
+paio_try_inline(PaioDev *dev, PaioRequest *req)
+{
+    bool done = false;
+
+    if (dev->inline_max == 0 ||
+        atomic_load_explicit(&dev->inject_on, memory_order_relaxed)) {
+        return false;
+    }
+    req->dev = dev;
+    switch (req->type) {
+    case PAIO_READ:
+    case PAIO_WRITE:
+        done = try_rw(dev, req);
+        break;
+    case PAIO_FLUSH:
+        if (dev->mem_fs) {
+            req->ret = paio_do_flush(dev);
+            done = true;
+        }
+        break;
+    default:
+        break;
+    }
+    if (done) {
+        atomic_fetch_add_explicit(&dev->stat_inline, 1, memory_order_relaxed);
+        paio_count_done(dev, req);
+    }
+    return done;
+}

@@ -1,0 +1,276 @@
+/* tlbd: requests that run on the caller's thread (paio_try_inline) and the
+ * ones that must not: a private tmpfs, where reads, writes and flushes run
+ * inline; inline-max=0, where nothing does; requests that are too large,
+ * reach past the end or meet injection rules, which go to the pool; and a
+ * disk-backed file, where a read runs inline only while the page cache
+ * holds its data (RWF_NOWAIT) and falls back to the pool after the pages
+ * were dropped.  Every path is checked for the data it moves.
+ */
+#include "blockdrv-test.h"
+
+#include <sys/vfs.h>
+
+enum { IMG_SIZE = 4 << 20, BIG = 1 << 20 };
+
+typedef struct Fixture {
+    BtFixture bt;
+    char *mnt;     /* a tmpfs, or NULL when the test may not mount */
+    char *mempath; /* image on it */
+} Fixture;
+
+static int
+setup(void **state)
+{
+    Fixture *f = calloc(1, sizeof(*f));
+
+    bt_fixture_init(&f->bt, "disk.img", IMG_SIZE, 11);
+    f->mnt = bt_path(f->bt.dir, "mnt");
+    assert_int_equal(mkdir(f->mnt, 0755), 0);
+    assert_int_equal(mount("tmpfs", f->mnt, "tmpfs", 0, "size=64M"), 0);
+    f->mempath = bt_path(f->mnt, "mem.img");
+    bt_make_file(f->mempath, IMG_SIZE, 12);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    Fixture *f = *state;
+
+    assert_int_equal(umount(f->mnt), 0);
+    free(f->mempath);
+    free(f->mnt);
+    bt_fixture_destroy(&f->bt);
+    free(f);
+    return 0;
+}
+
+static BlockDev *
+open_inline(const char *path, uint32_t inline_max, IOThread *io)
+{
+    BlockDevOptions opts;
+    BlockDev *bd = NULL;
+    char *msg = NULL;
+
+    blockdev_options_init(&opts);
+    assert_int_equal(opts.inline_max, BLOCKDEV_INLINE_MAX_DEFAULT);
+    opts.inline_max = inline_max;
+    opts.iothread = io;
+    assert_int_equal(blockdev_open(path, &opts, &bd, &msg), 0);
+    assert_null(msg);
+    return bd;
+}
+
+static uint64_t
+inline_ops(BlockDev *bd)
+{
+    BlockDevStats st;
+    blockdev_get_stats(bd, &st);
+    return st.inline_ops;
+}
+
+/* What is at OFFSET in the file, read around tlbd. */
+static void
+assert_file_has(const char *path, uint64_t offset, const void *want,
+                size_t len)
+{
+    uint8_t *got = malloc(len);
+    int fd = open(path, O_RDONLY);
+
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, got, len, (off_t)offset), (ssize_t)len);
+    assert_memory_equal(got, want, len);
+    close(fd);
+    free(got);
+}
+
+static void
+test_tmpfs_inline(void **state)
+{
+    Fixture *f = *state;
+    BlockDev *bd = open_inline(f->mempath, BLOCKDEV_INLINE_MAX_DEFAULT,
+                               f->bt.io);
+    uint8_t buf[4096], want[4096];
+    uint8_t *big = malloc(BIG);
+    struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
+    int64_t ret = 0;
+    int fret = -1;
+    BlockDevStats st;
+
+    /* Blocking forms: write, read back, flush, all on this thread. */
+    bt_pattern(want, sizeof(want), 8192, 77);
+    assert_int_equal(blockdev_pwrite(bd, want, sizeof(want), 8192, 0), 4096);
+    assert_int_equal(inline_ops(bd), 1);
+    assert_file_has(f->mempath, 8192, want, sizeof(want));
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 8192), 4096);
+    assert_memory_equal(buf, want, sizeof(want));
+    assert_int_equal(blockdev_flush(bd), 0);
+    assert_int_equal(inline_ops(bd), 3);
+
+    /* The try forms, a FUA write included. */
+    memset(buf, 0, sizeof(buf));
+    assert_true(blockdev_try_preadv(bd, 8192, &v, 1, &ret));
+    assert_int_equal(ret, 4096);
+    assert_memory_equal(buf, want, sizeof(want));
+    bt_pattern(buf, sizeof(buf), 0, 78);
+    assert_true(blockdev_try_pwritev(bd, 0, &v, 1, BLOCKDEV_FUA, &ret));
+    assert_int_equal(ret, 4096);
+    assert_file_has(f->mempath, 0, buf, sizeof(buf));
+    assert_true(blockdev_try_flush(bd, &fret));
+    assert_int_equal(fret, 0);
+    assert_int_equal(inline_ops(bd), 6);
+
+    /* A read that ends past the end is zero-filled inline, as on a worker. */
+    memset(buf, 0xee, sizeof(buf));
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), IMG_SIZE - 1024),
+                     4096);
+    bt_pattern(want, 1024, IMG_SIZE - 1024, 12);
+    assert_memory_equal(buf, want, 1024);
+    assert_true(bt_is_zero(buf + 1024, 3072));
+    assert_int_equal(inline_ops(bd), 7);
+
+    /* Larger than inline_max: the pool, with the same result. */
+    bt_pattern(big, BIG, BIG, 79);
+    assert_int_equal(blockdev_pwrite(bd, big, BIG, BIG, 0), BIG);
+    assert_file_has(f->mempath, BIG, big, BIG);
+    v.iov_base = big;
+    v.iov_len = BIG;
+    assert_false(blockdev_try_preadv(bd, 0, &v, 1, &ret));
+    assert_int_equal(inline_ops(bd), 7);
+
+    /* Past the end: not inline, and the pool refuses it. */
+    v.iov_base = buf;
+    v.iov_len = sizeof(buf);
+    assert_false(blockdev_try_pwritev(bd, IMG_SIZE - 1024, &v, 1, 0, &ret));
+    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), IMG_SIZE - 1024, 0),
+                     -ENOSPC);
+    assert_int_equal(inline_ops(bd), 7);
+
+    /* Injection rules run on workers only: nothing inline while set. */
+    assert_int_equal(blockdev_set_inject(bd, "read:eio:once", NULL), 0);
+    assert_false(blockdev_try_preadv(bd, 0, &v, 1, &ret));
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 0), -EIO);
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 0), 4096);
+    assert_int_equal(blockdev_set_inject(bd, NULL, NULL), 0);
+    assert_true(blockdev_try_preadv(bd, 0, &v, 1, &ret));
+    assert_int_equal(inline_ops(bd), 8);
+
+    blockdev_get_stats(bd, &st);
+    assert_int_equal(st.writes, 4);
+    assert_int_equal(st.errors, 2);
+    assert_int_equal(st.in_flight, 0);
+    blockdev_close(bd);
+    free(big);
+}
+
+static void
+test_inline_off(void **state)
+{
+    Fixture *f = *state;
+    BlockDev *bd = open_inline(f->mempath, 0, f->bt.io);
+    uint8_t buf[4096], want[4096];
+    struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
+    int64_t ret = 0;
+    int fret = 0;
+
+    assert_false(blockdev_try_preadv(bd, 0, &v, 1, &ret));
+    assert_false(blockdev_try_pwritev(bd, 0, &v, 1, 0, &ret));
+    assert_false(blockdev_try_flush(bd, &fret));
+    bt_pattern(want, sizeof(want), 4096, 80);
+    assert_int_equal(blockdev_pwrite(bd, want, sizeof(want), 4096, 0), 4096);
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 4096), 4096);
+    assert_memory_equal(buf, want, sizeof(want));
+    assert_int_equal(blockdev_flush(bd), 0);
+    assert_int_equal(inline_ops(bd), 0);
+    blockdev_close(bd);
+}
+
+static bool
+dir_on_mem_fs(const char *dir)
+{
+    struct statfs sfs;
+    assert_int_equal(statfs(dir, &sfs), 0);
+    return sfs.f_type == 0x01021994 || sfs.f_type == (long)0x858458f6;
+}
+
+static void
+test_disk_nowait(void **state)
+{
+    Fixture *f = *state;
+    BlockDev *bd = open_inline(f->bt.path, BLOCKDEV_INLINE_MAX_DEFAULT,
+                               f->bt.io);
+    bool memfs = dir_on_mem_fs(f->bt.dir);
+    uint8_t buf[4096], want[4096];
+    struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
+    int64_t ret = 0;
+    uint64_t before;
+    int fd = open(f->bt.path, O_RDONLY);
+
+    assert_true(fd >= 0);
+    bt_pattern(want, sizeof(want), 65536, 11);
+
+    /* Written a moment ago, so cached: inline. */
+    memset(buf, 0, sizeof(buf));
+    assert_true(blockdev_try_preadv(bd, 65536, &v, 1, &ret));
+    assert_int_equal(ret, 4096);
+    assert_memory_equal(buf, want, sizeof(want));
+
+    /* Dropped from the page cache: the attempt does nothing (unless the
+     * test directory is itself in memory), the blocking read goes to the
+     * pool and still returns the data, which is then cached again.
+     */
+    assert_int_equal(fdatasync(fd), 0);
+    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    before = inline_ops(bd);
+    memset(buf, 0, sizeof(buf));
+    if (memfs) {
+        assert_true(blockdev_try_preadv(bd, 65536, &v, 1, &ret));
+    } else {
+        assert_false(blockdev_try_preadv(bd, 65536, &v, 1, &ret));
+        assert_true(bt_is_zero(buf, sizeof(buf)));
+        assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 65536), 4096);
+        assert_int_equal(inline_ops(bd), before);
+        assert_true(blockdev_try_preadv(bd, 65536, &v, 1, &ret));
+    }
+    assert_memory_equal(buf, want, sizeof(want));
+
+    /* A write may or may not be accepted without waiting, depending on the
+     * file system; either way it lands.
+     */
+    bt_pattern(buf, sizeof(buf), 0, 81);
+    if (!blockdev_try_pwritev(bd, 0, &v, 1, 0, &ret)) {
+        assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), 0, 0), 4096);
+    } else {
+        assert_int_equal(ret, 4096);
+    }
+    assert_int_equal(blockdev_flush(bd), 0);
+    assert_file_has(f->bt.path, 0, buf, sizeof(buf));
+
+    /* Aio requests are untouched by all this: the callback on the IOThread. */
+    BtWait w;
+    bt_wait_init(&w, f->bt.io);
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(blockdev_aio_preadv(bd, 65536, &v, 1, bt_wait_cb, &w), 0);
+    assert_int_equal(bt_wait(&w), 4096);
+    assert_memory_equal(buf, want, sizeof(want));
+
+    close(fd);
+    blockdev_close(bd);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tmpfs_inline),
+        cmocka_unit_test(test_inline_off),
+        cmocka_unit_test(test_disk_nowait),
+    };
+
+    if (!bt_private_mounts()) {
+        return 77;
+    }
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
