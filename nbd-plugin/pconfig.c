@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "parse.h"
 #include "pconfig.h"
 #include "threadlet.h"
 
@@ -25,6 +26,7 @@ pconfig_init(PluginConfig *cfg)
     cfg->idle_timeout_ms = THREADLET_DEFAULT_IDLE_MS;
     cfg->cache = BLOCKDEV_CACHE_WRITEBACK;
     cfg->discard = BLOCKDEV_DISCARD_UNMAP;
+    cfg->inline_max = BLOCKDEV_INLINE_MAX_DEFAULT;
 }
 
 void
@@ -182,6 +184,21 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
             return fail(errmsg, -EINVAL,
                         "discard=%s: must be 'unmap' or 'ignore'", value);
         }
+        return 0;
+    }
+    if (strcmp(key, "inline-max") == 0) {
+        uint64_t v;
+        int r = tlbd_parse_size(value, &v);
+        if (r < 0 && r != -ERANGE) {
+            return fail(errmsg, -EINVAL,
+                        "inline-max=%s: not a size (use e.g. 64k or 0)",
+                        value);
+        }
+        if (r < 0 || v > BLOCKDEV_INLINE_MAX_LIMIT) {
+            return fail(errmsg, -EINVAL, "inline-max=%s: must be at most 32M",
+                        value);
+        }
+        cfg->inline_max = (uint32_t)v;
         return 0;
     }
     if (strcmp(key, "inject") == 0) {

@@ -12,6 +12,7 @@
 #define TLBD_PCONFIG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "raw.h"
 
@@ -31,7 +32,9 @@ typedef struct PluginConfig {
     BlockDevCache cache;
     BlockDevDiscard discard;
     char *inject; /* Can be NULL. */
+    uint32_t inline_max; /* BlockDevOptions.inline_max */
 } PluginConfig;
+
 
 /* Fill in the defaults. */
 void pconfig_init(PluginConfig *cfg);

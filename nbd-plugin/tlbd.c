@@ -3,17 +3,21 @@
  *
  * One BlockDev is shared by every connection.  It is opened in .get_ready,
  * so a missing file or a bad option stops nbdkit before it forks, with one
- * message; the pool and IOThread that the open may use are joined again
- * before .get_ready returns.  They start for good in .after_fork, since
- * threads do not survive nbdkit --fork, and .cleanup stops them: no thread
- * outlives the plugin.
+ * message; the pool that the open may use is joined again before
+ * .get_ready returns.  It starts for good in .after_fork, since threads do
+ * not survive nbdkit --fork, and .cleanup stops it: no thread outlives the
+ * plugin.
  *
  * Threads: nbdkit's main thread calls the configuration callbacks,
  * .get_ready, .after_fork, .cleanup and .unload.  Under the PARALLEL thread
  * model any number of nbdkit worker threads call the data callbacks at once,
- * for one connection or many.  Each data callback builds one blockdev_p*
- * request, which runs on a pool worker, and sleeps until the IOThread posts
- * its completion; so when a callback returns, its request is finished.
+ * for one connection or many.  Each data callback makes one blockdev_p*
+ * call: a request that cannot wait on a device (a memory file system, data
+ * in the page cache) runs on the nbdkit thread itself, since handing it
+ * off would only add two wake-ups; the others run on a pool worker, which
+ * wakes the sleeping nbdkit thread when done.  Either way, when a callback
+ * returns, its request is finished.  nbdkit's threads are already threads
+ * that may block, so the plugin needs no I/O thread of its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,7 +33,6 @@
 #include <nbdkit-plugin.h>
 
 #include "cleanup.h"
-#include "iothread.h"
 #include "pconfig.h"
 #include "raw.h"
 #include "threadlet.h"
@@ -48,7 +51,6 @@ static PluginConfig config;
  * .get_ready to .cleanup.
  */
 static BlockDev *bd;        /* shared by every connection */
-static IOThread *io;        /* runs request completions */
 static ThreadletQueue pool; /* runs the blocking system calls */
 static bool pool_started;
 
@@ -109,6 +111,9 @@ tlbd_config_complete(void)
     "                      TIME, e.g. 10s or 500ms (default 10s).\n"           \
     "cache=writeback|none  Page cache, or O_DIRECT (default writeback).\n"     \
     "discard=unmap|ignore  What trim does (default unmap).\n"                  \
+    "inline-max=<SIZE>     Reads and writes up to SIZE that cannot wait on\n"   \
+    "                      a device run on nbdkit's thread; 0 sends all\n"    \
+    "                      to the pool (default 64k).\n"                       \
     "inject=<SPEC>         Fault and latency injection, see paio(3)."
 
 /* Print the compiled-in features. */
@@ -118,7 +123,7 @@ tlbd_dump_plugin(void)
     printf("tlbd_version=%s\n", TLBD_VERSION);
     printf("tlbd_threads_max_default=%d\n", threadlet_default_max_threads());
     printf("tlbd_threadlets=yes\n");
-    printf("tlbd_iothread=yes\n");
+    printf("tlbd_inline=yes\n");
     printf("tlbd_cache_none=yes\n");
     printf("tlbd_discard_ignore=yes\n");
     printf("tlbd_inject=yes\n");
@@ -130,7 +135,7 @@ tlbd_dump_plugin(void)
     printf("tlbd_block_size=yes\n");
 }
 
-/* Start the pool (keeping MIN_THREADS warm) and the I/O thread. */
+/* Start the pool, keeping MIN_THREADS warm. */
 static int
 start_threads(int min_threads)
 {
@@ -145,26 +150,16 @@ start_threads(int min_threads)
     }
     pool_started = true;
     threadlet_queue_set_idle_timeout(&pool, config.idle_timeout_ms);
-
-    r = iothread_start(io);
-    if (r < 0) {
-        errno = -r;
-        nbdkit_error("cannot start the I/O thread: %m");
-        return -1;
-    }
     return 0;
 }
 
-/* Join every thread of the pool and the I/O thread; both can start again. */
+/* Join every thread of the pool; it can start again. */
 static void
 stop_threads(void)
 {
     if (pool_started) {
         threadlet_queue_destroy(&pool, THREADLET_DRAIN);
         pool_started = false;
-    }
-    if (io) {
-        iothread_stop(io);
     }
 }
 
@@ -190,8 +185,8 @@ open_device(void)
     opts.cache = config.cache;
     opts.discard = config.discard;
     opts.inject = config.inject;
+    opts.inline_max = config.inline_max;
     opts.queue = &pool;
-    opts.iothread = io;
 
     r = blockdev_open(config.file, &opts, &bd, &err);
     if (r < 0 && is_readonly_error(-r)) {
@@ -221,23 +216,16 @@ open_device(void)
 
 /* Open the BlockDev before nbdkit forks, so that any failure (a missing
  * file, O_DIRECT refused, a bad inject= spec) is reported on the terminal
- * and nbdkit exits non-zero.  Opening may need the pool and the I/O thread
- * (block devices are probed with ioctls, which are paio requests), so they
- * run for the open and are stopped again before returning: threads do not
- * survive the fork.  .after_fork starts them for good.
+ * and nbdkit exits non-zero.  Opening may need the pool (block devices are
+ * probed with ioctls, which are paio requests), so it runs for the open and
+ * is stopped again before returning: threads do not survive the fork.
+ * .after_fork starts it for good.
  */
 static int
 tlbd_get_ready(void)
 {
-    int r;
+    int r = start_threads(0);
 
-    r = iothread_new("tlbd", &io);
-    if (r < 0) {
-        errno = -r;
-        nbdkit_error("cannot create the I/O thread: %m");
-        return -1;
-    }
-    r = start_threads(0);
     if (r == 0) {
         r = open_device();
     }
@@ -245,7 +233,7 @@ tlbd_get_ready(void)
     return r;
 }
 
-/* Start the pool and the I/O thread in the process that serves. */
+/* Start the pool in the process that serves. */
 static int
 tlbd_after_fork(void)
 {
@@ -253,8 +241,7 @@ tlbd_after_fork(void)
 }
 
 /* Stop everything, in dependency order: the BlockDev waits for its requests,
- * whose completions need the pool and the I/O thread; the pool may still
- * post completions to the I/O thread; the I/O thread goes last.  Also
+ * which need the pool; then the pool stops.  Also
  * reached from .unload when nbdkit exits before .cleanup.
  */
 static void
@@ -263,8 +250,6 @@ tlbd_cleanup(void)
     blockdev_close(bd);
     bd = NULL;
     stop_threads();
-    iothread_free(io);
-    io = NULL;
 }
 
 /* Create the per-connection handle. */

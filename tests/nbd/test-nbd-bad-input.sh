@@ -58,10 +58,12 @@ refuse "cache=sometimes: must be 'writeback' or 'none'" \
     file="$img" cache=sometimes
 refuse "discard=maybe: must be 'unmap' or 'ignore'" file="$img" discard=maybe
 refuse "inject" file="$img" inject='this is not a spec'
+refuse "inline-max=1G: must be at most 32M" file="$img" inline-max=1G
+refuse "inline-max=lots: not a size" file="$img" inline-max=lots
 
 # Good values of every key are accepted.
 nbdkit -U - "$plugin" file="$img" threads-min=0 threads-max=3 \
-    idle-timeout=500ms cache=writeback discard=ignore \
+    idle-timeout=500ms cache=writeback discard=ignore inline-max=4k \
     --run 'nbdinfo --size "$uri"' > /dev/null || die "good keys refused"
 [ "$(sha256 "$img")" = "$before" ] || die "image changed by a read-only run"
 

@@ -18,7 +18,7 @@ grep -qx 'thread_model=parallel' "$d/dump" || die "dump-plugin: thread model"
 grep -qx 'magic_config_key=file' "$d/dump" || die "dump-plugin: magic key"
 version=$(sed -n 's/^tlbd_version=//p' "$d/dump")
 [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "tlbd_version='$version'"
-for key in threadlets iothread cache_none discard_ignore inject fast_zero \
+for key in threadlets inline cache_none discard_ignore inject fast_zero \
            extents multi_conn block_size; do
     grep -qx "tlbd_$key=yes" "$d/dump" || die "dump-plugin: tlbd_$key=yes"
 done
@@ -30,7 +30,7 @@ grep -Eqx 'tlbd_threads_max_default=[0-9]+' "$d/dump" ||
 # --help lists every key.
 nbdkit "$plugin" --help > "$d/help"
 for key in file= threads-min= threads-max= idle-timeout= cache= discard= \
-           inject=; do
+           inline-max= inject=; do
     grep -q -- "^$key" "$d/help" || die "--help does not list $key"
 done
 

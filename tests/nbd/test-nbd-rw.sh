@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tlbd: pread/pwrite/flush/trim/zero/cache round trips through nbdsh, each
 # checked against the image file itself, with and without FUA, in both cache
-# modes.
+# modes, with requests run on nbdkit's threads when they cannot wait on a
+# device (the default) and with every request on the pool (inline-max=0).
 source "$(dirname "$0")/../functions.sh"
 set -e
 source "$(dirname "$0")/nbd-functions.sh"
@@ -9,11 +10,14 @@ requires python3 --version
 
 d=$(mktestdir)
 
-for cache in writeback none; do
+for mode in writeback none writeback,inline-max=0; do
+    cache=${mode%%,*}
+    extra=()
+    [ "$mode" = "$cache" ] || extra=("${mode#*,}")
     rm -f "$d/disk.img"
     truncate -s 16M "$d/disk.img"
     export EXPECT="$d/expect.bin"
-    nbdkit -U - "$plugin" file="$d/disk.img" cache=$cache --run '
+    nbdkit -U - "$plugin" file="$d/disk.img" cache=$cache "${extra[@]}" --run '
     nbdsh -u "$uri" -c "
 import errno, os
 M = 1024 * 1024
@@ -63,10 +67,10 @@ except nbd.Error:
     pass
 assert h.pread(4096, 12 * M) == c
 open(os.environ[\"EXPECT\"], \"wb\").write(bytes(exp))
-"' || die "nbdsh round trip failed (cache=$cache)"
+"' || die "nbdsh round trip failed ($mode)"
 
     # The file itself holds what the client wrote.
-    python3 - "$d/disk.img" "$EXPECT" <<'PY' || die "image ($cache)"
+    python3 - "$d/disk.img" "$EXPECT" <<'PY' || die "image ($mode)"
 import os, sys
 M = 1024 * 1024
 f = open(sys.argv[1], "rb")
@@ -82,5 +86,5 @@ assert at(12 * M, 4096) != bytes(4096)
 exp = open(sys.argv[2], "rb").read()
 assert at(12345, len(exp)) == exp
 PY
-    echo "cache=$cache: ok"
+    echo "$mode: ok"
 done
