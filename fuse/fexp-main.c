@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "fexp-int.h"
+#include "parse.h"
 #include "subcommands.h"
 
 enum {
@@ -44,6 +45,7 @@ enum {
     THREADS_MAX_OPTION,
     IDLE_TIMEOUT_OPTION,
     INJECT_OPTION,
+    INLINE_MAX_OPTION,
     NAME_OPTION,
     LOG_OPTION,
     DEBUG_OPTION,
@@ -62,6 +64,7 @@ static const struct option long_options[] = {
     { "growable", no_argument, NULL, GROWABLE_OPTION },
     { "idle-timeout", required_argument, NULL, IDLE_TIMEOUT_OPTION },
     { "inject", required_argument, NULL, INJECT_OPTION },
+    { "inline-max", required_argument, NULL, INLINE_MAX_OPTION },
     { "log", required_argument, NULL, LOG_OPTION },
     { "name", required_argument, NULL, NAME_OPTION },
     { "option", required_argument, NULL, 'o' },
@@ -96,6 +99,7 @@ typedef struct FuseMain {
     int threads_min;
     int threads_max;
     unsigned idle_ms;
+    uint32_t inline_max;
 
     ThreadletQueue queue;
     IOThread *io;
@@ -114,7 +118,7 @@ usage(FILE *fp, int exitcode)
 "                 [--direct-io=on|off] [--growable] [--name=NAME]\n"
 "                 [--allow-other=on|off|auto] [--threads-min=N]\n"
 "                 [--threads-max=N] [--idle-timeout=SECS] [--inject=SPEC]\n"
-"                 [--log=FILE] IMAGE MOUNTPOINT\n");
+"                 [--inline-max=SIZE] [--log=FILE] IMAGE MOUNTPOINT\n");
     if (fp == stdout) {
         fprintf(fp,
 "\n"
@@ -134,6 +138,8 @@ usage(FILE *fp, int exitcode)
 "      --threads-min=N, --threads-max=N, --idle-timeout=SECS\n"
 "                          the worker pool\n"
 "      --inject=SPEC       fault and latency injection, see paio(3)\n"
+"      --inline-max=SIZE   reads and writes up to SIZE that cannot wait on a\n"
+"                          device run on the I/O thread (default 64k; 0: none)\n"
 "      --log=FILE          where a detached daemon writes messages and\n"
 "                          statistics (default: nowhere)\n"
 "      --debug             libfuse's request trace\n"
@@ -287,6 +293,15 @@ parse_args(FuseMain *m, int argc, char **argv)
         case INJECT_OPTION:
             m->inject = optarg;
             break;
+        case INLINE_MAX_OPTION: {
+            uint64_t v;
+            if (tlbd_parse_size(optarg, &v) < 0 || v > BLOCKDEV_INLINE_MAX_LIMIT) {
+                fail("--inline-max: '%s' is not a size of at most 32M",
+                     optarg);
+            }
+            m->inline_max = (uint32_t)v;
+            break;
+        }
         case NAME_OPTION:
             free(m->name);
             m->name = strdup(optarg);
@@ -642,6 +657,7 @@ serve(FuseMain *m, int ready_fd)
     bo.growable = m->growable;
     bo.cache = m->cache;
     bo.inject = m->inject;
+    bo.inline_max = m->inline_max;
     bo.queue = &m->queue;
     bo.iothread = m->io;
     ret = blockdev_open(m->image, &bo, &m->bd, &errmsg);
@@ -717,6 +733,7 @@ tlbd_fuse_main(int argc, char **argv)
     m.allow_other = ALLOW_AUTO;
     m.threads_min = 1;
     m.idle_ms = THREADLET_DEFAULT_IDLE_MS;
+    m.inline_max = BLOCKDEV_INLINE_MAX_DEFAULT;
     m.sfd = -1;
 
     parse_args(&m, argc, argv);

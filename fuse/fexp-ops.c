@@ -4,10 +4,12 @@
  * fuse_session_process_buf, which fexp.c runs on the export's IOThread, and
  * the BlockDev posts every completion to the same IOThread.  So nothing here
  * takes a lock: the export's state is touched by one thread only.  No
- * function blocks on the disk: data requests (read, write, flush, fsync,
- * fallocate, truncate, lseek) are blockdev_aio_* calls, and the reply is
- * sent from the completion.  Only cheap metadata calls
- * (fstat, fstatvfs, futimens) are made inline.
+ * function blocks on the disk: a read, write or flush that cannot wait on
+ * a device (blockdev_try_*: a memory file system, or the page cache) is
+ * done at once and replied to; the other data requests (read, write,
+ * flush, fsync, fallocate, truncate, lseek) are blockdev_aio_* calls, and
+ * the reply is sent from the completion.  Cheap metadata calls (fstat,
+ * fstatvfs, futimens) are made inline too.
  *
  * The file is the image: its size is the image's size, st_blocks the
  * image's real allocation.  Writes past the end fail with ENOSPC (or are
@@ -302,6 +304,12 @@ fexp_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     r->length = size;
     r->iov.iov_base = r->buf;
     r->iov.iov_len = size;
+    int64_t done;
+    if (blockdev_try_preadv(exp->bd, r->offset, &r->iov, 1, &done)) {
+        exp->stats.inline_ops++;
+        read_done(r, done);
+        return;
+    }
     int ret = blockdev_aio_preadv(exp->bd, r->offset, &r->iov, 1, read_done,
                                   r);
     if (ret < 0) {
@@ -367,16 +375,23 @@ fexp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
         fexp_reply_err(exp, req, ENOMEM);
         return;
     }
+    r->offset = (uint64_t)off;
+    r->length = size;
+    r->iov.iov_base = (void *)buf;
+    r->iov.iov_len = size;
+    int64_t done;
+    if (blockdev_try_pwritev(exp->bd, r->offset, &r->iov, 1, 0, &done)) {
+        /* Done already: the receive buffer stays where it is. */
+        exp->stats.inline_ops++;
+        write_done(r, done);
+        return;
+    }
     r->buf = fexp_take_rbuf(exp);
     r->buf_pooled = true;
     r->is_write = true;
     if (++exp->stats.writes_in_flight > exp->stats.peak_writes_in_flight) {
         exp->stats.peak_writes_in_flight = exp->stats.writes_in_flight;
     }
-    r->offset = (uint64_t)off;
-    r->length = size;
-    r->iov.iov_base = (void *)buf;
-    r->iov.iov_len = size;
     exp->stats.handoffs++;
     int ret = blockdev_aio_pwritev(exp->bd, r->offset, &r->iov, 1, 0,
                                    write_done, r);
@@ -408,6 +423,12 @@ do_flush(FuseExport *exp, fuse_req_t req)
     FexpReq *r = fexp_req_new(exp, req);
     if (!r) {
         fexp_reply_err(exp, req, ENOMEM);
+        return;
+    }
+    int done;
+    if (blockdev_try_flush(exp->bd, &done)) {
+        exp->stats.inline_ops++;
+        status_done(r, done);
         return;
     }
     int ret = blockdev_aio_flush(exp->bd, status_done, r);

@@ -7,8 +7,9 @@
  * it is readable the handler reads up to RECV_BATCH requests with
  * fuse_session_receive_buf and hands each to fuse_session_process_buf,
  * which calls the operations in fexp-ops.c on the same thread.  Those
- * submit blockdev_aio_* requests and return; the completions come back to
- * the IOThread and reply.  So every field of FuseExport is touched by the
+ * reply at once when the request could be done without waiting on a
+ * device, or else submit blockdev_aio_* requests and return; the
+ * completions come back to the IOThread and reply.  So every field of FuseExport is touched by the
  * IOThread only (or before and after its loop runs), and there is no lock.
  *
  * Buffers: a request arrives in a receive buffer of libfuse's largest
@@ -494,6 +495,7 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             ", lseeks %" PRIu64 ", truncates %" PRIu64 "\n"
             "  errors %" PRIu64 ", in flight %" PRIu64 " (peak %" PRIu64
             ", writes %" PRIu64 ")\n"
+            "  done on the I/O thread %" PRIu64 "\n"
             "  buffers: allocated %" PRIu64 ", receive buffers handed to"
             " writes %" PRIu64 "\n"
             "  max_write %u, max_read %u, max_background %u\n",
@@ -501,7 +503,8 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             s->max_batch, s->reads, s->bytes_read, s->writes,
             s->bytes_written, s->flushes, s->fsyncs, s->fallocates,
             s->lseeks, s->truncates, s->errors, s->in_flight,
-            s->peak_in_flight, s->peak_writes_in_flight, s->buf_allocs,
+            s->peak_in_flight, s->peak_writes_in_flight, s->inline_ops,
+            s->buf_allocs,
             s->handoffs, s->max_write, s->max_read, s->max_background);
 }
 

@@ -50,6 +50,8 @@ typedef struct FexpStats {
     uint64_t writes_in_flight;
     uint64_t peak_writes_in_flight; /* > 1: direct writes ran in parallel */
     uint64_t handoffs;        /* receive buffers handed to a write */
+    uint64_t inline_ops;      /* reads, writes, flushes done on the I/O
+                                 thread (blockdev_try_*) */
     uint64_t buf_allocs;      /* receive buffers allocated */
     uint64_t wakeups;         /* times the session fd was readable */
     uint64_t max_batch;       /* most requests read in one wake-up */

@@ -4,7 +4,8 @@
 # file only while serving; SIGUSR1 dumps statistics into --log; SIGTERM
 # and fusermount3 -u end it with status 0 and the pid file removed;
 # --direct-io=off and --cache=none serve the same data; with direct I/O,
-# writes to the file run in parallel (FOPEN_PARALLEL_DIRECT_WRITES).
+# writes to the file run in parallel (FOPEN_PARALLEL_DIRECT_WRITES); on a
+# tmpfs image small requests run on the I/O thread unless --inline-max=0.
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
@@ -83,3 +84,34 @@ stop_fuse "$d/log4" "$mnt"
 peak=$(sed -n 's/.*in flight [0-9]* (peak [0-9]*, writes \([0-9]*\)).*/\1/p' \
      "$d/log4")
 [ "${peak:-0}" -ge 2 ] || die "direct writes did not overlap: peak ${peak:-?}"
+
+# Requests that cannot wait on a device run on the I/O thread: an image on
+# a tmpfs is read and written there ("done on the I/O thread" counts
+# them); --inline-max=0 sends everything to the pool; the data is the same.
+mem="$d/mem"
+mkdir "$mem"
+mount -t tmpfs -o size=32M tmpfs "$mem"
+cleanup_fn "umount -l '$mem' 2>/dev/null"
+head -c 64k /dev/urandom >"$d/pattern64"
+for max in 64k 0; do
+    cp "$img" "$mem/disk.img"
+    start_fuse "$d/log-inline-$max" --inline-max=$max "$mem/disk.img" "$mnt"
+    cmp "$img" "$mnt/disk.img" || die "--inline-max=$max: read differs"
+    dd if="$d/pattern64" of="$mnt/disk.img" bs=4k seek=16 conv=notrunc,fsync \
+       oflag=direct status=none
+    stop_fuse "$d/log-inline-$max" "$mnt"
+    cmp -n 65536 -i 0:65536 "$d/pattern64" "$mem/disk.img" ||
+        die "--inline-max=$max: write lost"
+    n=$(sed -n 's/.*done on the I\/O thread \([0-9]*\).*/\1/p' \
+        "$d/log-inline-$max" | tail -n 1)
+    if [ "$max" = 0 ]; then
+        [ "${n:-x}" = 0 ] || die "--inline-max=0: $n done on the I/O thread"
+    else
+        [ "${n:-0}" -ge 20 ] || die "tmpfs image: only ${n:-?} done inline"
+    fi
+done
+umount "$mem"
+if "$(tlbd_bin)" fuse --inline-max=lots "$img" "$mnt" 2>"$d/err"; then
+    die "--inline-max=lots was accepted"
+fi
+grep -q -- "--inline-max: 'lots'" "$d/err" || die "--inline-max: $(cat "$d/err")"
