@@ -91,13 +91,13 @@ run(BlockDev *bd, PaioRequest *req)
     return paio_run(bd->dev, req, NULL);
 }
 
-bool
-blockdev_try_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
-                    int niov, int64_t *ret)
+static bool
+try_rw(BlockDev *bd, PaioType type, uint64_t offset, const struct iovec *iov,
+       int niov, unsigned flags, int64_t *ret)
 {
     PaioRequest req;
 
-    init_req(&req, PAIO_READ, offset, 0);
+    init_req(&req, type, offset, flags);
     req.u.rw.iov = iov;
     req.u.rw.niov = niov;
     if (!paio_try_inline(bd->dev, &req)) {
@@ -108,19 +108,17 @@ blockdev_try_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
 }
 
 bool
+blockdev_try_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
+                    int niov, int64_t *ret)
+{
+    return try_rw(bd, PAIO_READ, offset, iov, niov, 0, ret);
+}
+
+bool
 blockdev_try_pwritev(BlockDev *bd, uint64_t offset, const struct iovec *iov,
                      int niov, unsigned flags, int64_t *ret)
 {
-    PaioRequest req;
-
-    init_req(&req, PAIO_WRITE, offset, flags);
-    req.u.rw.iov = iov;
-    req.u.rw.niov = niov;
-    if (!paio_try_inline(bd->dev, &req)) {
-        return false;
-    }
-    *ret = req.ret;
-    return true;
+    return try_rw(bd, PAIO_WRITE, offset, iov, niov, flags, ret);
 }
 
 bool
