@@ -46,6 +46,7 @@ typedef struct NbdArgs {
     const char *threads_max;
     const char *idle_timeout;
     const char *inject;
+    const char *inline_max;
     const char *socket;       /* --socket PATH */
     const char *port;         /* --port N: TCP on localhost */
     const char *run;          /* --run CMD */
@@ -70,7 +71,8 @@ usage(FILE *fp, int exitcode)
     fprintf(fp,
 "usage: tlbd nbd [-r] [--cache writeback|none] [--discard unmap|ignore]\n"
 "                [--threads-min N] [--threads-max N] [--idle-timeout TIME]\n"
-"                [--inject SPEC] [--socket PATH | --port PORT] [--run CMD]\n"
+"                [--inject SPEC] [--inline-max SIZE]\n"
+"                [--socket PATH | --port PORT] [--run CMD]\n"
 "                [-v] IMAGE [-- NBDKIT-ARGS...]\n");
     if (fp == stdout) {
         fprintf(fp,
@@ -87,12 +89,15 @@ usage(FILE *fp, int exitcode)
 "  --idle-timeout TIME idle workers above the minimum leave after TIME\n"
 "                      (500ms, 10s, 2m; default 10s)\n"
 "  --inject SPEC       fault and latency injection, see paio(3)\n"
+"  --inline-max SIZE   reads and writes up to SIZE that cannot wait on a\n"
+"                      device run on nbdkit's thread (default 64k; 0: none)\n"
 "  --socket PATH       listen on this Unix socket\n"
 "  --port PORT         listen on TCP port PORT of localhost (127.0.0.1)\n"
 "  --run CMD           run CMD with $uri set, then stop (as nbdkit --run)\n"
 "  -v, --verbose       nbdkit -v\n"
 "  -- NBDKIT-ARGS      more nbdkit options (--filter=...) and filter\n"
 "                      parameters (KEY=VALUE)\n"
+"Options may come before or after IMAGE, but before \"--\".\n"
 "\n"
 "See tlbd(1) and nbdkit-tlbd-plugin(1).\n");
     }
@@ -109,6 +114,7 @@ enum {
     THREADS_MAX_OPTION,
     IDLE_TIMEOUT_OPTION,
     INJECT_OPTION,
+    INLINE_MAX_OPTION,
     SOCKET_OPTION,
     PORT_OPTION,
     RUN_OPTION,
@@ -127,6 +133,7 @@ static const struct option long_options[] = {
     { "threads-max", required_argument, NULL, THREADS_MAX_OPTION },
     { "idle-timeout", required_argument, NULL, IDLE_TIMEOUT_OPTION },
     { "inject", required_argument, NULL, INJECT_OPTION },
+    { "inline-max", required_argument, NULL, INLINE_MAX_OPTION },
     { "socket", required_argument, NULL, SOCKET_OPTION },
     { "port", required_argument, NULL, PORT_OPTION },
     { "run", required_argument, NULL, RUN_OPTION },
@@ -151,14 +158,24 @@ parse_args(int argc, char **argv, NbdArgs *a)
 {
     BlockDevCache cache;
     BlockDevDiscard discard;
-    uint64_t ns;
+    uint64_t ns, size;
+    int dashes = 1;
     int c;
 
     memset(a, 0, sizeof(*a));
     argv[0] = (char *)"tlbd"; /* getopt's messages: "tlbd: ..." */
+    /* Options go anywhere before "--"; what follows it is nbdkit's, so
+     * getopt (which permutes) never sees it. */
+    while (dashes < argc && strcmp(argv[dashes], "--")) {
+        dashes++;
+    }
+    if (dashes < argc) {
+        a->extra = &argv[dashes + 1];
+        a->nextra = argc - dashes - 1;
+    }
     optind = 1;
-    /* "+": stop at the first non-option, so "--" and what follows stay. */
-    while ((c = getopt_long(argc, argv, "+hrv", long_options, NULL)) != -1) {
+    while ((c = getopt_long(dashes, argv, "hrv", long_options, NULL)) !=
+           -1) {
         switch (c) {
         case 'h':
         case HELP_OPTION:
@@ -207,6 +224,15 @@ parse_args(int argc, char **argv, NbdArgs *a)
         case INJECT_OPTION:
             a->inject = optarg;
             break;
+        case INLINE_MAX_OPTION:
+            if (tlbd_parse_size(optarg, &size) < 0 ||
+                size > BLOCKDEV_INLINE_MAX_LIMIT) {
+                tlbd_bad_value("--inline-max", optarg,
+                               "expected a size of at most 32M, such as 64k");
+                usage(stderr, EXIT_FAILURE);
+            }
+            a->inline_max = optarg;
+            break;
         case SOCKET_OPTION:
             a->socket = optarg;
             break;
@@ -220,19 +246,15 @@ parse_args(int argc, char **argv, NbdArgs *a)
             usage(stderr, EXIT_FAILURE);
         }
     }
-    if (optind >= argc || !strcmp(argv[optind], "--")) {
+    if (optind >= dashes) {
         fprintf(stderr, "tlbd: nbd: missing IMAGE\n");
         usage(stderr, EXIT_FAILURE);
     }
     a->image = argv[optind++];
-    if (optind < argc) {
-        if (strcmp(argv[optind], "--")) {
-            fprintf(stderr, "tlbd: nbd: unexpected argument '%s' (nbdkit "
-                            "arguments go after \"--\")\n", argv[optind]);
-            usage(stderr, EXIT_FAILURE);
-        }
-        a->extra = &argv[optind + 1];
-        a->nextra = argc - optind - 1;
+    if (optind < dashes) {
+        fprintf(stderr, "tlbd: nbd: unexpected argument '%s' (nbdkit "
+                        "arguments go after \"--\")\n", argv[optind]);
+        usage(stderr, EXIT_FAILURE);
     }
     if (a->socket && a->port) {
         fprintf(stderr, "tlbd: nbd: --socket and --port exclude each "
@@ -345,6 +367,7 @@ build_argv(const NbdArgs *a, const char *nbdkit, const char *plugin,
     add_param(argv, &n, "threads-max", a->threads_max);
     add_param(argv, &n, "idle-timeout", a->idle_timeout);
     add_param(argv, &n, "inject", a->inject);
+    add_param(argv, &n, "inline-max", a->inline_max);
     for (int i = 0; i < a->nextra; i++) {
         if (is_param(a->extra[i])) {
             argv[n++] = a->extra[i];

@@ -54,6 +54,18 @@ out=$(tlbd_nbd --cache none --discard ignore --threads-min 1 \
     --threads-max 4 --idle-timeout 500ms --inject 'read:delay=1ms' \
     --run "$drop"' nbdinfo --size "$uri"' "$img")
 [ "$out" = $((16 << 20)) ] || die "tuned tlbd nbd: $out"
+# Options may also follow IMAGE (not "--"), and --inline-max is checked.
+out=$(tlbd_nbd "$img" --inline-max 0 -r \
+    --run "$drop"' nbdinfo --is read-only "$uri" && nbdinfo --size "$uri"')
+[ "$out" = $((16 << 20)) ] || die "options after IMAGE: $out"
+if "$tlbd" nbd --inline-max 1G --run true "$img" 2>"$dir/err"; then
+    die "tlbd nbd --inline-max 1G was accepted"
+fi
+grep -q -- "--inline-max.*1G" "$dir/err" || die "--inline-max: $(cat "$dir/err")"
+if "$tlbd" nbd "$img" extra --run true 2>"$dir/err"; then
+    die "a second IMAGE was accepted"
+fi
+grep -q "unexpected argument 'extra'" "$dir/err" || die "$(cat "$dir/err")"
 # (Not under ASan: there nbdkit can hang in exit() after printing an
 # error, in glibc's locale lock, with libasan preloaded.)
 if [ ${#asan_env[@]} -eq 0 ]; then
