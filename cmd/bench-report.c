@@ -179,7 +179,8 @@ report_text(const Bench *b, const Figures *f, const ThreadletStats *pool,
            pool->cur_threads, pool->idle_threads, pool->peak_threads,
            pool->spawned, pool->min_threads, pool->max_threads,
            pool->submitted, pool->completed, pool->cancelled,
-           pool->completed ? us(pool->wait_ns_total / pool->completed) : 0.0,
+           pool->wait_samples ? us(pool->wait_ns_total / pool->wait_samples)
+                              : 0.0,
            us(pool->wait_ns_max));
     printf("  iothread  completions %" PRIu64 ", kicks %" PRIu64
            ", wake-ups %" PRIu64 ", batches %" PRIu64 ", largest batch %"
@@ -255,7 +256,8 @@ report_json(FILE *fp, const Bench *b, const Figures *f, const ThreadletStats *po
            pool->cur_threads, pool->idle_threads, pool->peak_threads,
            pool->spawned, pool->min_threads, pool->max_threads,
            pool->submitted, pool->completed, pool->cancelled,
-           pool->completed ? us(pool->wait_ns_total / pool->completed) : 0.0,
+           pool->wait_samples ? us(pool->wait_ns_total / pool->wait_samples)
+                              : 0.0,
            us(pool->wait_ns_max));
     fprintf(fp, "  \"iothread\": {\"completions\": %" PRIu64 ", \"kicks\": %" PRIu64
            ", \"wakeups\": %" PRIu64 ", \"batches\": %" PRIu64

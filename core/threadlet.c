@@ -147,19 +147,23 @@ worker_main(void *opaque)
         }
         TAILQ_REMOVE(&q->items, work, node);
         q->stats.queued--;
+        uint64_t submit_ns = work->submit_ns;
         set_state(work, THREADLET_RUNNING);
         tlbd_mutex_unlock(&q->lock);
 
         /* Read the clock outside the lock, which every submit contends. */
-        uint64_t waited = tlbd_now_ns() - work->submit_ns;
+        uint64_t waited = submit_ns ? tlbd_now_ns() - submit_ns : 0;
         work->func(work);
         finish(work, THREADLET_DONE);
 
         tlbd_mutex_lock(&q->lock);
         q->stats.completed++;
-        q->stats.wait_ns_total += waited;
-        if (waited > q->stats.wait_ns_max) {
-            q->stats.wait_ns_max = waited;
+        if (submit_ns) {
+            q->stats.wait_samples++;
+            q->stats.wait_ns_total += waited;
+            if (waited > q->stats.wait_ns_max) {
+                q->stats.wait_ns_max = waited;
+            }
         }
     }
     q->cur_threads--;
@@ -274,13 +278,18 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
     work->complete = complete;
     work->iothread = io;
     work->queue = q;
-    work->submit_ns = tlbd_now_ns();
 
     tlbd_mutex_lock(&q->lock);
     if (!q->initialized || q->stopping) {
         tlbd_mutex_unlock(&q->lock);
         return -ESHUTDOWN;
     }
+    /* Sampled items read the clock here, under the lock: a worker may take
+     * the item as soon as it is unlocked.
+     */
+    work->submit_ns = q->stats.submitted % THREADLET_WAIT_SAMPLE == 0
+                          ? tlbd_now_ns()
+                          : 0;
     set_state(work, THREADLET_QUEUED);
     TAILQ_INSERT_TAIL(&q->items, work, node);
     q->stats.submitted++;

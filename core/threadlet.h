@@ -60,7 +60,7 @@ struct ThreadletWork {
     /* private */
     TAILQ_ENTRY(ThreadletWork) node;
     ThreadletQueue *queue;
-    uint64_t submit_ns;
+    uint64_t submit_ns; /* 0: this item's queued time is not sampled */
     IOThreadTask complete_task;
     _Atomic int state; /* read with threadlet_work_state() */
 };
@@ -77,9 +77,19 @@ typedef struct ThreadletStats {
     unsigned max_threads;
     unsigned min_threads;
     uint64_t spawned;       /* threads created over the queue's life */
-    uint64_t wait_ns_total; /* time spent queued, summed over items run */
-    uint64_t wait_ns_max;
+    /* Queued time, measured on one submitted item in THREADLET_WAIT_SAMPLE
+     * (the first, then every THREADLET_WAIT_SAMPLE-th): the average is
+     * wait_ns_total / wait_samples.
+     */
+    uint64_t wait_samples;  /* sampled items a worker has taken */
+    uint64_t wait_ns_total; /* their queued time, summed */
+    uint64_t wait_ns_max;   /* the longest of them */
 } ThreadletStats;
+
+/* One submitted item in this many has its queued time measured: reading the
+ * clock twice per item would cost more than an empty item's whole trip.
+ */
+#define THREADLET_WAIT_SAMPLE 64
 
 typedef enum ThreadletDestroyMode {
     THREADLET_DRAIN,  /* run every queued item, then stop */

@@ -489,7 +489,7 @@ dump_stats(FuseMain *m, FILE *fp)
             ", average wait %" PRIu64 " ns\n",
             ts.cur_threads, ts.idle_threads, ts.peak_threads, ts.min_threads,
             ts.max_threads, ts.submitted,
-            ts.submitted ? ts.wait_ns_total / ts.submitted : 0);
+            ts.wait_samples ? ts.wait_ns_total / ts.wait_samples : 0);
     iothread_get_stats(m->io, &is);
     fprintf(fp,
             "  io thread: completions %" PRIu64 ", wake-ups %" PRIu64
