@@ -10,6 +10,14 @@
  * that: such a poster counts itself in `kicking` before the push, and
  * iothread_free waits for the count to drop.
  *
+ * Polling: before epoll_wait the loop may spin on the stack for its adaptive
+ * window (poll_ns, loop thread only, kept at most poll_max_ns) with
+ * `polling` set, and a poster that finds the stack empty skips the kick while
+ * it is set.  The poster pushes and then reads `polling`; the loop clears
+ * `polling` and then reads the stack, all sequentially consistent: at least
+ * one of them sees the other's store, so either the poster kicks or the loop
+ * finds the task.
+ *
  * Fd handlers live in a list owned by the loop's thread.  A handler removed
  * while a batch of epoll events is being dispatched is only marked dead and
  * freed after the batch, so a stale event never reaches freed memory.
@@ -56,8 +64,12 @@ struct IOThread {
     _Atomic uint64_t wakeups;
     _Atomic uint64_t batches;
     _Atomic uint64_t max_batch;
+    _Atomic uint64_t poll_hits;
+    _Atomic uint64_t poll_max_ns;
+    atomic_bool polling;                 /* the loop spins on `pending` */
 
     /* loop thread only (or while the loop is not running) */
+    uint64_t poll_ns;                    /* adaptive poll window */
     LIST_HEAD(, FdHandler) handlers;
     LIST_HEAD(, FdHandler) graveyard;    /* removed during a dispatch */
     bool dispatching;
@@ -82,6 +94,8 @@ iothread_new(const char *name, IOThread **out)
     atomic_init(&io->pending, NULL);
     atomic_init(&io->stopping, false);
     atomic_init(&io->kicking, 0);
+    atomic_init(&io->polling, false);
+    atomic_init(&io->poll_max_ns, IOTHREAD_DEFAULT_POLL_NS);
 
     io->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (io->epfd < 0) {
@@ -138,12 +152,14 @@ iothread_post(IOThread *io, IOThreadTask *task)
         }
         task->next = old;
         if (atomic_compare_exchange_weak_explicit(&io->pending, &old, task,
-                                                  memory_order_release,
+                                                  memory_order_seq_cst,
                                                   memory_order_relaxed)) {
             break;
         }
     }
-    if (old == NULL) {
+    /* A polling loop finds the task: see the file comment. */
+    if (old == NULL &&
+        !atomic_load_explicit(&io->polling, memory_order_seq_cst)) {
         kick(io);
     }
     if (guarded) {
@@ -194,6 +210,31 @@ reap_graveyard(IOThread *io)
     }
 }
 
+/* Spin until a task is posted, the loop is asked to stop or DEADLINE
+ * passes.  Returns true when a task is waiting.
+ */
+static bool
+poll_tasks(IOThread *io, uint64_t deadline)
+{
+    atomic_store_explicit(&io->polling, true, memory_order_seq_cst);
+    for (;;) {
+        for (int i = 0; i < 8; i++) {
+            if (atomic_load_explicit(&io->pending, memory_order_relaxed)) {
+                goto out;
+            }
+            tlbd_cpu_relax();
+        }
+        if (atomic_load_explicit(&io->stopping, memory_order_relaxed) ||
+            tlbd_now_ns() >= deadline) {
+            break;
+        }
+    }
+out:
+    atomic_store_explicit(&io->polling, false, memory_order_seq_cst);
+    /* A poster that saw `polling` set did not kick: look once more. */
+    return atomic_load_explicit(&io->pending, memory_order_seq_cst) != NULL;
+}
+
 int
 iothread_run(IOThread *io)
 {
@@ -203,7 +244,27 @@ iothread_run(IOThread *io)
     current_iothread = io;
 
     while (!atomic_load_explicit(&io->stopping, memory_order_acquire)) {
-        int n = epoll_wait(io->epfd, events, MAX_EVENTS, -1);
+        uint64_t max = atomic_load_explicit(&io->poll_max_ns,
+                                            memory_order_relaxed);
+        uint64_t t0 = max ? tlbd_now_ns() : 0;
+        int timeout = -1;
+
+        if (io->poll_ns > max) {
+            io->poll_ns = max;
+        }
+        if (io->poll_ns && poll_tasks(io, t0 + io->poll_ns)) {
+            atomic_fetch_add_explicit(&io->poll_hits, 1,
+                                      memory_order_relaxed);
+            drain_tasks(io);
+            if (LIST_EMPTY(&io->handlers)) {
+                continue;
+            }
+            timeout = 0; /* look at the fds too, without sleeping */
+        }
+        int n = epoll_wait(io->epfd, events, MAX_EVENTS, timeout);
+        if (max && timeout < 0) {
+            tlbd_poll_adapt(&io->poll_ns, tlbd_now_ns() - t0, max);
+        }
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -386,6 +447,16 @@ iothread_del_fd(IOThread *io, int fd)
     return 0;
 }
 
+int
+iothread_set_poll_max_ns(IOThread *io, uint64_t max_ns)
+{
+    if (max_ns > IOTHREAD_MAX_POLL_NS) {
+        return -EINVAL;
+    }
+    atomic_store_explicit(&io->poll_max_ns, max_ns, memory_order_relaxed);
+    return 0;
+}
+
 void
 iothread_get_stats(IOThread *io, IOThreadStats *stats)
 {
@@ -394,4 +465,5 @@ iothread_get_stats(IOThread *io, IOThreadStats *stats)
     stats->wakeups = atomic_load(&io->wakeups);
     stats->batches = atomic_load(&io->batches);
     stats->max_batch = atomic_load(&io->max_batch);
+    stats->poll_hits = atomic_load(&io->poll_hits);
 }

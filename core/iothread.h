@@ -7,10 +7,15 @@
  *    the list goes from empty to non-empty, and the loop takes the whole list
  *    in one exchange, so a burst of completions costs one wake-up.
  *
+ * Before it sleeps in epoll_wait the loop may poll the completion list for an
+ * adaptive window (iothread_set_poll_max_ns): a completion that comes within
+ * it costs no eventfd write and no wake-up.
+ *
  * The loop runs either in a thread of its own (iothread_start) or in the
  * caller's thread (iothread_run), so a daemon's main thread can be the I/O
- * thread.  Threads: iothread_post, iothread_call, iothread_stop and
- * iothread_get_stats may be called from any thread.  iothread_add_fd and
+ * thread.  Threads: iothread_post, iothread_call, iothread_stop,
+ * iothread_set_poll_max_ns and iothread_get_stats may be called from any
+ * thread.  iothread_add_fd and
  * iothread_del_fd must be called on the loop's thread, or while the loop is
  * not running; from another thread wrap them in iothread_call.
  */
@@ -42,7 +47,12 @@ typedef struct IOThreadStats {
     uint64_t wakeups;    /* times the loop found the eventfd readable */
     uint64_t batches;    /* non-empty completion lists drained */
     uint64_t max_batch;  /* most tasks drained in one go */
+    uint64_t poll_hits;  /* batches found by polling, with no wake-up */
 } IOThreadStats;
+
+/* The default and the largest poll window (see iothread_set_poll_max_ns). */
+#define IOTHREAD_DEFAULT_POLL_NS 32000
+#define IOTHREAD_MAX_POLL_NS 1000000
 
 /* Create a loop named NAME (used for the thread name "io-NAME").  Returns
  * 0 or -errno.
@@ -91,6 +101,15 @@ int iothread_add_fd(IOThread *io, int fd, uint32_t events, IOHandler *handler,
  * Returns 0 or -ENOENT.
  */
 int iothread_del_fd(IOThread *io, int fd);
+
+/* Before the loop sleeps it polls its completion list for a window that
+ * adapts between 0 and MAX_NS (at most IOTHREAD_MAX_POLL_NS, default
+ * IOTHREAD_DEFAULT_POLL_NS): it grows while completions come soon after the
+ * window ends and shrinks while they do not.  0 turns polling off.  Fd
+ * handlers are not polled; they wait for at most one window.  Any thread.
+ * Returns 0 or -EINVAL.
+ */
+int iothread_set_poll_max_ns(IOThread *io, uint64_t max_ns);
 
 void iothread_get_stats(IOThread *io, IOThreadStats *stats);
 

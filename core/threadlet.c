@@ -5,7 +5,21 @@
  * are spawned on submit while the queued items outnumber the idle workers,
  * up to max_threads; otherwise one idle worker is signalled per item.  A
  * worker that waits idle_timeout without work leaves if more than
- * min_threads remain.  A leaving worker moves its record to the exited list
+ * min_threads remain.
+ *
+ * Spinning: a worker that finds the queue empty may first poll the atomic
+ * mirror of the queued count (q->pending) for its adaptive window, unlocked,
+ * before it waits on work_cond.  At most one worker spins (q->spinners, under
+ * the lock).  A submit that finds no more queued items than spinners neither
+ * signals nor spawns: the spinner relocks and rechecks the list before it
+ * ever sleeps, and it leaves the spinners count under that same lock, so an
+ * item queued while it spins, or just after, is always seen.  The window
+ * (q->spin_ns) belongs to the queue, not to a worker, since the worker a
+ * signal wakes need not be the one that last went idle: a submit that has
+ * to wake a worker adapts it (tlbd_poll_adapt) from the time since the
+ * latest worker began to wait (q->idle_since_ns).
+ *
+ * A leaving worker moves its record to the exited list
  * and touches nothing after unlocking; whoever next submits, changes limits
  * or destroys the queue joins it, so no thread outlives its queue.
  *
@@ -98,23 +112,56 @@ join_workers(WorkerList *list)
     }
 }
 
-/* Wait for work or the idle timeout.  Returns true on timeout. */
-static bool
-wait_for_work_locked(ThreadletQueue *q)
+/* Keep the unlocked mirror of the queued count in step. */
+static void
+queued_changed_locked(ThreadletQueue *q)
 {
-    struct timespec deadline;
-    uint64_t ns = tlbd_now_ns() + q->idle_timeout_ns;
+    atomic_store_explicit(&q->pending, (unsigned)q->stats.queued,
+                          memory_order_relaxed);
+}
+
+/* Wait for work, and for at most the idle timeout if this worker may leave.
+ * NOW is the time or 0.  Returns true on timeout.
+ */
+static bool
+wait_for_work_locked(ThreadletQueue *q, uint64_t now)
+{
     int err;
 
-    deadline.tv_sec = (time_t)(ns / 1000000000u);
-    deadline.tv_nsec = (long)(ns % 1000000000u);
     q->idle_threads++;
-    err = pthread_cond_timedwait(&q->work_cond, &q->lock, &deadline);
+    if (q->cur_threads > q->min_threads) {
+        struct timespec deadline;
+        uint64_t ns = (now ? now : tlbd_now_ns()) + q->idle_timeout_ns;
+
+        deadline.tv_sec = (time_t)(ns / 1000000000u);
+        deadline.tv_nsec = (long)(ns % 1000000000u);
+        err = pthread_cond_timedwait(&q->work_cond, &q->lock, &deadline);
+    } else {
+        /* It may not leave: no timer.  set_limits broadcasts. */
+        err = pthread_cond_wait(&q->work_cond, &q->lock);
+    }
     q->idle_threads--;
     if (err && err != ETIMEDOUT) {
         tlbd_die("pthread_cond_timedwait", err);
     }
     return err == ETIMEDOUT;
+}
+
+/* Poll the queued count, unlocked, until it is not 0 or DEADLINE passes. */
+static void
+spin_for_work(ThreadletQueue *q, uint64_t deadline)
+{
+    for (;;) {
+        for (int i = 0; i < 8; i++) {
+            if (atomic_load_explicit(&q->pending, memory_order_relaxed)) {
+                return;
+            }
+            tlbd_cpu_relax();
+        }
+        if (tlbd_now_ns() >= deadline) {
+            return;
+        }
+    }
 }
 
 static void *
@@ -127,6 +174,8 @@ worker_main(void *opaque)
     snprintf(name, sizeof(name), "tl-%s-%u", q->name, self->id);
     pthread_setname_np(pthread_self(), name);
 
+    bool spun = false; /* waited for this item by spinning */
+
     tlbd_mutex_lock(&q->lock);
     for (;;) {
         ThreadletWork *work;
@@ -136,17 +185,42 @@ worker_main(void *opaque)
         }
         work = TAILQ_FIRST(&q->items);
         if (!work) {
+            uint64_t now = 0;
+
             if (q->stopping) {
                 break;
             }
-            if (wait_for_work_locked(q) && TAILQ_EMPTY(&q->items) &&
+            if (!spun && q->spin_ns && q->spinners == 0) {
+                spun = true;
+                q->spinners++;
+                q->idle_since_ns = tlbd_now_ns();
+                uint64_t deadline = q->idle_since_ns + q->spin_ns;
+                tlbd_mutex_unlock(&q->lock);
+                spin_for_work(q, deadline);
+                tlbd_mutex_lock(&q->lock);
+                q->spinners--;
+                continue; /* recheck the list before sleeping */
+            }
+            /* Sleep.  A spinner's wait began with its spin. */
+            if (!spun && q->spin_max_ns) {
+                now = tlbd_now_ns();
+                q->idle_since_ns = now;
+            }
+            spun = false;
+            bool timed_out = wait_for_work_locked(q, now);
+            if (timed_out && TAILQ_EMPTY(&q->items) &&
                 q->cur_threads > q->min_threads) {
                 break;
             }
             continue;
         }
+        if (spun) {
+            q->stats.spin_hits++;
+            spun = false;
+        }
         TAILQ_REMOVE(&q->items, work, node);
         q->stats.queued--;
+        queued_changed_locked(q);
         uint64_t submit_ns = work->submit_ns;
         set_state(work, THREADLET_RUNNING);
         tlbd_mutex_unlock(&q->lock);
@@ -251,6 +325,8 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
     q->max_threads = (unsigned)max_threads;
     q->min_threads = (unsigned)min_threads;
     q->idle_timeout_ns = THREADLET_DEFAULT_IDLE_MS * 1000000ull;
+    q->spin_max_ns = THREADLET_DEFAULT_SPIN_NS;
+    atomic_init(&q->pending, 0);
     q->initialized = true;
 
     tlbd_mutex_lock(&q->lock);
@@ -294,20 +370,29 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
     TAILQ_INSERT_TAIL(&q->items, work, node);
     q->stats.submitted++;
     q->stats.queued++;
-    if (q->stats.queued > q->idle_threads &&
-        q->cur_threads < q->max_threads) {
+    queued_changed_locked(q);
+    if (q->stats.queued <= q->spinners) {
+        /* A spinning worker takes it without a wake-up. */
+    } else if (q->stats.queued > q->idle_threads + q->spinners &&
+               q->cur_threads < q->max_threads) {
         int err = spawn_locked(q);
         if (err && q->cur_threads == 0) {
             /* Nobody would ever run it: hand it back. */
             TAILQ_REMOVE(&q->items, work, node);
             q->stats.submitted--;
             q->stats.queued--;
+            queued_changed_locked(q);
             set_state(work, THREADLET_NEW);
             ret = err;
         } else if (err && q->idle_threads) {
             pthread_cond_signal(&q->work_cond);
         }
     } else if (q->idle_threads) {
+        if (q->spin_max_ns) {
+            /* How long spinning would have had to last to save this. */
+            tlbd_poll_adapt(&q->spin_ns, tlbd_now_ns() - q->idle_since_ns,
+                            q->spin_max_ns);
+        }
         pthread_cond_signal(&q->work_cond);
     }
     take_exited_locked(q, &exited);
@@ -367,6 +452,7 @@ cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
     TAILQ_REMOVE(&q->items, work, node);
     q->stats.queued--;
     q->stats.cancelled++;
+    queued_changed_locked(q);
     tlbd_mutex_unlock(&q->lock);
 
     finish(work, THREADLET_CANCELLED);
@@ -395,7 +481,7 @@ threadlet_queue_set_limits(ThreadletQueue *q, int max_threads,
     q->min_threads = (unsigned)min_threads;
     err = spawn_min_locked(q);
     /* Raised max: put queued work on new workers at once. */
-    while (!err && q->stats.queued > q->idle_threads &&
+    while (!err && q->stats.queued > q->idle_threads + q->spinners &&
            q->cur_threads < q->max_threads) {
         err = spawn_locked(q);
     }
@@ -417,13 +503,28 @@ threadlet_queue_set_idle_timeout(ThreadletQueue *q, unsigned idle_ms)
     tlbd_mutex_unlock(&q->lock);
 }
 
+int
+threadlet_queue_set_spin_ns(ThreadletQueue *q, unsigned spin_ns)
+{
+    if (spin_ns > THREADLET_MAX_SPIN_NS) {
+        return -EINVAL;
+    }
+    tlbd_mutex_lock(&q->lock);
+    q->spin_max_ns = spin_ns;
+    if (q->spin_ns > spin_ns) {
+        q->spin_ns = spin_ns;
+    }
+    tlbd_mutex_unlock(&q->lock);
+    return 0;
+}
+
 void
 threadlet_queue_get_stats(ThreadletQueue *q, ThreadletStats *stats)
 {
     tlbd_mutex_lock(&q->lock);
     *stats = q->stats;
     stats->cur_threads = q->cur_threads;
-    stats->idle_threads = q->idle_threads;
+    stats->idle_threads = q->idle_threads + q->spinners;
     stats->peak_threads = q->peak_threads;
     stats->max_threads = q->max_threads;
     stats->min_threads = q->min_threads;
@@ -451,6 +552,7 @@ threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
             q->stats.cancelled++;
             TAILQ_INSERT_TAIL(&cancelled, work, node);
         }
+        queued_changed_locked(q);
     }
     pthread_cond_broadcast(&q->work_cond);
     while (q->cur_threads > 0) {

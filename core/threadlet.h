@@ -72,11 +72,12 @@ typedef struct ThreadletStats {
     uint64_t cancelled;
     uint64_t queued;        /* now waiting */
     unsigned cur_threads;
-    unsigned idle_threads;
+    unsigned idle_threads;  /* waiting for work, spinning ones included */
     unsigned peak_threads;
     unsigned max_threads;
     unsigned min_threads;
     uint64_t spawned;       /* threads created over the queue's life */
+    uint64_t spin_hits;     /* items a spinning worker took: no wake-up */
     /* Queued time, measured on one submitted item in THREADLET_WAIT_SAMPLE
      * (the first, then every THREADLET_WAIT_SAMPLE-th): the average is
      * wait_ns_total / wait_samples.
@@ -101,6 +102,13 @@ typedef enum ThreadletDestroyMode {
  */
 #define THREADLET_DEFAULT_IDLE_MS 10000
 
+/* The default and the largest spin window: a worker that finds the queue
+ * empty polls it for up to this long before it sleeps (see
+ * threadlet_queue_set_spin_ns).
+ */
+#define THREADLET_DEFAULT_SPIN_NS 20000
+#define THREADLET_MAX_SPIN_NS 1000000
+
 struct ThreadletQueue {
     /* private: protected by lock */
     pthread_mutex_t lock;
@@ -112,14 +120,21 @@ struct ThreadletQueue {
     unsigned max_threads;
     unsigned min_threads;
     unsigned cur_threads;
-    unsigned idle_threads;
+    unsigned idle_threads;       /* waiting on work_cond */
+    unsigned spinners;           /* polling `pending`; at most one */
     unsigned peak_threads;
     unsigned next_id;
     uint64_t idle_timeout_ns;
+    uint64_t spin_max_ns;        /* 0: workers never spin */
+    uint64_t spin_ns;            /* adaptive window, <= spin_max_ns */
+    uint64_t idle_since_ns;      /* when the latest worker began to wait */
     bool stopping;
     bool initialized;
     ThreadletStats stats;
     char name[8];
+
+    /* private: written under lock, read by a spinning worker without it */
+    _Atomic unsigned pending;    /* == stats.queued */
 };
 
 /* Initialize QUEUE: at most MAX_THREADS workers, MIN_THREADS kept warm
@@ -174,6 +189,15 @@ int threadlet_queue_set_limits(ThreadletQueue *queue, int max_threads,
 /* Workers above min_threads leave after IDLE_MS without work. */
 void threadlet_queue_set_idle_timeout(ThreadletQueue *queue,
                                       unsigned idle_ms);
+
+/* A worker that finds the queue empty first polls it for a while, so that
+ * an item submitted soon after needs no wake-up: the window adapts between 0
+ * and SPIN_NS (at most THREADLET_MAX_SPIN_NS, default
+ * THREADLET_DEFAULT_SPIN_NS), growing while items come soon after it ends and
+ * shrinking while they do not.  One worker of a queue spins at a time.  0
+ * turns spinning off.  Returns 0 or -EINVAL.
+ */
+int threadlet_queue_set_spin_ns(ThreadletQueue *queue, unsigned spin_ns);
 
 void threadlet_queue_get_stats(ThreadletQueue *queue, ThreadletStats *stats);
 

@@ -1,6 +1,7 @@
 /* tlbd: small helpers shared by every module: container_of, checked pthread
- * calls (a failing mutex operation is a broken invariant and aborts), and the
- * monotonic clock.  Any thread may call these.
+ * calls (a failing mutex operation is a broken invariant and aborts), the
+ * monotonic clock, and the adaptive window of a thread that polls briefly
+ * before it sleeps.  Any thread may call these.
  */
 #ifndef TLBD_UTIL_H
 #define TLBD_UTIL_H
@@ -60,6 +61,49 @@ tlbd_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Tell the CPU that this is a busy-wait loop (and let a sibling hyperthread
+ * run).
+ */
+static inline void
+tlbd_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* The first poll window after polling was off, in nanoseconds. */
+#define TLBD_POLL_GROW_FROM_NS 2000u
+
+/* Adapt the poll window *POLL_NS of a thread that polls before it sleeps,
+ * from BLOCK_NS, how long it last waited for an event (polling included),
+ * and MAX_NS, the largest window allowed (0: never poll).  Caught by the
+ * window: keep it.  Came soon after it (within MAX_NS): polling a little
+ * longer would have saved the sleep, so double it.  Came much later: halve
+ * it, down to off.
+ */
+static inline void
+tlbd_poll_adapt(uint64_t *poll_ns, uint64_t block_ns, uint64_t max_ns)
+{
+    uint64_t ns = *poll_ns;
+
+    if (max_ns == 0) {
+        ns = 0;
+    } else if (block_ns <= ns) {
+        /* polling paid off */
+    } else if (block_ns > max_ns) {
+        ns /= 2;
+        if (ns < TLBD_POLL_GROW_FROM_NS) {
+            ns = 0;
+        }
+    } else {
+        ns = ns ? ns * 2 : TLBD_POLL_GROW_FROM_NS;
+    }
+    *poll_ns = ns < max_ns ? ns : max_ns;
 }
 
 #endif /* TLBD_UTIL_H */
