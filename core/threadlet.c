@@ -309,7 +309,11 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
         return -EINVAL;
     }
     memset(q, 0, sizeof(*q));
-    err = pthread_mutex_init(&q->lock, NULL);
+    pthread_mutexattr_t mattr;
+    pthread_mutexattr_init(&mattr);
+    pthread_mutexattr_settype(&mattr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    err = pthread_mutex_init(&q->lock, &mattr);
+    pthread_mutexattr_destroy(&mattr);
     if (err) {
         return -err;
     }
@@ -388,8 +392,10 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
             pthread_cond_signal(&q->work_cond);
         }
     } else if (q->idle_threads) {
-        if (q->spin_max_ns) {
-            /* How long spinning would have had to last to save this. */
+        if (q->spin_max_ns && q->stats.queued == 1) {
+            /* How long spinning would have had to last to save this.  Only
+             * the first item after the queue ran dry tells.
+             */
             tlbd_poll_adapt(&q->spin_ns, tlbd_now_ns() - q->idle_since_ns,
                             q->spin_max_ns);
         }
