@@ -3,7 +3,14 @@
  * A queue owns a FIFO of ThreadletWork items and a set of workers.  All queue
  * state is protected by queue->lock; func runs with no lock held.  Workers
  * are spawned on submit while the queued items outnumber the idle workers,
- * up to max_threads; otherwise one idle worker is signalled per item.  A
+ * up to max_threads; otherwise idle workers are woken one at a time: a
+ * submit signals one only when no woken worker is still on its way (q->wakes
+ * counts those), and a woken worker that takes an item passes the wake on
+ * while items remain.  A burst thus costs the submitter one futex call, not
+ * one per item, and wakes no more workers than keep finding work.  q->wakes
+ * never exceeds the workers that will return from the wait: each signal is
+ * sent while idle_threads exceeds it, and each returning worker takes one
+ * off.  A worker that leaves passes any wake on as well.  A
  * worker that waits idle_timeout without work leaves if more than
  * min_threads remain.
  *
@@ -141,10 +148,32 @@ wait_for_work_locked(ThreadletQueue *q, uint64_t now)
         err = pthread_cond_wait(&q->work_cond, &q->lock);
     }
     q->idle_threads--;
+    if (q->wakes > 0) {
+        q->wakes--;
+    }
+    if (q->wakes > q->idle_threads) {
+        q->wakes = q->idle_threads;
+    }
     if (err && err != ETIMEDOUT) {
         tlbd_die("pthread_cond_timedwait", err);
     }
     return err == ETIMEDOUT;
+}
+
+/* Wake an idle worker for the queued items that no spinning or woken worker
+ * is coming for, unless a woken one is still on its way: that one passes the
+ * wake on.  Returns true if it signalled.
+ */
+static bool
+wake_one_locked(ThreadletQueue *q)
+{
+    if (q->wakes == 0 && q->idle_threads > 0 &&
+        q->stats.queued > q->spinners) {
+        q->wakes++;
+        pthread_cond_signal(&q->work_cond);
+        return true;
+    }
+    return false;
 }
 
 /* Poll the queued count, unlocked, until it is not 0 or DEADLINE passes. */
@@ -221,6 +250,7 @@ worker_main(void *opaque)
         TAILQ_REMOVE(&q->items, work, node);
         q->stats.queued--;
         queued_changed_locked(q);
+        wake_one_locked(q); /* pass the wake on */
         uint64_t submit_ns = work->submit_ns;
         set_state(work, THREADLET_RUNNING);
         tlbd_mutex_unlock(&q->lock);
@@ -241,6 +271,7 @@ worker_main(void *opaque)
         }
     }
     q->cur_threads--;
+    wake_one_locked(q); /* in case a wake was meant for this one */
     TAILQ_REMOVE(&q->workers, self, node);
     TAILQ_INSERT_TAIL(&q->exited, self, node);
     pthread_cond_broadcast(&q->stopped_cond);
@@ -388,8 +419,8 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
             queued_changed_locked(q);
             set_state(work, THREADLET_NEW);
             ret = err;
-        } else if (err && q->idle_threads) {
-            pthread_cond_signal(&q->work_cond);
+        } else if (err) {
+            wake_one_locked(q);
         }
     } else if (q->idle_threads) {
         if (q->spin_max_ns && q->stats.queued == 1) {
@@ -399,7 +430,7 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
             tlbd_poll_adapt(&q->spin_ns, tlbd_now_ns() - q->idle_since_ns,
                             q->spin_max_ns);
         }
-        pthread_cond_signal(&q->work_cond);
+        wake_one_locked(q);
     }
     take_exited_locked(q, &exited);
     tlbd_mutex_unlock(&q->lock);

@@ -122,6 +122,7 @@ struct ThreadletQueue {
     unsigned cur_threads;
     unsigned idle_threads;       /* waiting on work_cond */
     unsigned spinners;           /* polling `pending`; at most one */
+    unsigned wakes;              /* signalled, not yet back from the wait */
     unsigned peak_threads;
     unsigned next_id;
     uint64_t idle_timeout_ns;
