@@ -66,6 +66,7 @@ struct IOThread {
     _Atomic uint64_t max_batch;
     _Atomic uint64_t poll_hits;
     _Atomic uint64_t poll_max_ns;
+    _Atomic uint64_t kick_ns;            /* when a poster last kicked */
     atomic_bool polling;                 /* the loop spins on `pending` */
 
     /* loop thread only (or while the loop is not running) */
@@ -160,6 +161,13 @@ iothread_post(IOThread *io, IOThreadTask *task)
     /* A polling loop finds the task: see the file comment. */
     if (old == NULL &&
         !atomic_load_explicit(&io->polling, memory_order_seq_cst)) {
+        /* Stamped so that the loop's poll window adapts to when the task
+         * came, not to how long the loop itself took to wake.
+         */
+        if (atomic_load_explicit(&io->poll_max_ns, memory_order_relaxed)) {
+            atomic_store_explicit(&io->kick_ns, tlbd_now_ns(),
+                                  memory_order_relaxed);
+        }
         kick(io);
     }
     if (guarded) {
@@ -263,7 +271,12 @@ iothread_run(IOThread *io)
         }
         int n = epoll_wait(io->epfd, events, MAX_EVENTS, timeout);
         if (max && timeout < 0) {
-            tlbd_poll_adapt(&io->poll_ns, tlbd_now_ns() - t0, max);
+            uint64_t t1 = atomic_load_explicit(&io->kick_ns,
+                                               memory_order_relaxed);
+            if (t1 <= t0) {
+                t1 = tlbd_now_ns(); /* woken by an fd, or kicked before */
+            }
+            tlbd_poll_adapt(&io->poll_ns, t1 - t0, max);
         }
         if (n < 0) {
             if (errno == EINTR) {
