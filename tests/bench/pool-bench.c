@@ -67,7 +67,9 @@ static struct {
     unsigned samples;
     bool json;
     int only; /* a LIB_ to run alone, or -1 for all */
-} opt = { 200000, 5, 4, 4, 20000, false, -1 };
+    long spin_ns; /* tlbd's worker spin window, or -1 for the default */
+    long poll_ns; /* tlbd's I/O thread poll window, or -1 */
+} opt = { 200000, 5, 4, 4, 20000, false, -1, -1, -1 };
 
 /* One work item, with a slot for each library. */
 typedef struct Submitter Submitter;
@@ -171,14 +173,29 @@ tl_submit_or_die(Item *it, IOThread *io, void (*complete)(ThreadletWork *))
     }
 }
 
+/* A new IOThread with the poll window of the options. */
+static IOThread *
+tl_iothread_new(const char *name)
+{
+    IOThread *io;
+    int err = iothread_new(name, &io);
+    if (err) {
+        tlbd_die("iothread_new", -err);
+    }
+    if (opt.poll_ns >= 0) {
+        err = iothread_set_poll_max_ns(io, (uint64_t)opt.poll_ns);
+        if (err) {
+            tlbd_die("iothread_set_poll_max_ns", -err);
+        }
+    }
+    return io;
+}
+
 static void *
 tl_loop_body(void *opaque)
 {
     Submitter *s = opaque;
-    int err = iothread_new("bench", &s->io);
-    if (err) {
-        tlbd_die("iothread_new", -err);
-    }
+    s->io = tl_iothread_new("bench");
     s->left = s->count;
     start_wait(s);
     for (unsigned i = 0; i < s->count; i++) {
@@ -487,10 +504,7 @@ round_trip(int lib)
     rtt_next = 0;
     items[0].t0 = tlbd_now_ns();
     if (lib == LIB_TLBD) {
-        int err = iothread_new("rtt", &rtt_io);
-        if (err) {
-            tlbd_die("iothread_new", -err);
-        }
+        rtt_io = tl_iothread_new("rtt");
         items[0].t0 = tlbd_now_ns();
         items[0].work.func = tl_empty;
         tl_submit_or_die(&items[0], rtt_io, tl_rtt_complete);
@@ -696,7 +710,11 @@ usage(FILE *fp, int exitcode)
             "                  --tasks)\n"
             "  --json          print JSON instead of the table\n"
             "  --only LIB      run only tlbd, gthreadpool or libuv (for\n"
-            "                  profiling)\n");
+            "                  profiling)\n"
+            "  --spin-ns N     tlbd: largest worker spin window (default\n"
+            "                  THREADLET_DEFAULT_SPIN_NS; 0: off)\n"
+            "  --poll-ns N     tlbd: largest I/O thread poll window\n"
+            "                  (default IOTHREAD_DEFAULT_POLL_NS; 0: off)\n");
     exit(exitcode);
 }
 
@@ -712,6 +730,21 @@ parse_count(const char *arg, const char *what, unsigned max)
         exit(EXIT_FAILURE);
     }
     return (unsigned)v;
+}
+
+/* A window in nanoseconds, 0 allowed. */
+static long
+parse_window(const char *arg, const char *what, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || *end || end == arg || v < 0 || v > max) {
+        fprintf(stderr, "pool-bench: %s: '%s' is not a number from 0 to %ld\n",
+                what, arg, max);
+        exit(EXIT_FAILURE);
+    }
+    return v;
 }
 
 static int
@@ -734,8 +767,10 @@ parse_options(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { "json", no_argument, NULL, 'j' },
         { "only", required_argument, NULL, 'o' },
+        { "poll-ns", required_argument, NULL, 'P' },
         { "reps", required_argument, NULL, 'r' },
         { "samples", required_argument, NULL, 's' },
+        { "spin-ns", required_argument, NULL, 'N' },
         { "submitters", required_argument, NULL, 'S' },
         { "tasks", required_argument, NULL, 'n' },
         { "threads", required_argument, NULL, 't' },
@@ -743,7 +778,7 @@ parse_options(int argc, char **argv)
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "hjn:o:r:s:S:t:", long_options,
+    while ((c = getopt_long(argc, argv, "hjn:N:o:P:r:s:S:t:", long_options,
                             NULL)) != -1) {
         switch (c) {
         case 'h':
@@ -753,6 +788,14 @@ parse_options(int argc, char **argv)
             break;
         case 'o':
             opt.only = parse_lib(optarg);
+            break;
+        case 'N':
+            opt.spin_ns = parse_window(optarg, "--spin-ns",
+                                       THREADLET_MAX_SPIN_NS);
+            break;
+        case 'P':
+            opt.poll_ns = parse_window(optarg, "--poll-ns",
+                                       IOTHREAD_MAX_POLL_NS);
             break;
         case 'n':
             opt.tasks = parse_count(optarg, "--tasks", 100000000);
@@ -813,6 +856,9 @@ main(int argc, char **argv)
         fprintf(stderr, "pool-bench: threadlet_queue_init: %s\n",
                 strerror(-err));
         return EXIT_FAILURE;
+    }
+    if (opt.spin_ns >= 0) {
+        threadlet_queue_set_spin_ns(&tl_queue, (unsigned)opt.spin_ns);
     }
     glib_pool = g_thread_pool_new(glib_func, NULL, (int)opt.threads, TRUE,
                                   &error);
