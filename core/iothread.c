@@ -222,22 +222,16 @@ reap_graveyard(IOThread *io)
  * passes.  Returns true when a task is waiting.
  */
 static bool
-poll_tasks(IOThread *io, uint64_t deadline)
+poll_tasks(IOThread *io, uint64_t start, uint64_t deadline)
 {
+    TlbdSpin spin;
+
+    tlbd_spin_start(&spin, start, deadline);
     atomic_store_explicit(&io->polling, true, memory_order_seq_cst);
-    for (;;) {
-        for (int i = 0; i < 8; i++) {
-            if (atomic_load_explicit(&io->pending, memory_order_relaxed)) {
-                goto out;
-            }
-            tlbd_cpu_relax();
-        }
-        if (atomic_load_explicit(&io->stopping, memory_order_relaxed) ||
-            tlbd_now_ns() >= deadline) {
-            break;
-        }
+    while (!atomic_load_explicit(&io->pending, memory_order_relaxed) &&
+           !atomic_load_explicit(&io->stopping, memory_order_relaxed) &&
+           tlbd_spin_step(&spin)) {
     }
-out:
     atomic_store_explicit(&io->polling, false, memory_order_seq_cst);
     /* A poster that saw `polling` set did not kick: look once more. */
     return atomic_load_explicit(&io->pending, memory_order_seq_cst) != NULL;
@@ -260,7 +254,7 @@ iothread_run(IOThread *io)
         if (io->poll_ns > max) {
             io->poll_ns = max;
         }
-        if (io->poll_ns && poll_tasks(io, t0 + io->poll_ns)) {
+        if (io->poll_ns && poll_tasks(io, t0, t0 + io->poll_ns)) {
             atomic_fetch_add_explicit(&io->poll_hits, 1,
                                       memory_order_relaxed);
             drain_tasks(io);

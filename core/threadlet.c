@@ -178,18 +178,13 @@ wake_one_locked(ThreadletQueue *q)
 
 /* Poll the queued count, unlocked, until it is not 0 or DEADLINE passes. */
 static void
-spin_for_work(ThreadletQueue *q, uint64_t deadline)
+spin_for_work(ThreadletQueue *q, uint64_t start, uint64_t deadline)
 {
-    for (;;) {
-        for (int i = 0; i < 8; i++) {
-            if (atomic_load_explicit(&q->pending, memory_order_relaxed)) {
-                return;
-            }
-            tlbd_cpu_relax();
-        }
-        if (tlbd_now_ns() >= deadline) {
-            return;
-        }
+    TlbdSpin spin;
+
+    tlbd_spin_start(&spin, start, deadline);
+    while (!atomic_load_explicit(&q->pending, memory_order_relaxed) &&
+           tlbd_spin_step(&spin)) {
     }
 }
 
@@ -222,10 +217,11 @@ worker_main(void *opaque)
             if (!spun && q->spin_ns && q->spinners == 0) {
                 spun = true;
                 q->spinners++;
-                q->idle_since_ns = tlbd_now_ns();
-                uint64_t deadline = q->idle_since_ns + q->spin_ns;
+                uint64_t start = tlbd_now_ns();
+                uint64_t deadline = start + q->spin_ns;
+                q->idle_since_ns = start;
                 tlbd_mutex_unlock(&q->lock);
-                spin_for_work(q, deadline);
+                spin_for_work(q, start, deadline);
                 tlbd_mutex_lock(&q->lock);
                 q->spinners--;
                 continue; /* recheck the list before sleeping */

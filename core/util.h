@@ -7,6 +7,8 @@
 #define TLBD_UTIL_H
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,6 +76,50 @@ tlbd_cpu_relax(void)
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield" ::: "memory");
 #endif
+}
+
+/* A bounded busy-wait: call tlbd_spin_step between checks of the condition
+ * waited for; it pauses, reads the clock every 8 steps and returns false
+ * once DEADLINE (tlbd_now_ns) has passed.  After TLBD_SPIN_YIELD_NS of
+ * spinning it also yields at each clock reading: on a small machine the
+ * thread that would end the wait may be runnable on this very CPU.
+ *
+ *   TlbdSpin spin;
+ *   tlbd_spin_start(&spin, deadline);
+ *   while (!ready() && tlbd_spin_step(&spin)) {
+ *   }
+ */
+#define TLBD_SPIN_YIELD_NS 1000u
+
+typedef struct TlbdSpin {
+    uint64_t deadline;
+    uint64_t yield_at;
+    unsigned steps;
+} TlbdSpin;
+
+static inline void
+tlbd_spin_start(TlbdSpin *spin, uint64_t start_ns, uint64_t deadline)
+{
+    spin->deadline = deadline;
+    spin->yield_at = start_ns + TLBD_SPIN_YIELD_NS;
+    spin->steps = 0;
+}
+
+static inline bool
+tlbd_spin_step(TlbdSpin *spin)
+{
+    tlbd_cpu_relax();
+    if (++spin->steps % 8 != 0) {
+        return true;
+    }
+    uint64_t now = tlbd_now_ns();
+    if (now >= spin->deadline) {
+        return false;
+    }
+    if (now >= spin->yield_at) {
+        sched_yield();
+    }
+    return true;
 }
 
 /* The first poll window after polling was off, in nanoseconds. */
