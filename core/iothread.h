@@ -50,8 +50,11 @@ typedef struct IOThreadStats {
     uint64_t poll_hits;  /* batches found by polling, with no wake-up */
 } IOThreadStats;
 
-/* The default and the largest poll window (see iothread_set_poll_max_ns). */
-#define IOTHREAD_DEFAULT_POLL_NS 32000
+/* The default and the largest poll window (see iothread_set_poll_max_ns).
+ * Off by default: with fewer CPUs than busy threads, polling takes CPU time
+ * from the threads doing the work.
+ */
+#define IOTHREAD_DEFAULT_POLL_NS 0
 #define IOTHREAD_MAX_POLL_NS 1000000
 
 /* Create a loop named NAME (used for the thread name "io-NAME").  Returns
@@ -102,12 +105,11 @@ int iothread_add_fd(IOThread *io, int fd, uint32_t events, IOHandler *handler,
  */
 int iothread_del_fd(IOThread *io, int fd);
 
-/* Before the loop sleeps it polls its completion list for a window that
- * adapts between 0 and MAX_NS (at most IOTHREAD_MAX_POLL_NS, default
- * IOTHREAD_DEFAULT_POLL_NS): it grows while completions come soon after the
- * window ends and shrinks while they do not.  0 turns polling off.  Fd
- * handlers are not polled; they wait for at most one window.  Any thread.
- * Returns 0 or -EINVAL.
+/* Have the loop poll its completion list before it sleeps, for a window
+ * that adapts between 0 and MAX_NS (at most IOTHREAD_MAX_POLL_NS): it grows
+ * while completions come soon after the window ends and shrinks while they
+ * do not.  0, the default, turns polling off.  Fd handlers are not polled;
+ * they wait for at most one window.  Any thread.  Returns 0 or -EINVAL.
  */
 int iothread_set_poll_max_ns(IOThread *io, uint64_t max_ns);
 

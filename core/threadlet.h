@@ -104,9 +104,10 @@ typedef enum ThreadletDestroyMode {
 
 /* The default and the largest spin window: a worker that finds the queue
  * empty polls it for up to this long before it sleeps (see
- * threadlet_queue_set_spin_ns).
+ * threadlet_queue_set_spin_ns).  Off by default: with fewer CPUs than busy
+ * threads, spinning takes CPU time from the threads doing the work.
  */
-#define THREADLET_DEFAULT_SPIN_NS 20000
+#define THREADLET_DEFAULT_SPIN_NS 0
 #define THREADLET_MAX_SPIN_NS 1000000
 
 struct ThreadletQueue {
@@ -191,12 +192,12 @@ int threadlet_queue_set_limits(ThreadletQueue *queue, int max_threads,
 void threadlet_queue_set_idle_timeout(ThreadletQueue *queue,
                                       unsigned idle_ms);
 
-/* A worker that finds the queue empty first polls it for a while, so that
+/* Let a worker that finds the queue empty first poll it for a while, so that
  * an item submitted soon after needs no wake-up: the window adapts between 0
- * and SPIN_NS (at most THREADLET_MAX_SPIN_NS, default
- * THREADLET_DEFAULT_SPIN_NS), growing while items come soon after it ends and
- * shrinking while they do not.  One worker of a queue spins at a time.  0
- * turns spinning off.  Returns 0 or -EINVAL.
+ * and SPIN_NS (at most THREADLET_MAX_SPIN_NS), growing while items come soon
+ * after it ends and shrinking while they do not.  One worker of a queue
+ * spins at a time.  0, the default, turns spinning off.  Returns 0 or
+ * -EINVAL.
  */
 int threadlet_queue_set_spin_ns(ThreadletQueue *queue, unsigned spin_ns);
 

@@ -67,9 +67,9 @@ static struct {
     unsigned samples;
     bool json;
     int only; /* a LIB_ to run alone, or -1 for all */
-    long spin_ns; /* tlbd's worker spin window, or -1 for the default */
-    long poll_ns; /* tlbd's I/O thread poll window, or -1 */
-} opt = { 200000, 5, 4, 4, 20000, false, -1, -1, -1 };
+    long spin_ns; /* tlbd's largest worker spin window */
+    long poll_ns; /* tlbd's largest I/O thread poll window */
+} opt = { 200000, 5, 4, 4, 20000, false, -1, 20000, 32000 };
 
 /* One work item, with a slot for each library. */
 typedef struct Submitter Submitter;
@@ -182,11 +182,9 @@ tl_iothread_new(const char *name)
     if (err) {
         tlbd_die("iothread_new", -err);
     }
-    if (opt.poll_ns >= 0) {
-        err = iothread_set_poll_max_ns(io, (uint64_t)opt.poll_ns);
-        if (err) {
-            tlbd_die("iothread_set_poll_max_ns", -err);
-        }
+    err = iothread_set_poll_max_ns(io, (uint64_t)opt.poll_ns);
+    if (err) {
+        tlbd_die("iothread_set_poll_max_ns", -err);
     }
     return io;
 }
@@ -647,9 +645,10 @@ print_table(double res[N_ROWS][N_LIBS])
     char name[64];
 
     printf("pool-bench: %u workers, %u tasks, %u submitters, %u round trips,"
-           " median of %u reps, %ld CPUs\n",
+           " median of %u reps, %ld CPUs\n"
+           "tlbd: worker spin up to %ld ns, I/O thread poll up to %ld ns\n",
            opt.threads, opt.tasks, opt.submitters, rtt_samples, opt.reps,
-           sysconf(_SC_NPROCESSORS_ONLN));
+           sysconf(_SC_NPROCESSORS_ONLN), opt.spin_ns, opt.poll_ns);
     printf("%-36s %10s %12s %10s %9s %9s\n", "metric", lib_names[LIB_TLBD],
            lib_names[LIB_GLIB], lib_names[LIB_UV], "tlbd/GTP", "tlbd/uv");
     for (int r = 0; r < N_ROWS; r++) {
@@ -675,8 +674,10 @@ print_json(double res[N_ROWS][N_LIBS])
         "tput_task_n", "rtt_p50_us",  "rtt_p99_us",
     };
     printf("{\"workers\": %u, \"tasks\": %u, \"submitters\": %u, "
-           "\"round_trips\": %u, \"reps\": %u, \"rows\": [\n",
-           opt.threads, opt.tasks, opt.submitters, rtt_samples, opt.reps);
+           "\"round_trips\": %u, \"reps\": %u, \"tlbd_spin_ns\": %ld, "
+           "\"tlbd_poll_ns\": %ld, \"rows\": [\n",
+           opt.threads, opt.tasks, opt.submitters, rtt_samples, opt.reps,
+           opt.spin_ns, opt.poll_ns);
     for (int r = 0; r < N_ROWS; r++) {
         double scale = r < ROW_RTT_P50 ? 1e-3 : 1.0;
         printf("  {\"metric\": \"%s\", \"unit\": \"%s\"", keys[r],
@@ -711,10 +712,10 @@ usage(FILE *fp, int exitcode)
             "  --json          print JSON instead of the table\n"
             "  --only LIB      run only tlbd, gthreadpool or libuv (for\n"
             "                  profiling)\n"
-            "  --spin-ns N     tlbd: largest worker spin window (default\n"
-            "                  THREADLET_DEFAULT_SPIN_NS; 0: off)\n"
-            "  --poll-ns N     tlbd: largest I/O thread poll window\n"
-            "                  (default IOTHREAD_DEFAULT_POLL_NS; 0: off)\n");
+            "  --spin-ns N     tlbd: largest worker spin window, ns (20000;\n"
+            "                  0: off, the library's default)\n"
+            "  --poll-ns N     tlbd: largest I/O thread poll window, ns\n"
+            "                  (32000; 0: off, the library's default)\n");
     exit(exitcode);
 }
 
@@ -857,8 +858,9 @@ main(int argc, char **argv)
                 strerror(-err));
         return EXIT_FAILURE;
     }
-    if (opt.spin_ns >= 0) {
-        threadlet_queue_set_spin_ns(&tl_queue, (unsigned)opt.spin_ns);
+    err = threadlet_queue_set_spin_ns(&tl_queue, (unsigned)opt.spin_ns);
+    if (err) {
+        tlbd_die("threadlet_queue_set_spin_ns", -err);
     }
     glib_pool = g_thread_pool_new(glib_func, NULL, (int)opt.threads, TRUE,
                                   &error);
