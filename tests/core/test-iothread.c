@@ -105,6 +105,21 @@ test_post_order_and_coalescing(void **state)
     sem_destroy(&block_entered);
 }
 
+/* The poll window a test runs with: 0 for plain cmocka_unit_test, else
+ * from WITH_POLL.
+ */
+static uint64_t poll_max = IOTHREAD_MAX_POLL_NS;
+
+static uint64_t
+poll_of(void **state)
+{
+    return *state ? *(uint64_t *)*state : 0;
+}
+
+/* TEST again with polling on, under its own name. */
+#define WITH_POLL(test)                                                     \
+    { #test "_polling", test, NULL, NULL, &poll_max }
+
 /* Many posters, many tasks: each runs once, few wake-ups per task. */
 enum { POSTERS = 4, PER_POSTER = 50000 };
 
@@ -130,13 +145,13 @@ poster_main(void *opaque)
 static void
 test_many_posters(void **state)
 {
-    (void)state;
     IOThread *io;
     IOThreadStats st;
     Poster posters[POSTERS];
 
     atomic_store(&total_ran, 0);
     assert_int_equal(iothread_new("mp", &io), 0);
+    assert_int_equal(iothread_set_poll_max_ns(io, poll_of(state)), 0);
     assert_int_equal(iothread_start(io), 0);
     for (int i = 0; i < POSTERS; i++) {
         posters[i].io = io;
@@ -354,16 +369,81 @@ test_free_while_posters_return(void **state)
     free(tasks);
 }
 
+/* One task in flight at a time: the test thread posts the next as soon as
+ * it sees the last one run, which is when a polling loop is polling.  With
+ * polling on, some tasks must be found by the poll (poll_hits) without a
+ * kick; with it off, none.  Either way every task runs once.
+ */
+static void
+test_poll_ping_pong(void **state)
+{
+    enum { MIN_ROUNDS = 500, MAX_ROUNDS = 20000 };
+    uint64_t poll = poll_of(state);
+    IOThread *io;
+    IOThreadStats st;
+    Task task = { .index = -1 };
+    int rounds = 0;
+
+    atomic_store(&total_ran, 0);
+    atomic_store(&wrong_thread, 0);
+    assert_int_equal(iothread_new("pp", &io), 0);
+    assert_int_equal(iothread_set_poll_max_ns(io, poll), 0);
+    assert_int_equal(iothread_start(io), 0);
+    task.io = io;
+    do {
+        task.task.fn = task_fn;
+        iothread_post(io, &task.task);
+        while (atomic_load(&task.ran) == rounds) {
+            sched_yield();
+        }
+        rounds++;
+        iothread_get_stats(io, &st);
+    } while (rounds < MIN_ROUNDS ||
+             (poll && st.poll_hits == 0 && rounds < MAX_ROUNDS));
+    iothread_stop(io);
+    iothread_get_stats(io, &st);
+    assert_int_equal(atomic_load(&task.ran), rounds);
+    assert_int_equal(atomic_load(&wrong_thread), 0);
+    assert_int_equal(st.posted, rounds);
+    if (poll) {
+        assert_true(st.poll_hits > 0);
+        /* A task the poll found needed no kick (the stop kicks once). */
+        assert_true(st.kicks < (uint64_t)rounds + 1);
+    } else {
+        assert_int_equal(st.poll_hits, 0);
+        assert_int_equal(st.kicks, (uint64_t)rounds + 1);
+    }
+    iothread_free(io);
+}
+
+static void
+test_bad_poll(void **state)
+{
+    (void)state;
+    IOThread *io;
+
+    assert_int_equal(iothread_new("bp", &io), 0);
+    assert_int_equal(iothread_set_poll_max_ns(io, IOTHREAD_MAX_POLL_NS + 1),
+                     -EINVAL);
+    assert_int_equal(iothread_set_poll_max_ns(io, IOTHREAD_MAX_POLL_NS), 0);
+    assert_int_equal(iothread_set_poll_max_ns(io, 0), 0);
+    iothread_free(io);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_post_order_and_coalescing),
         cmocka_unit_test(test_many_posters),
+        WITH_POLL(test_many_posters),
         cmocka_unit_test(test_fd_handler),
         cmocka_unit_test(test_run_in_caller),
         cmocka_unit_test(test_stop_runs_pending),
         cmocka_unit_test(test_free_while_posters_return),
+        cmocka_unit_test(test_poll_ping_pong),
+        WITH_POLL(test_poll_ping_pong),
+        cmocka_unit_test(test_bad_poll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

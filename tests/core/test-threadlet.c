@@ -8,10 +8,13 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -81,16 +84,31 @@ wait_threads(ThreadletQueue *q, unsigned want)
     assert_int_equal(st.cur_threads, want);
 }
 
+/* The spin window a test runs with: 0 for plain cmocka_unit_test, else
+ * from cmocka_unit_test_prestate.
+ */
+static unsigned spin_max = THREADLET_MAX_SPIN_NS;
+
+static unsigned
+spin_of(void **state)
+{
+    return *state ? *(unsigned *)*state : 0;
+}
+
+/* TEST again with spinning on, under its own name. */
+#define WITH_SPIN(test)                                                     \
+    { #test "_spinning", test, NULL, NULL, &spin_max }
+
 static void
 test_fifo_one_worker(void **state)
 {
-    (void)state;
     ThreadletQueue q;
     Item *items = calloc(1000, sizeof(*items));
     sem_t gate;
 
     sem_init(&gate, 0, 0);
     assert_int_equal(threadlet_queue_init(&q, 1, 0), 0);
+    assert_int_equal(threadlet_queue_set_spin_ns(&q, spin_of(state)), 0);
     /* Hold the only worker so that all 1000 are queued behind it. */
     Item blocker = { .work.func = item_func, .gate = &gate };
     assert_int_equal(submit_threadlet_to_queue(&q, &blocker.work), 0);
@@ -460,7 +478,6 @@ submitter_main(void *opaque)
 static void
 test_many_submitters(void **state)
 {
-    (void)state;
     ThreadletQueue q;
     ThreadletStats st;
     IOThreadStats ist;
@@ -470,8 +487,10 @@ test_many_submitters(void **state)
     atomic_store(&tiny_ran_total, 0);
     atomic_store(&tiny_completed, 0);
     assert_int_equal(iothread_new("many", &io), 0);
+    assert_int_equal(iothread_set_poll_max_ns(io, spin_of(state)), 0);
     assert_int_equal(iothread_start(io), 0);
     assert_int_equal(threadlet_queue_init(&q, 4, 0), 0);
+    assert_int_equal(threadlet_queue_set_spin_ns(&q, spin_of(state)), 0);
     for (int i = 0; i < SUBMITTERS; i++) {
         subs[i].q = &q;
         subs[i].io = io;
@@ -643,11 +662,159 @@ test_submit_from_worker(void **state)
     free(chain);
 }
 
+/* One item in flight at a time: the test thread submits the next as soon
+ * as it sees the last one done, which is when a spinning worker is polling
+ * the queue.  With spinning on, some items must be taken by the spinner
+ * (spin_hits); with it off, none.  Either way every item runs once.
+ */
+static void
+test_spin_ping_pong(void **state)
+{
+    enum { MIN_ROUNDS = 500, MAX_ROUNDS = 20000 };
+    unsigned spin = spin_of(state);
+    ThreadletQueue q;
+    ThreadletStats st;
+    Item item;
+    int rounds = 0;
+
+    assert_int_equal(threadlet_queue_init(&q, 2, 2), 0);
+    assert_int_equal(threadlet_queue_set_spin_ns(&q, spin), 0);
+    memset(&item, 0, sizeof(item));
+    do {
+        item.work.func = item_func;
+        assert_int_equal(submit_threadlet_to_queue(&q, &item.work), 0);
+        while (threadlet_work_state(&item.work) != THREADLET_DONE) {
+            sched_yield();
+        }
+        rounds++;
+        threadlet_queue_get_stats(&q, &st);
+    } while (rounds < MIN_ROUNDS ||
+             (spin && st.spin_hits == 0 && rounds < MAX_ROUNDS));
+    /* completed is counted just after DONE is stored */
+    for (int i = 0; i < 1000 && st.completed < (uint64_t)rounds; i++) {
+        usleep(1000);
+        threadlet_queue_get_stats(&q, &st);
+    }
+    threadlet_queue_destroy(&q, THREADLET_DRAIN);
+    assert_int_equal(atomic_load(&item.ran), rounds);
+    assert_int_equal(st.submitted, rounds);
+    assert_int_equal(st.completed, rounds);
+    if (spin) {
+        assert_true(st.spin_hits > 0);
+    } else {
+        assert_int_equal(st.spin_hits, 0);
+    }
+    assert_true(st.spin_hits <= st.completed);
+}
+
+/* Wakes are passed on from worker to worker: a burst of items that each
+ * wait for all the others must get every idle worker running.  For the
+ * burst to be queued before the first woken worker runs, the workers get
+ * the lowest priority (nice 19, inherited from the thread that starts them)
+ * so that they do not preempt the submitting thread.
+ */
+enum { MEET = 8 };
+static atomic_int met_arrived;
+static atomic_int met_all;
+
+static void
+meet_func(ThreadletWork *work)
+{
+    (void)work;
+    atomic_fetch_add(&met_arrived, 1);
+    /* Up to 10 s: far longer than waking 4 threads takes. */
+    for (int i = 0; i < 100000 && atomic_load(&met_arrived) < MEET; i++) {
+        usleep(100);
+    }
+    if (atomic_load(&met_arrived) >= MEET) {
+        atomic_fetch_add(&met_all, 1);
+    }
+}
+
+typedef struct NiceInit {
+    ThreadletQueue *q;
+    int err;
+} NiceInit;
+
+static void *
+nice_init_main(void *opaque)
+{
+    NiceInit *ni = opaque;
+    /* Lowering one's own priority needs no privilege. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    ni->err = threadlet_queue_init(ni->q, MEET, MEET);
+    return NULL;
+}
+
+static void
+test_wakes_reach_every_worker(void **state)
+{
+    ThreadletQueue q;
+    ThreadletWork works[MEET];
+    NiceInit ni = { .q = &q };
+    pthread_t thread;
+
+    for (int round = 0; round < 3; round++) {
+        atomic_store(&met_arrived, 0);
+        atomic_store(&met_all, 0);
+        /* All workers started and idle before the burst. */
+        assert_int_equal(pthread_create(&thread, NULL, nice_init_main, &ni),
+                         0);
+        pthread_join(thread, NULL);
+        assert_int_equal(ni.err, 0);
+        assert_int_equal(threadlet_queue_set_spin_ns(&q, spin_of(state)), 0);
+        for (int i = 0; i < 1000; i++) {
+            ThreadletStats st;
+            threadlet_queue_get_stats(&q, &st);
+            if (st.idle_threads == MEET) {
+                break;
+            }
+            usleep(1000);
+        }
+        memset(works, 0, sizeof(works));
+        for (int i = 0; i < MEET; i++) {
+            works[i].func = meet_func;
+            assert_int_equal(submit_threadlet_to_queue(&q, &works[i]), 0);
+        }
+        /* Not destroy yet: its broadcast would wake every worker.  Up to
+         * 15 s; a worker left asleep would leave its item queued.
+         */
+        bool all_done = true;
+        for (int i = 0; i < MEET; i++) {
+            for (int j = 0; j < 15000 &&
+                 threadlet_work_state(&works[i]) != THREADLET_DONE; j++) {
+                usleep(1000);
+            }
+            all_done = all_done &&
+                       threadlet_work_state(&works[i]) == THREADLET_DONE;
+        }
+        threadlet_queue_destroy(&q, THREADLET_DRAIN);
+        assert_true(all_done);
+        assert_int_equal(atomic_load(&met_all), MEET);
+    }
+}
+
+static void
+test_bad_spin(void **state)
+{
+    (void)state;
+    ThreadletQueue q;
+
+    assert_int_equal(threadlet_queue_init(&q, 1, 0), 0);
+    assert_int_equal(
+        threadlet_queue_set_spin_ns(&q, THREADLET_MAX_SPIN_NS + 1), -EINVAL);
+    assert_int_equal(threadlet_queue_set_spin_ns(&q, THREADLET_MAX_SPIN_NS),
+                     0);
+    assert_int_equal(threadlet_queue_set_spin_ns(&q, 0), 0);
+    threadlet_queue_destroy(&q, THREADLET_DRAIN);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_one_worker),
+        WITH_SPIN(test_fifo_one_worker),
         cmocka_unit_test(test_burst_spawns_to_max),
         cmocka_unit_test(test_peak_and_spawned),
         cmocka_unit_test(test_idle_shrink_to_min),
@@ -658,9 +825,15 @@ main(void)
         cmocka_unit_test(test_bad_limits),
         cmocka_unit_test(test_completion_on_iothread),
         cmocka_unit_test(test_many_submitters),
+        WITH_SPIN(test_many_submitters),
         cmocka_unit_test(test_stats_after_drain),
         cmocka_unit_test(test_set_limits_while_busy),
         cmocka_unit_test(test_submit_from_worker),
+        cmocka_unit_test(test_spin_ping_pong),
+        WITH_SPIN(test_spin_ping_pong),
+        cmocka_unit_test(test_wakes_reach_every_worker),
+        WITH_SPIN(test_wakes_reach_every_worker),
+        cmocka_unit_test(test_bad_spin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
