@@ -26,7 +26,10 @@ pconfig_init(PluginConfig *cfg)
     cfg->idle_timeout_ms = THREADLET_DEFAULT_IDLE_MS;
     cfg->cache = BLOCKDEV_CACHE_WRITEBACK;
     cfg->discard = BLOCKDEV_DISCARD_UNMAP;
-    cfg->inline_max = BLOCKDEV_INLINE_MAX_DEFAULT;
+    /* nbdkit's threads wait for their request anyway, and nbdkit runs many
+     * of them: a hand-off of a copy that cannot wait on a device would buy
+     * no parallelism, at any size.  The limit is for event loops. */
+    cfg->inline_max = BLOCKDEV_INLINE_MAX_LIMIT;
 }
 
 void

@@ -113,7 +113,7 @@ tlbd_config_complete(void)
     "discard=unmap|ignore  What trim does (default unmap).\n"                  \
     "inline-max=<SIZE>     Reads and writes up to SIZE that cannot wait on\n"   \
     "                      a device run on nbdkit's thread; 0 sends all\n"    \
-    "                      to the pool (default 64k).\n"                       \
+    "                      to the pool (default 32M: all).\n"                 \
     "inject=<SPEC>         Fault and latency injection, see paio(3)."
 
 /* Print the compiled-in features. */
