@@ -35,9 +35,6 @@ try_nowait(PaioDev *dev, PaioRequest *req, uint64_t total, bool write)
     _Atomic bool *has = write ? &dev->has_nowait_write : &dev->has_nowait_read;
     ssize_t n;
 
-    if (!atomic_load_explicit(has, memory_order_relaxed)) {
-        return false;
-    }
     n = write ? pwritev2(dev->fd, req->u.rw.iov, req->u.rw.niov,
                          (off_t)req->offset, RWF_NOWAIT)
               : preadv2(dev->fd, req->u.rw.iov, req->u.rw.niov,
@@ -58,12 +55,15 @@ try_rw(PaioDev *dev, PaioRequest *req)
     bool write = req->type == PAIO_WRITE;
     uint64_t total;
 
-    if (req->u.rw.niov <= 0 || req->u.rw.niov > PAIO_IOV_MAX ||
-        !req->u.rw.iov) {
-        return false; /* paio_submit says why */
+    if (!dev->mem_fs &&
+        (write ? (req->flags & PAIO_FUA) ||
+                     !atomic_load_explicit(&dev->has_nowait_write,
+                                           memory_order_relaxed)
+               : !atomic_load_explicit(&dev->has_nowait_read,
+                                       memory_order_relaxed))) {
+        return false; /* would need a flush, or RWF_NOWAIT is refused */
     }
     total = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
-
     if (total == 0 || total > dev->inline_max) {
         return false;
     }
@@ -79,9 +79,6 @@ try_rw(PaioDev *dev, PaioRequest *req)
         req->ret = write ? paio_handle_write(req) : paio_handle_read(req);
         return true;
     }
-    if (write && (req->flags & PAIO_FUA)) {
-        return false;
-    }
     return try_nowait(dev, req, total, write);
 }
 
@@ -90,9 +87,9 @@ paio_try_inline(PaioDev *dev, PaioRequest *req)
 {
     bool done = false;
 
-    if (dev->inline_max == 0 ||
+    if (dev->inline_max == 0 || !paio_valid_request(req) ||
         atomic_load_explicit(&dev->inject_on, memory_order_relaxed)) {
-        return false;
+        return false; /* a bad request: paio_submit says why */
     }
     req->dev = dev;
     switch (req->type) {

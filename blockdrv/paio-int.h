@@ -23,6 +23,9 @@ uint64_t paio_iov_total(const struct iovec *iov, int niov);
 bool paio_iov_aligned(const PaioDev *dev, const struct iovec *iov, int niov,
                       uint64_t offset, uint64_t total);
 
+/* A known type, and for reads and writes 0..PAIO_IOV_MAX iovecs. */
+bool paio_valid_request(const PaioRequest *req);
+
 /* Count a finished request (req->ret set) in the device's statistics. */
 void paio_count_done(PaioDev *dev, const PaioRequest *req);
 

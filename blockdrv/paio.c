@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +27,6 @@
 
 #include "inject.h"
 #include "paio-int.h"
-
-#ifndef TMPFS_MAGIC
-#define TMPFS_MAGIC 0x01021994
-#endif
-#ifndef RAMFS_MAGIC
-#define RAMFS_MAGIC 0x858458f6
-#endif
 
 static const char *const type_names[PAIO_NR_TYPES] = {
     [PAIO_READ] = "read",       [PAIO_WRITE] = "write",
@@ -387,8 +381,8 @@ paio_complete(ThreadletWork *work)
     dev_put(dev);
 }
 
-static bool
-valid_request(const PaioRequest *req)
+bool
+paio_valid_request(const PaioRequest *req)
 {
     if ((unsigned)req->type >= PAIO_NR_TYPES) {
         return false;
@@ -403,7 +397,7 @@ paio_submit(PaioDev *dev, PaioRequest *req)
 {
     int ret;
 
-    if (!valid_request(req) || !req->cb) {
+    if (!paio_valid_request(req) || !req->cb) {
         return -EINVAL;
     }
     req->dev = dev;
@@ -445,7 +439,7 @@ paio_run(PaioDev *dev, PaioRequest *req, IOThread *io)
     sem_t done;
     int64_t ret;
 
-    if (!valid_request(req)) {
+    if (!paio_valid_request(req)) {
         return -EINVAL;
     }
     if (paio_try_inline(dev, req)) {

@@ -101,6 +101,19 @@ parse_bool(const char *s, bool *out)
 }
 
 int
+blockdev_parse_inline_max(const char *str, uint32_t *out)
+{
+    uint64_t v;
+
+    if (!str || tlbd_parse_size(str, &v) < 0 ||
+        v > BLOCKDEV_INLINE_MAX_LIMIT) {
+        return -EINVAL;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int
 blockdev_parse_option(BlockDevOptions *opts, const char *key,
                       const char *value, char **errmsg)
 {
@@ -127,14 +140,11 @@ blockdev_parse_option(BlockDevOptions *opts, const char *key,
                         value ? value : "");
         }
     } else if (strcmp(key, "inline-max") == 0) {
-        uint64_t v;
-        if (!value || tlbd_parse_size(value, &v) < 0 ||
-            v > BLOCKDEV_INLINE_MAX_LIMIT) {
+        if (blockdev_parse_inline_max(value, &opts->inline_max) < 0) {
             return fail(errmsg, -EINVAL,
                         "inline-max: '%s' is not a size of at most 32M",
                         value ? value : "");
         }
-        opts->inline_max = (uint32_t)v;
     } else if (strcmp(key, "inject") == 0) {
         PaioInject *inj = NULL;
         int ret = paio_inject_parse(value, &inj, errmsg);

@@ -62,6 +62,11 @@ typedef struct BlockDevOptions {
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
 #define BLOCKDEV_INLINE_MAX_LIMIT (32u * 1024 * 1024)
 
+/* An inline-max value: a size such as "64k", at most
+ * BLOCKDEV_INLINE_MAX_LIMIT.  Returns 0 or -EINVAL.
+ */
+int blockdev_parse_inline_max(const char *str, uint32_t *out);
+
 /* Request flags. */
 #define BLOCKDEV_FUA         (1u << 0) /* write/zero/discard durable on return */
 #define BLOCKDEV_MAY_TRIM    (1u << 1) /* write_zeroes may punch a hole */

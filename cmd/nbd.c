@@ -159,7 +159,8 @@ parse_args(int argc, char **argv, NbdArgs *a)
 {
     BlockDevCache cache;
     BlockDevDiscard discard;
-    uint64_t ns, size;
+    uint64_t ns;
+    uint32_t inline_max;
     int dashes = 1;
     int c;
 
@@ -226,8 +227,7 @@ parse_args(int argc, char **argv, NbdArgs *a)
             a->inject = optarg;
             break;
         case INLINE_MAX_OPTION:
-            if (tlbd_parse_size(optarg, &size) < 0 ||
-                size > BLOCKDEV_INLINE_MAX_LIMIT) {
+            if (blockdev_parse_inline_max(optarg, &inline_max) < 0) {
                 tlbd_bad_value("--inline-max", optarg,
                                "expected a size of at most 32M, such as 64k");
                 usage(stderr, EXIT_FAILURE);

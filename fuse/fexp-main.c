@@ -30,7 +30,6 @@
 #include <unistd.h>
 
 #include "fexp-int.h"
-#include "parse.h"
 #include "subcommands.h"
 
 enum {
@@ -293,15 +292,12 @@ parse_args(FuseMain *m, int argc, char **argv)
         case INJECT_OPTION:
             m->inject = optarg;
             break;
-        case INLINE_MAX_OPTION: {
-            uint64_t v;
-            if (tlbd_parse_size(optarg, &v) < 0 || v > BLOCKDEV_INLINE_MAX_LIMIT) {
+        case INLINE_MAX_OPTION:
+            if (blockdev_parse_inline_max(optarg, &m->inline_max) < 0) {
                 fail("--inline-max: '%s' is not a size of at most 32M",
                      optarg);
             }
-            m->inline_max = (uint32_t)v;
             break;
-        }
         case NAME_OPTION:
             free(m->name);
             m->name = strdup(optarg);

@@ -191,17 +191,15 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
     }
     if (strcmp(key, "inline-max") == 0) {
         uint64_t v;
-        int r = tlbd_parse_size(value, &v);
-        if (r < 0 && r != -ERANGE) {
+        if (tlbd_parse_size(value, &v) == -EINVAL) {
             return fail(errmsg, -EINVAL,
                         "inline-max=%s: not a size (use e.g. 64k or 0)",
                         value);
         }
-        if (r < 0 || v > BLOCKDEV_INLINE_MAX_LIMIT) {
+        if (blockdev_parse_inline_max(value, &cfg->inline_max) < 0) {
             return fail(errmsg, -EINVAL, "inline-max=%s: must be at most 32M",
                         value);
         }
-        cfg->inline_max = (uint32_t)v;
         return 0;
     }
     if (strcmp(key, "inject") == 0) {

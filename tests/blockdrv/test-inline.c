@@ -8,6 +8,7 @@
  */
 #include "blockdrv-test.h"
 
+#include <linux/magic.h>
 #include <sys/vfs.h>
 
 enum { IMG_SIZE = 4 << 20, BIG = 1 << 20 };
@@ -192,7 +193,7 @@ dir_on_mem_fs(const char *dir)
 {
     struct statfs sfs;
     assert_int_equal(statfs(dir, &sfs), 0);
-    return sfs.f_type == 0x01021994 || sfs.f_type == (long)0x858458f6;
+    return sfs.f_type == TMPFS_MAGIC || sfs.f_type == (long)RAMFS_MAGIC;
 }
 
 /* RWF_NOWAIT also gives up on a cached page that is locked for a moment
