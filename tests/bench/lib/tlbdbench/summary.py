@@ -84,7 +84,8 @@ def summary_md(ctx, report, env, rows, targets):
          "- tlbd %s; %s; %s; %s; %s"
          % (env["tlbd"], env["fio"], env["nbdkit"], env["qemu"],
             env["libnbd"]),
-         "- %d repetitions, interleaved (for each rep, row, server); "
+         "- %d repetitions, interleaved (for each rep, row, server; the "
+         "server order turns by one each rep); "
          "%g s per fio job; image %d MiB; the whole run took %d s"
          % (o.reps, o.runtime, ctx.size // R.MIB, env["elapsed_s"]),
          "- images: %s; flush rows marked -disk: %s"
