@@ -6,6 +6,9 @@
  * offset, length or buffers are not aligned goes through an aligned bounce
  * buffer: reads read the covering blocks and copy out, writes read the
  * partial first and last blocks, copy in and write the covering blocks.
+ * The bounce buffer holds at most PAIO_BOUNCE_MAX bytes; a longer request
+ * goes through it piece by piece, so a worker never holds more than that
+ * however large the request.
  *
  * Locking: dev->rmw_lock is taken exclusively by a write that
  * read-modify-writes a partial block, and by any change that extends or
@@ -186,6 +189,66 @@ bounce_alloc(const PaioDev *dev, uint64_t len)
     return buf;
 }
 
+/* Read or write IOV, TOTAL bytes at OFFSET, through an aligned bounce buffer
+ * of at most PAIO_BOUNCE_MAX bytes (or one block, if blocks are larger), one
+ * piece of the covering aligned range at a time.  A write first reads the
+ * partial blocks at either end of the range (only the first piece can hold
+ * the first, only the last the last); the caller then holds rmw_lock
+ * exclusively.  Returns TOTAL or -errno.
+ */
+static int64_t
+bounce_rw(PaioDev *dev, const struct iovec *iov, int niov, uint64_t offset,
+          uint64_t total, bool write)
+{
+    uint64_t a = dev->alignment;
+    uint64_t end = offset + total;
+    uint64_t astart = offset & ~(a - 1);
+    uint64_t aend = (end + a - 1) & ~(a - 1);
+    uint64_t max = PAIO_BOUNCE_MAX > a ? PAIO_BOUNCE_MAX & ~(a - 1) : a;
+    uint64_t buflen = aend - astart < max ? aend - astart : max;
+    CLEANUP_FREE char *buf = bounce_alloc(dev, buflen);
+    uint64_t clen;
+    int ret;
+
+    if (!buf) {
+        return -ENOMEM;
+    }
+    for (uint64_t cs = astart; cs < aend; cs += clen) {
+        clen = aend - cs < buflen ? aend - cs : buflen;
+        uint64_t ce = cs + clen;
+        uint64_t us = offset > cs ? offset : cs; /* the caller's bytes */
+        uint64_t ue = end < ce ? end : ce;       /* in this piece */
+
+        if (!write) {
+            ret = read_flat(dev->fd, buf, cs, clen);
+            if (ret < 0) {
+                return ret;
+            }
+            iov_copy(iov, niov, us - offset, buf + (us - cs), ue - us, true);
+            continue;
+        }
+        if (us > cs) {
+            ret = read_flat(dev->fd, buf, cs, a);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        if (ue < ce && (clen > a || us == cs)) {
+            ret = read_flat(dev->fd, buf + clen - a, ce - a, a);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        iov_copy(iov, niov, us - offset, buf + (us - cs), ue - us, false);
+        struct iovec v = { .iov_base = buf, .iov_len = clen };
+        int64_t n = rw_loop(dev->fd, &v, 1, cs, clen, true);
+        if (n < 0) {
+            return n;
+        }
+    }
+    return (int64_t)total;
+}
+
 int64_t
 paio_handle_read(PaioRequest *req)
 {
@@ -193,27 +256,13 @@ paio_handle_read(PaioRequest *req)
     const struct iovec *iov = req->u.rw.iov;
     int niov = req->u.rw.niov;
     uint64_t total = paio_iov_total(iov, niov);
-    uint64_t mask = dev->alignment - 1;
     int64_t n;
 
     if (total == 0) {
         return 0;
     }
     if (dev->direct && !paio_iov_aligned(dev, iov, niov, req->offset, total)) {
-        uint64_t astart = req->offset & ~mask;
-        uint64_t aend = (req->offset + total + mask) & ~mask;
-        CLEANUP_FREE char *buf = bounce_alloc(dev, aend - astart);
-        int ret;
-
-        if (!buf) {
-            return -ENOMEM;
-        }
-        ret = read_flat(dev->fd, buf, astart, aend - astart);
-        if (ret < 0) {
-            return ret;
-        }
-        iov_copy(iov, niov, 0, buf + (req->offset - astart), total, true);
-        return (int64_t)total;
+        return bounce_rw(dev, iov, niov, req->offset, total, false);
     }
     n = rw_loop(dev->fd, iov, niov, req->offset, total, false);
     if (n < 0) {
@@ -237,44 +286,20 @@ paio_check_end(PaioDev *dev, uint64_t offset, uint64_t length)
     return 0;
 }
 
-/* Write through an aligned bounce buffer; caller holds rmw_lock
- * exclusively.
+/* Write through the bounce buffer and leave the file's size right; caller
+ * holds rmw_lock exclusively.
  */
 static int64_t
 bounce_write_locked(PaioDev *dev, const struct iovec *iov, int niov,
                     uint64_t offset, uint64_t total)
 {
     uint64_t a = dev->alignment;
-    uint64_t astart = offset & ~(a - 1);
     uint64_t end = offset + total;
     uint64_t aend = (end + a - 1) & ~(a - 1);
-    uint64_t len = aend - astart;
     uint64_t size = atomic_load(&dev->size);
     uint64_t new_size = end > size ? end : size;
-    CLEANUP_FREE char *buf = bounce_alloc(dev, len);
-    struct iovec v;
-    int64_t n;
-    int ret;
+    int64_t n = bounce_rw(dev, iov, niov, offset, total, true);
 
-    if (!buf) {
-        return -ENOMEM;
-    }
-    if (astart != offset) {
-        ret = read_flat(dev->fd, buf, astart, a);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    if (aend != end && (len > a || astart == offset)) {
-        ret = read_flat(dev->fd, buf + len - a, aend - a, a);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    iov_copy(iov, niov, 0, buf + (offset - astart), total, false);
-    v.iov_base = buf;
-    v.iov_len = len;
-    n = rw_loop(dev->fd, &v, 1, astart, len, true);
     if (n < 0) {
         return n;
     }
@@ -287,7 +312,7 @@ bounce_write_locked(PaioDev *dev, const struct iovec *iov, int niov,
         }
     }
     atomic_store(&dev->size, new_size);
-    return (int64_t)total;
+    return n;
 }
 
 PaioRmwMode
@@ -335,14 +360,7 @@ write_range(PaioDev *dev, const struct iovec *iov, int niov, uint64_t offset,
         n = bounce_write_locked(dev, iov, niov, offset, total);
     } else if (bounce) {
         /* Whole blocks from a misaligned buffer: copy, no reads. */
-        CLEANUP_FREE char *buf = bounce_alloc(dev, total);
-        struct iovec v = { .iov_base = buf, .iov_len = total };
-        if (buf) {
-            iov_copy(iov, niov, 0, buf, total, false);
-            n = rw_loop(dev->fd, &v, 1, offset, total, true);
-        } else {
-            n = -ENOMEM;
-        }
+        n = bounce_rw(dev, iov, niov, offset, total, true);
     } else {
         n = rw_loop(dev->fd, iov, niov, offset, total, true);
         if (n >= 0) {

@@ -36,6 +36,12 @@
 #define PAIO_IOV_MAX 1024
 #endif
 
+/* The largest O_DIRECT bounce buffer one request uses (or one block, if the
+ * device's blocks are larger): a longer misaligned request goes through it
+ * piece by piece.
+ */
+#define PAIO_BOUNCE_MAX (1u << 20)
+
 typedef struct PaioDev PaioDev;
 typedef struct PaioRequest PaioRequest;
 typedef struct PaioInject PaioInject;

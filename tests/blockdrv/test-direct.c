@@ -1,9 +1,11 @@
 /* tlbd: cache=none (O_DIRECT) with misaligned buffers, offsets and lengths
- * going through bounce buffers, an image whose size is not a multiple of
- * the block size, and iovecs up to IOV_MAX in both cache modes.  Files live
- * under /var/tmp (ext4 here), which supports O_DIRECT.
+ * going through bounce buffers (longer ones piece by piece), an image whose
+ * size is not a multiple of the block size, and iovecs up to IOV_MAX in both
+ * cache modes.  Files live under /var/tmp (ext4 here), which supports
+ * O_DIRECT.
  */
 #include "blockdrv-test.h"
+#include "paio.h" /* PAIO_BOUNCE_MAX */
 
 #include <limits.h>
 
@@ -143,6 +145,70 @@ test_direct_growable(void **state)
     blockdev_close(bd);
 }
 
+/* Misaligned requests longer than PAIO_BOUNCE_MAX go through the bounce
+ * buffer piece by piece: partial blocks at both ends, a misaligned buffer
+ * over whole blocks, reads across the pieces' edges, and an extending write
+ * whose last piece is cut back to the exact end.
+ */
+static void
+test_long_bounce(void **state)
+{
+    Fixture *f = *state;
+    BlockDevOptions opts;
+    BlockDev *bd = NULL;
+    char *msg = NULL;
+    const uint64_t max = PAIO_BOUNCE_MAX;
+    const size_t size = 3 * max + 4095 + 777; /* after the extending write */
+    uint8_t *shadow = calloc(1, size);
+    uint8_t *buf = malloc(size + 1);
+
+    memcpy(shadow, f->shadow, IMG_SIZE);
+    blockdev_options_init(&opts);
+    opts.cache = BLOCKDEV_CACHE_NONE;
+    opts.growable = true;
+    assert_int_equal(blockdev_open(f->b.path, &opts, &bd, &msg), 0);
+    assert_true(blockdev_is_direct(bd));
+
+    /* Partial first and last blocks, four pieces, past the end. */
+    bt_pattern(buf + 1, size - 4095, 4095, 61);
+    assert_int_equal(blockdev_pwrite(bd, buf + 1, size - 4095, 4095,
+                                     BLOCKDEV_FUA),
+                     (int64_t)(size - 4095));
+    memcpy(shadow + 4095, buf + 1, size - 4095);
+    assert_int_equal(blockdev_size(bd), size);
+
+    /* Whole blocks from a misaligned buffer, three pieces. */
+    bt_pattern(buf + 3, 2 * max + 4096, 8192, 62);
+    assert_int_equal(blockdev_pwrite(bd, buf + 3, 2 * max + 4096, 8192, 0),
+                     (int64_t)(2 * max + 4096));
+    memcpy(shadow + 8192, buf + 3, 2 * max + 4096);
+
+    /* Reads that start and end inside a piece, and one block into the
+     * next.
+     */
+    static const struct {
+        uint64_t off, len;
+    } reads[] = {
+        { (1 << 20) - 100, (1 << 20) + 300 },
+        { 1, 2 * (1 << 20) },
+        { 2 * (1 << 20) - 1, (1 << 20) + 4096 },
+    };
+    for (size_t i = 0; i < TLBD_ARRAY_SIZE(reads); i++) {
+        memset(buf, 0, size + 1);
+        assert_int_equal(blockdev_pread(bd, buf + 1, reads[i].len,
+                                        reads[i].off),
+                         (int64_t)reads[i].len);
+        assert_memory_equal(buf + 1, shadow + reads[i].off, reads[i].len);
+    }
+    assert_int_equal(blockdev_flush(bd), 0);
+    f->shadow = realloc(f->shadow, size);
+    memcpy(f->shadow, shadow, size);
+    check_image(f, bd, size);
+    blockdev_close(bd);
+    free(shadow);
+    free(buf);
+}
+
 /* IOV_MAX segments of odd sizes; then one segment too many. */
 static void
 iov_max_roundtrip(Fixture *f, BlockDevCache cache)
@@ -221,6 +287,7 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_growable, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_long_bounce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iov_max_writeback, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_iov_max_direct, setup, teardown),
