@@ -118,20 +118,29 @@ test_misaligned_reads_and_writes(void **state)
     free(buf);
 }
 
-static void
-test_direct_growable(void **state)
+/* The fixture's image, cache=none and growable. */
+static BlockDev *
+open_direct_growable(Fixture *f)
 {
-    Fixture *f = *state;
     BlockDevOptions opts;
     BlockDev *bd = NULL;
     char *msg = NULL;
-    uint8_t buf[3000];
 
     blockdev_options_init(&opts);
     opts.cache = BLOCKDEV_CACHE_NONE;
     opts.growable = true;
     assert_int_equal(blockdev_open(f->b.path, &opts, &bd, &msg), 0);
     assert_true(blockdev_is_direct(bd));
+    return bd;
+}
+
+static void
+test_direct_growable(void **state)
+{
+    Fixture *f = *state;
+    BlockDev *bd = open_direct_growable(f);
+    uint8_t buf[3000];
+
     /* Misaligned, past the end: the file ends exactly where the write does
      * (the covering block is cut back).
      */
@@ -154,20 +163,13 @@ static void
 test_long_bounce(void **state)
 {
     Fixture *f = *state;
-    BlockDevOptions opts;
-    BlockDev *bd = NULL;
-    char *msg = NULL;
+    BlockDev *bd = open_direct_growable(f);
     const uint64_t max = PAIO_BOUNCE_MAX;
     const size_t size = 3 * max + 4095 + 777; /* after the extending write */
     uint8_t *shadow = calloc(1, size);
     uint8_t *buf = malloc(size + 1);
 
     memcpy(shadow, f->shadow, IMG_SIZE);
-    blockdev_options_init(&opts);
-    opts.cache = BLOCKDEV_CACHE_NONE;
-    opts.growable = true;
-    assert_int_equal(blockdev_open(f->b.path, &opts, &bd, &msg), 0);
-    assert_true(blockdev_is_direct(bd));
 
     /* Partial first and last blocks, four pieces, past the end. */
     bt_pattern(buf + 1, size - 4095, 4095, 61);
