@@ -1,43 +1,81 @@
 /* tlbd: the threadlet pool.
  *
- * A queue owns a FIFO of ThreadletWork items and a set of workers.  All queue
- * state is protected by queue->lock; func runs with no lock held.  Workers
- * are spawned on submit while the queued items outnumber the idle workers,
- * up to max_threads; otherwise idle workers are woken one at a time: a
- * submit signals one only when no woken worker is still on its way (q->wakes
+ * Submitting takes no lock.  A submit pushes its item onto the queue's
+ * inbox, a lock-free LIFO (one compare-and-swap on q->inbox), and counts it
+ * in q->pending, an atomic.  Workers hold q->lock, which guards only the
+ * consumer side: the FIFO q->items and its length q->fifo_len, the worker
+ * lists, the counters of workers, the spin window and the stats other than
+ * submitted.  A worker that finds the FIFO empty takes the whole inbox with
+ * one exchange, appends it reversed, so items still run in the order each
+ * thread submitted them, and moves its count from pending to fifo_len in
+ * one go: per item, workers and submitters share no written cache line.
+ * The queued count is pending + fifo_len.  func runs with no lock held.
+ *
+ * Workers are spawned while the queued items outnumber the idle workers, up
+ * to max_threads; otherwise idle workers are woken one at a time: a submit
+ * signals one only when no woken worker is still on its way (q->wakes
  * counts those), and a woken worker that takes an item passes the wake on
  * while items remain.  A burst thus costs the submitter one futex call, not
  * one per item, and wakes no more workers than keep finding work.  q->wakes
  * never exceeds the workers that will return from the wait: each signal is
  * sent while idle_threads exceeds it, and each returning worker takes one
- * off.  A worker that leaves passes any wake on as well.  A
- * worker that waits idle_timeout without work leaves if more than
- * min_threads remain.
+ * off.  A worker that leaves passes any wake on as well.  A worker that
+ * waits idle_timeout without work leaves if more than min_threads remain.
  *
- * Spinning: a worker that finds the queue empty may first poll the atomic
- * mirror of the queued count (q->pending) for its adaptive window, unlocked,
- * before it waits on work_cond.  At most one worker spins (q->spinners, under
- * the lock).  A submit that finds no more queued items than spinners neither
- * signals nor spawns: the spinner relocks and rechecks the list before it
- * ever sleeps, and it leaves the spinners count under that same lock, so an
- * item queued while it spins, or just after, is always seen.  The window
- * (q->spin_ns) belongs to the queue, not to a worker, since the worker a
- * signal wakes need not be the one that last went idle: a submit that has
- * to wake a worker adapts it (tlbd_poll_adapt) from the time since the
- * latest worker began to wait (q->idle_since_ns).
+ * No lost wake-ups.  The counters a submit reads (idle_threads, spinners,
+ * wakes, cur_threads, max_threads) are atomics written under the lock, and
+ * the submit reads them after its push, all sequentially consistent.  It
+ * takes the lock only when it must spawn (queued > idle + spinners and
+ * cur_threads < max_threads) or wake (idle > 0, no wake on its way, queued >
+ * spinners), and decides again under the lock.  Otherwise some worker is
+ * bound to see the item, because each worker publishes before it looks:
+ *  - a worker about to sleep adds itself to idle_threads, then, still under
+ *    the lock, checks the inbox once more and only then waits on work_cond;
+ *    a submit that pushed before that check is seen by it, one that pushed
+ *    after sees the idle worker and signals under the lock, which the
+ *    waiter holds until it waits;
+ *  - a spinner takes itself off spinners, then checks the inbox;
+ *  - a woken worker takes itself off wakes, then looks for items, and
+ *    passes the wake on if any remain;
+ *  - a worker that times out takes itself off cur_threads, then reads the
+ *    queued count, and stays if it is not 0 (a submit that saw it in
+ *    cur_threads, and so did not spawn, counted its item before).
+ * Busy workers look at the inbox whenever their FIFO runs dry.
  *
- * A leaving worker moves its record to the exited list
- * and touches nothing after unlocking; whoever next submits, changes limits
- * or destroys the queue joins it, so no thread outlives its queue.
+ * Spinning: a worker that finds the queue empty may first poll the queued
+ * count for its adaptive window, unlocked, before it waits on work_cond.  At most
+ * one worker spins.  A submit that finds no more queued items than spinners
+ * neither signals nor spawns: the spinner relocks and rechecks before it
+ * ever sleeps.  The window (q->spin_ns) belongs to the queue, not to a
+ * worker, since the worker a signal wakes need not be the one that last went
+ * idle: a submit that has to wake a worker adapts it (tlbd_poll_adapt) from
+ * the time since the latest worker began to wait (q->idle_since_ns).
  *
- * Work state: submit stores QUEUED, a worker stores RUNNING when it takes the
- * item and DONE after func returns, cancel stores CANCELLED.  Owners read it
- * with threadlet_work_state (acquire), so whatever func wrote before DONE is
- * visible to them.  Once DONE is stored the worker touches the item only to
- * post its complete callback, which it read beforehand.
+ * A leaving worker moves its record to the exited list and touches nothing
+ * after unlocking; the next submit (which locks when q->has_exited is set),
+ * set_limits or destroy joins it, so no thread outlives its queue.
+ *
+ * Shutdown: q->gate holds QUEUE_OPEN and counts the submits in progress.
+ * Destroy clears QUEUE_OPEN, waits until no submit is in progress and only
+ * then drains the inbox: a submit racing destroy either fails with
+ * -ESHUTDOWN, touching nothing but the gate, or is queued in full and then
+ * run (THREADLET_DRAIN) or cancelled (THREADLET_CANCEL) like any other.
+ *
+ * Work state: submit stores QUEUED before the push, a worker stores RUNNING
+ * when it takes the item and DONE after func returns, cancel stores
+ * CANCELLED.  Owners read it with threadlet_work_state (acquire), so
+ * whatever func wrote before DONE is visible to them.  Once DONE is stored
+ * the worker touches the item only to post its complete callback, which it
+ * read beforehand.  Cancel first moves the inbox to the FIFO, so a QUEUED
+ * item is always found there; an item's own submit and a cancel of it must
+ * not race (the item is the submitter's until submit returns).  Cancel and
+ * destroy clear work->queue under the lock when they take an item, so that
+ * a concurrent cancel of the same item, which still reads QUEUED until
+ * finish stores CANCELLED, leaves it alone.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,6 +84,12 @@
 #include <unistd.h>
 
 #include "threadlet.h"
+
+/* q->gate: set while the queue takes work; each submit in progress adds
+ * QUEUE_SUBMIT.
+ */
+#define QUEUE_OPEN 1u
+#define QUEUE_SUBMIT 2u
 
 struct ThreadletWorker {
     pthread_t thread;
@@ -103,6 +147,7 @@ take_exited_locked(ThreadletQueue *q, WorkerList *out)
 {
     TAILQ_INIT(out);
     TAILQ_CONCAT(out, &q->exited, node);
+    atomic_store_explicit(&q->has_exited, false, memory_order_relaxed);
 }
 
 static void
@@ -119,11 +164,81 @@ join_workers(WorkerList *list)
     }
 }
 
-/* Keep the unlocked mirror of the queued count in step. */
-static void
-queued_changed_locked(ThreadletQueue *q)
+/* Relaxed reads of the counters that only lock holders write. */
+static unsigned
+load_counter(_Atomic unsigned *counter)
 {
-    atomic_store_explicit(&q->pending, (unsigned)q->stats.queued,
+    return atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+/* Push WORK onto the inbox. */
+static void
+inbox_push(ThreadletQueue *q, ThreadletWork *work)
+{
+    ThreadletWork *old = atomic_load_explicit(&q->inbox, memory_order_relaxed);
+    do {
+        work->inbox_next = old;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &q->inbox, &old, work, memory_order_seq_cst, memory_order_relaxed));
+}
+
+/* The items queued: in the inbox (or about to be) and on the FIFO.
+ * Exact for the FIFO under the lock.
+ */
+static unsigned
+queued_count(ThreadletQueue *q)
+{
+    return atomic_load(&q->pending) + load_counter(&q->fifo_len);
+}
+
+/* Append everything in the inbox to the FIFO, oldest first. */
+static void
+take_inbox_locked(ThreadletQueue *q)
+{
+    ThreadletWork *work, *next;
+    ThreadletWork *last = TAILQ_LAST(&q->items, ThreadletWorkList);
+    unsigned n = 0;
+
+    if (!atomic_load(&q->inbox)) {
+        return;
+    }
+    /* Newest first: each goes right after the old tail, in front of the
+     * newer ones inserted before it.
+     */
+    for (work = atomic_exchange(&q->inbox, NULL); work; work = next) {
+        next = work->inbox_next;
+        if (last) {
+            TAILQ_INSERT_AFTER(&q->items, last, work, node);
+        } else {
+            TAILQ_INSERT_HEAD(&q->items, work, node);
+        }
+        n++;
+    }
+    /* Onto fifo_len before off pending: unlocked readers may count the
+     * items twice for a moment, never miss them.
+     */
+    atomic_store(&q->fifo_len, load_counter(&q->fifo_len) + n);
+    atomic_fetch_sub(&q->pending, n);
+}
+
+/* The oldest queued item, or NULL. */
+static ThreadletWork *
+first_item_locked(ThreadletQueue *q)
+{
+    ThreadletWork *work = TAILQ_FIRST(&q->items);
+    if (!work) {
+        take_inbox_locked(q);
+        work = TAILQ_FIRST(&q->items);
+    }
+    return work;
+}
+
+/* Take WORK, queued on Q, off the FIFO and the queued count. */
+static void
+unqueue_locked(ThreadletQueue *q, ThreadletWork *work)
+{
+    TAILQ_REMOVE(&q->items, work, node);
+    atomic_store_explicit(&q->fifo_len, load_counter(&q->fifo_len) - 1,
                           memory_order_relaxed);
 }
 
@@ -133,10 +248,17 @@ queued_changed_locked(ThreadletQueue *q)
 static bool
 wait_for_work_locked(ThreadletQueue *q, uint64_t now)
 {
-    int err;
+    int err = 0;
 
-    q->idle_threads++;
-    if (q->cur_threads > q->min_threads) {
+    atomic_fetch_add(&q->idle_threads, 1);
+    /* A submit that pushed before the add is seen here; one that pushes
+     * after it sees this worker idle and signals under the lock.
+     */
+    if (atomic_load(&q->inbox)) {
+        atomic_fetch_sub(&q->idle_threads, 1);
+        return false;
+    }
+    if (load_counter(&q->cur_threads) > q->min_threads) {
         struct timespec deadline;
         uint64_t ns = (now ? now : tlbd_now_ns()) + q->idle_timeout_ns;
 
@@ -147,13 +269,16 @@ wait_for_work_locked(ThreadletQueue *q, uint64_t now)
         /* It may not leave: no timer.  set_limits broadcasts. */
         err = pthread_cond_wait(&q->work_cond, &q->lock);
     }
-    q->idle_threads--;
-    if (q->wakes > 0) {
-        q->wakes--;
+    unsigned idle = atomic_fetch_sub(&q->idle_threads, 1) - 1;
+    unsigned wakes = load_counter(&q->wakes);
+    if (wakes > 0) {
+        wakes--;
     }
-    if (q->wakes > q->idle_threads) {
-        q->wakes = q->idle_threads;
+    if (wakes > idle) {
+        wakes = idle;
     }
+    /* Off wakes before looking for items: see the file comment. */
+    atomic_store(&q->wakes, wakes);
     if (err && err != ETIMEDOUT) {
         tlbd_die("pthread_cond_timedwait", err);
     }
@@ -162,21 +287,24 @@ wait_for_work_locked(ThreadletQueue *q, uint64_t now)
 
 /* Wake an idle worker for the queued items that no spinning or woken worker
  * is coming for, unless a woken one is still on its way: that one passes the
- * wake on.  Returns true if it signalled.
+ * wake on.
  */
-static bool
+static void
 wake_one_locked(ThreadletQueue *q)
 {
-    if (q->wakes == 0 && q->idle_threads > 0 &&
-        q->stats.queued > q->spinners) {
-        q->wakes++;
+    unsigned idle = load_counter(&q->idle_threads);
+    unsigned wakes = load_counter(&q->wakes);
+
+    if (wakes == 0 && idle > 0 &&
+        queued_count(q) > load_counter(&q->spinners)) {
+        atomic_store(&q->wakes, 1);
         pthread_cond_signal(&q->work_cond);
-        return true;
     }
-    return false;
 }
 
-/* Poll the queued count, unlocked, until it is not 0 or DEADLINE passes. */
+/* Poll the queued counts, unlocked, until one is not 0 or DEADLINE
+ * passes.
+ */
 static void
 spin_for_work(ThreadletQueue *q, uint64_t start, uint64_t deadline)
 {
@@ -184,8 +312,56 @@ spin_for_work(ThreadletQueue *q, uint64_t start, uint64_t deadline)
 
     tlbd_spin_start(&spin, start, deadline);
     while (!atomic_load_explicit(&q->pending, memory_order_relaxed) &&
-           tlbd_spin_step(&spin)) {
+           !load_counter(&q->fifo_len) && tlbd_spin_step(&spin)) {
     }
+}
+
+/* Run WORK, taken off the queue by a worker holding the lock, which it
+ * drops meanwhile.
+ */
+static void
+run_locked(ThreadletQueue *q, ThreadletWork *work)
+{
+    uint64_t submit_ns = work->submit_ns;
+
+    set_state(work, THREADLET_RUNNING);
+    tlbd_mutex_unlock(&q->lock);
+
+    /* Read the clock outside the lock. */
+    uint64_t waited = submit_ns ? tlbd_now_ns() - submit_ns : 0;
+    work->func(work);
+    finish(work, THREADLET_DONE);
+
+    tlbd_mutex_lock(&q->lock);
+    q->stats.completed++;
+    if (submit_ns) {
+        q->stats.wait_samples++;
+        q->stats.wait_ns_total += waited;
+        if (waited > q->stats.wait_ns_max) {
+            q->stats.wait_ns_max = waited;
+        }
+    }
+}
+
+/* A worker that timed out leaves if it may and nothing is queued.  Returns
+ * true when it has taken itself off cur_threads.
+ */
+static bool
+leave_on_timeout_locked(ThreadletQueue *q)
+{
+    if (load_counter(&q->cur_threads) <= q->min_threads ||
+        !TAILQ_EMPTY(&q->items)) {
+        return false;
+    }
+    atomic_fetch_sub(&q->cur_threads, 1);
+    /* A submit that still counted this worker did not spawn for its item:
+     * stay for it.
+     */
+    if (queued_count(q) > 0) {
+        atomic_fetch_add(&q->cur_threads, 1);
+        return false;
+    }
+    return true;
 }
 
 static void *
@@ -204,27 +380,32 @@ worker_main(void *opaque)
     for (;;) {
         ThreadletWork *work;
 
-        if (q->cur_threads > q->max_threads) {
-            break; /* limits were lowered; others carry on */
+        if (load_counter(&q->cur_threads) >
+            load_counter(&q->max_threads)) {
+            /* Limits were lowered; others carry on. */
+            atomic_fetch_sub(&q->cur_threads, 1);
+            break;
         }
-        work = TAILQ_FIRST(&q->items);
+        work = first_item_locked(q);
         if (!work) {
             uint64_t now = 0;
 
             if (q->stopping) {
+                atomic_fetch_sub(&q->cur_threads, 1);
                 break;
             }
-            if (!spun && q->spin_ns && q->spinners == 0) {
+            if (!spun && q->spin_ns && load_counter(&q->spinners) == 0) {
                 spun = true;
-                q->spinners++;
+                atomic_store(&q->spinners, 1);
                 uint64_t start = tlbd_now_ns();
                 uint64_t deadline = start + q->spin_ns;
                 q->idle_since_ns = start;
                 tlbd_mutex_unlock(&q->lock);
                 spin_for_work(q, start, deadline);
                 tlbd_mutex_lock(&q->lock);
-                q->spinners--;
-                continue; /* recheck the list before sleeping */
+                /* Off spinners before the recheck: see the file comment. */
+                atomic_store(&q->spinners, 0);
+                continue;
             }
             /* Sleep.  A spinner's wait began with its spin. */
             if (!spun && q->spin_max_ns) {
@@ -232,9 +413,8 @@ worker_main(void *opaque)
                 q->idle_since_ns = now;
             }
             spun = false;
-            bool timed_out = wait_for_work_locked(q, now);
-            if (timed_out && TAILQ_EMPTY(&q->items) &&
-                q->cur_threads > q->min_threads) {
+            if (wait_for_work_locked(q, now) &&
+                leave_on_timeout_locked(q)) {
                 break;
             }
             continue;
@@ -243,33 +423,14 @@ worker_main(void *opaque)
             q->stats.spin_hits++;
             spun = false;
         }
-        TAILQ_REMOVE(&q->items, work, node);
-        q->stats.queued--;
-        queued_changed_locked(q);
+        unqueue_locked(q, work);
         wake_one_locked(q); /* pass the wake on */
-        uint64_t submit_ns = work->submit_ns;
-        set_state(work, THREADLET_RUNNING);
-        tlbd_mutex_unlock(&q->lock);
-
-        /* Read the clock outside the lock, which every submit contends. */
-        uint64_t waited = submit_ns ? tlbd_now_ns() - submit_ns : 0;
-        work->func(work);
-        finish(work, THREADLET_DONE);
-
-        tlbd_mutex_lock(&q->lock);
-        q->stats.completed++;
-        if (submit_ns) {
-            q->stats.wait_samples++;
-            q->stats.wait_ns_total += waited;
-            if (waited > q->stats.wait_ns_max) {
-                q->stats.wait_ns_max = waited;
-            }
-        }
+        run_locked(q, work);
     }
-    q->cur_threads--;
     wake_one_locked(q); /* in case a wake was meant for this one */
     TAILQ_REMOVE(&q->workers, self, node);
     TAILQ_INSERT_TAIL(&q->exited, self, node);
+    atomic_store_explicit(&q->has_exited, true, memory_order_relaxed);
     pthread_cond_broadcast(&q->stopped_cond);
     tlbd_mutex_unlock(&q->lock);
     return NULL;
@@ -298,10 +459,10 @@ spawn_locked(ThreadletQueue *q)
         return -err;
     }
     TAILQ_INSERT_TAIL(&q->workers, w, node);
-    q->cur_threads++;
+    unsigned cur = atomic_fetch_add(&q->cur_threads, 1) + 1;
     q->stats.spawned++;
-    if (q->cur_threads > q->peak_threads) {
-        q->peak_threads = q->cur_threads;
+    if (cur > q->peak_threads) {
+        q->peak_threads = cur;
     }
     return 0;
 }
@@ -316,7 +477,7 @@ limits_valid(int max_threads, int min_threads)
 static int
 spawn_min_locked(ThreadletQueue *q)
 {
-    while (q->cur_threads < q->min_threads) {
+    while (load_counter(&q->cur_threads) < q->min_threads) {
         int err = spawn_locked(q);
         if (err) {
             return err;
@@ -353,12 +514,11 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
     TAILQ_INIT(&q->workers);
     TAILQ_INIT(&q->exited);
     snprintf(q->name, sizeof(q->name), "%s", name ? name : "q");
-    q->max_threads = (unsigned)max_threads;
+    atomic_init(&q->max_threads, (unsigned)max_threads);
     q->min_threads = (unsigned)min_threads;
     q->idle_timeout_ns = THREADLET_DEFAULT_IDLE_MS * 1000000ull;
     q->spin_max_ns = THREADLET_DEFAULT_SPIN_NS;
-    atomic_init(&q->pending, 0);
-    q->initialized = true;
+    atomic_init(&q->gate, QUEUE_OPEN);
 
     tlbd_mutex_lock(&q->lock);
     err = spawn_min_locked(q);
@@ -375,51 +535,62 @@ threadlet_queue_init(ThreadletQueue *q, int max_threads, int min_threads)
     return threadlet_queue_init_named(q, "q", max_threads, min_threads);
 }
 
-int
-threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
-                          IOThread *io, void (*complete)(ThreadletWork *work))
+/* Whether a submit that made QUEUED items queued must spawn or wake a
+ * worker, judged without the lock.  False means some worker is bound to
+ * see the items: see the file comment.
+ */
+static bool
+must_kick(ThreadletQueue *q, unsigned pending)
 {
-    WorkerList exited;
-    int ret = 0;
+    unsigned spinners = atomic_load(&q->spinners);
+    unsigned idle = atomic_load(&q->idle_threads);
 
-    work->complete = complete;
-    work->iothread = io;
-    work->queue = q;
-
-    tlbd_mutex_lock(&q->lock);
-    if (!q->initialized || q->stopping) {
-        tlbd_mutex_unlock(&q->lock);
-        return -ESHUTDOWN;
+    if (idle == 0 && spinners == 0) {
+        /* Spawn, or leave it to the busy workers. */
+        return atomic_load(&q->cur_threads) < load_counter(&q->max_threads);
     }
-    /* Sampled items read the clock here, under the lock: a worker may take
-     * the item as soon as it is unlocked.
-     */
-    work->submit_ns = q->stats.submitted % THREADLET_WAIT_SAMPLE == 0
-                          ? tlbd_now_ns()
-                          : 0;
-    set_state(work, THREADLET_QUEUED);
-    TAILQ_INSERT_TAIL(&q->items, work, node);
-    q->stats.submitted++;
-    q->stats.queued++;
-    queued_changed_locked(q);
-    if (q->stats.queued <= q->spinners) {
+    /* The FIFO's length only now: busy workers change it all the time. */
+    unsigned queued = pending + load_counter(&q->fifo_len);
+    if (queued <= spinners) {
+        return false;
+    }
+    if (queued > idle + spinners &&
+        atomic_load(&q->cur_threads) < load_counter(&q->max_threads)) {
+        return true;
+    }
+    return idle > 0 && atomic_load(&q->wakes) == 0;
+}
+
+/* Spawn or wake a worker for WORK, just queued, as must_kick found needed.
+ * Returns 0, or -errno when no worker exists and none could be spawned:
+ * WORK is then taken back.
+ */
+static int
+kick_locked(ThreadletQueue *q, ThreadletWork *work)
+{
+    unsigned queued = queued_count(q);
+    unsigned spinners = load_counter(&q->spinners);
+    unsigned idle = load_counter(&q->idle_threads);
+
+    if (queued <= spinners) {
         /* A spinning worker takes it without a wake-up. */
-    } else if (q->stats.queued > q->idle_threads + q->spinners &&
-               q->cur_threads < q->max_threads) {
+    } else if (queued > idle + spinners &&
+               load_counter(&q->cur_threads) <
+                   load_counter(&q->max_threads)) {
         int err = spawn_locked(q);
-        if (err && q->cur_threads == 0) {
+        if (err && load_counter(&q->cur_threads) == 0) {
             /* Nobody would ever run it: hand it back. */
-            TAILQ_REMOVE(&q->items, work, node);
-            q->stats.submitted--;
-            q->stats.queued--;
-            queued_changed_locked(q);
+            take_inbox_locked(q);
+            unqueue_locked(q, work);
+            atomic_fetch_sub_explicit(&q->submitted, 1,
+                                      memory_order_relaxed);
             set_state(work, THREADLET_NEW);
-            ret = err;
+            return err;
         } else if (err) {
             wake_one_locked(q);
         }
-    } else if (q->idle_threads) {
-        if (q->spin_max_ns && q->stats.queued == 1) {
+    } else if (idle) {
+        if (q->spin_max_ns && queued == 1) {
             /* How long spinning would have had to last to save this.  Only
              * the first item after the queue ran dry tells.
              */
@@ -428,8 +599,47 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
         }
         wake_one_locked(q);
     }
-    take_exited_locked(q, &exited);
-    tlbd_mutex_unlock(&q->lock);
+    return 0;
+}
+
+int
+threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
+                          IOThread *io, void (*complete)(ThreadletWork *work))
+{
+    WorkerList exited;
+    int ret = 0;
+
+    TAILQ_INIT(&exited);
+    work->complete = complete;
+    work->iothread = io;
+    work->queue = q;
+
+    if (!(atomic_fetch_add(&q->gate, QUEUE_SUBMIT) & QUEUE_OPEN)) {
+        atomic_fetch_sub(&q->gate, QUEUE_SUBMIT);
+        return -ESHUTDOWN;
+    }
+    uint64_t n = atomic_fetch_add_explicit(&q->submitted, 1,
+                                           memory_order_relaxed);
+    /* Sampled items read the clock before the push: a worker may take the
+     * item as soon as it is in the inbox.
+     */
+    work->submit_ns = n % THREADLET_WAIT_SAMPLE == 0 ? tlbd_now_ns() : 0;
+    set_state(work, THREADLET_QUEUED);
+    /* Counted before the push, so that pending never drops below the items
+     * a worker can take.
+     */
+    unsigned pending = atomic_fetch_add(&q->pending, 1) + 1;
+    inbox_push(q, work);
+
+    if (must_kick(q, pending) ||
+        atomic_load_explicit(&q->has_exited, memory_order_relaxed)) {
+        tlbd_mutex_lock(&q->lock);
+        ret = kick_locked(q, work);
+        take_exited_locked(q, &exited);
+        tlbd_mutex_unlock(&q->lock);
+    }
+    /* The last touch of Q: destroy may go on. */
+    atomic_fetch_sub_explicit(&q->gate, QUEUE_SUBMIT, memory_order_release);
 
     join_workers(&exited);
     return ret;
@@ -482,10 +692,11 @@ cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
         tlbd_mutex_unlock(&q->lock);
         return 1;
     }
-    TAILQ_REMOVE(&q->items, work, node);
-    q->stats.queued--;
+    take_inbox_locked(q); /* a QUEUED item is in the FIFO now */
+    unqueue_locked(q, work);
+    /* The state stays QUEUED until finish: a second cancel finds this. */
+    work->queue = NULL;
     q->stats.cancelled++;
-    queued_changed_locked(q);
     tlbd_mutex_unlock(&q->lock);
 
     finish(work, THREADLET_CANCELLED);
@@ -510,12 +721,14 @@ threadlet_queue_set_limits(ThreadletQueue *q, int max_threads,
         return -EINVAL;
     }
     tlbd_mutex_lock(&q->lock);
-    q->max_threads = (unsigned)max_threads;
+    atomic_store(&q->max_threads, (unsigned)max_threads);
     q->min_threads = (unsigned)min_threads;
     err = spawn_min_locked(q);
     /* Raised max: put queued work on new workers at once. */
-    while (!err && q->stats.queued > q->idle_threads + q->spinners &&
-           q->cur_threads < q->max_threads) {
+    while (!err &&
+           queued_count(q) > load_counter(&q->idle_threads) +
+                                  load_counter(&q->spinners) &&
+           load_counter(&q->cur_threads) < (unsigned)max_threads) {
         err = spawn_locked(q);
     }
     /* Lowered max: idle workers wake, see the surplus and leave. */
@@ -556,10 +769,13 @@ threadlet_queue_get_stats(ThreadletQueue *q, ThreadletStats *stats)
 {
     tlbd_mutex_lock(&q->lock);
     *stats = q->stats;
-    stats->cur_threads = q->cur_threads;
-    stats->idle_threads = q->idle_threads + q->spinners;
+    stats->queued = queued_count(q);
+    stats->submitted = atomic_load(&q->submitted);
+    stats->cur_threads = load_counter(&q->cur_threads);
+    stats->idle_threads =
+        load_counter(&q->idle_threads) + load_counter(&q->spinners);
     stats->peak_threads = q->peak_threads;
-    stats->max_threads = q->max_threads;
+    stats->max_threads = load_counter(&q->max_threads);
     stats->min_threads = q->min_threads;
     tlbd_mutex_unlock(&q->lock);
 }
@@ -572,27 +788,31 @@ threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
     ThreadletWork *work;
 
     TAILQ_INIT(&cancelled);
-    tlbd_mutex_lock(&q->lock);
-    if (!q->initialized || q->stopping) {
-        tlbd_mutex_unlock(&q->lock);
-        return;
+    if (!(atomic_fetch_and(&q->gate, ~QUEUE_OPEN) & QUEUE_OPEN)) {
+        return; /* never initialized, or destroyed already */
     }
+    /* Let the submits in progress finish: after this nothing but a refused
+     * submit touches the gate, and the inbox holds all there will be.
+     */
+    while (atomic_load(&q->gate) != 0) {
+        sched_yield();
+    }
+    tlbd_mutex_lock(&q->lock);
     q->stopping = true;
-    if (mode == THREADLET_CANCEL || q->cur_threads == 0) {
+    take_inbox_locked(q);
+    if (mode == THREADLET_CANCEL || load_counter(&q->cur_threads) == 0) {
         while ((work = TAILQ_FIRST(&q->items)) != NULL) {
-            TAILQ_REMOVE(&q->items, work, node);
-            q->stats.queued--;
+            unqueue_locked(q, work);
+            work->queue = NULL; /* as in cancel */
             q->stats.cancelled++;
             TAILQ_INSERT_TAIL(&cancelled, work, node);
         }
-        queued_changed_locked(q);
     }
     pthread_cond_broadcast(&q->work_cond);
-    while (q->cur_threads > 0) {
+    while (load_counter(&q->cur_threads) > 0) {
         pthread_cond_wait(&q->stopped_cond, &q->lock);
     }
     take_exited_locked(q, &exited);
-    q->initialized = false;
     tlbd_mutex_unlock(&q->lock);
 
     join_workers(&exited);

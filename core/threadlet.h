@@ -58,7 +58,8 @@ struct ThreadletWork {
     IOThread *iothread; /* where complete runs; NULL: on the worker */
 
     /* private */
-    TAILQ_ENTRY(ThreadletWork) node;
+    TAILQ_ENTRY(ThreadletWork) node; /* in queue->items */
+    ThreadletWork *inbox_next;       /* in queue->inbox */
     ThreadletQueue *queue;
     uint64_t submit_ns; /* 0: this item's queued time is not sampled */
     IOThreadTask complete_task;
@@ -111,32 +112,41 @@ typedef enum ThreadletDestroyMode {
 #define THREADLET_MAX_SPIN_NS 1000000
 
 struct ThreadletQueue {
+    /* private, atomic: written by every submit without the lock */
+    _Atomic unsigned gate;       /* QUEUE_OPEN | 2 per submit in progress */
+    _Atomic uint64_t submitted;  /* stats.submitted */
+    char pad1[64];               /* workers write nothing above */
+    _Atomic(ThreadletWork *) inbox; /* submitted items, newest first */
+    _Atomic unsigned pending;    /* submitted, not yet moved to items */
+    char pad2[64];
+
+    /* private, atomic: written under lock, read by submit without it */
+    _Atomic unsigned idle_threads; /* waiting on work_cond */
+    _Atomic unsigned spinners;   /* polling for work; at most one */
+    _Atomic unsigned wakes;      /* signalled, not yet back from the wait */
+    _Atomic unsigned cur_threads;
+    _Atomic unsigned max_threads;
+    _Atomic bool has_exited;     /* the exited list is not empty */
+    char pad3[64];
+
     /* private: protected by lock */
     pthread_mutex_t lock;
     pthread_cond_t work_cond;    /* idle workers wait here, one woken/item */
     pthread_cond_t stopped_cond; /* a worker left */
-    TAILQ_HEAD(, ThreadletWork) items;
+    TAILQ_HEAD(ThreadletWorkList, ThreadletWork) items; /* oldest first */
+    _Atomic unsigned fifo_len;   /* on items; also read without the lock */
     TAILQ_HEAD(, ThreadletWorker) workers; /* live ones */
     TAILQ_HEAD(, ThreadletWorker) exited;  /* left, not yet joined */
-    unsigned max_threads;
     unsigned min_threads;
-    unsigned cur_threads;
-    unsigned idle_threads;       /* waiting on work_cond */
-    unsigned spinners;           /* polling `pending`; at most one */
-    unsigned wakes;              /* signalled, not yet back from the wait */
     unsigned peak_threads;
     unsigned next_id;
     uint64_t idle_timeout_ns;
     uint64_t spin_max_ns;        /* 0: workers never spin */
     uint64_t spin_ns;            /* adaptive window, <= spin_max_ns */
     uint64_t idle_since_ns;      /* when the latest worker began to wait */
-    bool stopping;
-    bool initialized;
-    ThreadletStats stats;
+    bool stopping;               /* destroy runs: workers leave when dry */
+    ThreadletStats stats;        /* counters other than submitted */
     char name[8];
-
-    /* private: written under lock, read by a spinning worker without it */
-    _Atomic unsigned pending;    /* == stats.queued */
 };
 
 /* Initialize QUEUE: at most MAX_THREADS workers, MIN_THREADS kept warm
