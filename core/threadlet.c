@@ -1,15 +1,17 @@
 /* tlbd: the threadlet pool.
  *
- * Submitting takes no lock.  A submit pushes its item onto the queue's
- * inbox, a lock-free LIFO (one compare-and-swap on q->inbox), and counts it
- * in q->pending, an atomic.  Workers hold q->lock, which guards only the
+ * Submitting takes no lock.  A submit counts its item in q->pending, an
+ * atomic, and pushes it onto the queue's inbox, a lock-free LIFO (one
+ * compare-and-swap on q->inbox): two atomic read-modify-writes, on one
+ * cache line, per item.  Workers hold q->lock, which guards only the
  * consumer side: the FIFO q->items and its length q->fifo_len, the worker
- * lists, the counters of workers, the spin window and the stats other than
- * submitted.  A worker that finds the FIFO empty takes the whole inbox with
+ * lists, the counters of workers, the spin window and the stats.  A worker that finds the FIFO empty takes the whole inbox with
  * one exchange, appends it reversed, so items still run in the order each
  * thread submitted them, and moves its count from pending to fifo_len in
  * one go: per item, workers and submitters share no written cache line.
- * The queued count is pending + fifo_len.  func runs with no lock held.
+ * The queued count is pending + fifo_len, and stats.submitted is
+ * q->moved (items moved to the FIFO) + pending.  func runs with no lock
+ * held.
  *
  * Workers are spawned while the queued items outnumber the idle workers, up
  * to max_threads; otherwise idle workers are woken one at a time: a submit
@@ -55,11 +57,22 @@
  * after unlocking; the next submit (which locks when q->has_exited is set),
  * set_limits or destroy joins it, so no thread outlives its queue.
  *
- * Shutdown: q->gate holds QUEUE_OPEN and counts the submits in progress.
- * Destroy clears QUEUE_OPEN, waits until no submit is in progress and only
- * then drains the inbox: a submit racing destroy either fails with
- * -ESHUTDOWN, touching nothing but the gate, or is queued in full and then
- * run (THREADLET_DRAIN) or cancelled (THREADLET_CANCEL) like any other.
+ * Shutdown: the inbox ends in INBOX_EMPTY while it takes pushes; NULL
+ * closes it (a zeroed, never initialized queue is closed too).  q->gate
+ * holds QUEUE_OPEN and counts the submits that take the lock.  Destroy
+ * clears QUEUE_OPEN, waits until no submit holds the gate, then, under the
+ * lock, takes the last items out of the inbox and closes it.  A submit
+ * racing destroy either fails its push and returns -ESHUTDOWN, the item
+ * untouched, or has pushed before the close, and its item is run
+ * (THREADLET_DRAIN) or cancelled (THREADLET_CANCEL) like any other; such a
+ * submit takes the lock only if it gets through the gate before destroy
+ * closes it, so it never locks a destroyed mutex.  It may still read the
+ * queue's atomics after destroy returned: the queue's memory must outlive
+ * every call on it.
+ *
+ * Sampling: q->sample_tick picks the items whose queued time is measured.
+ * It is a relaxed load and store, not a read-modify-write: submits racing
+ * on it may take the same tick, which only shifts the sampling.
  *
  * Work state: submit stores QUEUED before the push, a worker stores RUNNING
  * when it takes the item and DONE after func returns, cancel stores
@@ -85,11 +98,18 @@
 
 #include "threadlet.h"
 
-/* q->gate: set while the queue takes work; each submit in progress adds
- * QUEUE_SUBMIT.
+/* q->gate: set while the queue takes work; each submit that takes the lock
+ * adds QUEUE_SUBMIT while it may.
  */
 #define QUEUE_OPEN 1u
 #define QUEUE_SUBMIT 2u
+
+/* q->inbox when it holds no items and takes pushes, and the end of its
+ * list.  NULL means closed: never initialized, or destroy has taken the
+ * last items; pushes fail.
+ */
+static const char inbox_empty;
+#define INBOX_EMPTY ((ThreadletWork *)&inbox_empty)
 
 struct ThreadletWorker {
     pthread_t thread;
@@ -171,15 +191,27 @@ load_counter(_Atomic unsigned *counter)
     return atomic_load_explicit(counter, memory_order_relaxed);
 }
 
-/* Push WORK onto the inbox. */
-static void
+/* Push WORK onto the inbox.  Returns false when destroy has closed it. */
+static bool
 inbox_push(ThreadletQueue *q, ThreadletWork *work)
 {
     ThreadletWork *old = atomic_load_explicit(&q->inbox, memory_order_relaxed);
     do {
+        if (old == NULL) {
+            return false;
+        }
         work->inbox_next = old;
     } while (!atomic_compare_exchange_weak_explicit(
         &q->inbox, &old, work, memory_order_seq_cst, memory_order_relaxed));
+    return true;
+}
+
+/* Whether the inbox holds items (seq_cst: see the file comment). */
+static bool
+inbox_has_items(ThreadletQueue *q)
+{
+    ThreadletWork *head = atomic_load(&q->inbox);
+    return head != NULL && head != INBOX_EMPTY;
 }
 
 /* The items queued: in the inbox (or about to be) and on the FIFO.
@@ -191,21 +223,27 @@ queued_count(ThreadletQueue *q)
     return atomic_load(&q->pending) + load_counter(&q->fifo_len);
 }
 
-/* Append everything in the inbox to the FIFO, oldest first. */
+/* Append the items of the inbox to the FIFO, oldest first, and leave
+ * EMPTY in it: INBOX_EMPTY, or NULL to close it.
+ */
 static void
-take_inbox_locked(ThreadletQueue *q)
+take_inbox_locked(ThreadletQueue *q, ThreadletWork *empty)
 {
     ThreadletWork *work, *next;
     ThreadletWork *last = TAILQ_LAST(&q->items, ThreadletWorkList);
     unsigned n = 0;
 
-    if (!atomic_load(&q->inbox)) {
+    if (!inbox_has_items(q) && empty != NULL) {
         return;
+    }
+    work = atomic_exchange(&q->inbox, empty);
+    if (work == NULL) {
+        return; /* closed already */
     }
     /* Newest first: each goes right after the old tail, in front of the
      * newer ones inserted before it.
      */
-    for (work = atomic_exchange(&q->inbox, NULL); work; work = next) {
+    for (; work != INBOX_EMPTY; work = next) {
         next = work->inbox_next;
         if (last) {
             TAILQ_INSERT_AFTER(&q->items, last, work, node);
@@ -219,6 +257,7 @@ take_inbox_locked(ThreadletQueue *q)
      */
     atomic_store(&q->fifo_len, load_counter(&q->fifo_len) + n);
     atomic_fetch_sub(&q->pending, n);
+    q->moved += n;
 }
 
 /* The oldest queued item, or NULL. */
@@ -227,7 +266,7 @@ first_item_locked(ThreadletQueue *q)
 {
     ThreadletWork *work = TAILQ_FIRST(&q->items);
     if (!work) {
-        take_inbox_locked(q);
+        take_inbox_locked(q, INBOX_EMPTY);
         work = TAILQ_FIRST(&q->items);
     }
     return work;
@@ -254,7 +293,7 @@ wait_for_work_locked(ThreadletQueue *q, uint64_t now)
     /* A submit that pushed before the add is seen here; one that pushes
      * after it sees this worker idle and signals under the lock.
      */
-    if (atomic_load(&q->inbox)) {
+    if (inbox_has_items(q)) {
         atomic_fetch_sub(&q->idle_threads, 1);
         return false;
     }
@@ -519,6 +558,7 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
     q->idle_timeout_ns = THREADLET_DEFAULT_IDLE_MS * 1000000ull;
     q->spin_max_ns = THREADLET_DEFAULT_SPIN_NS;
     atomic_init(&q->gate, QUEUE_OPEN);
+    atomic_init(&q->inbox, INBOX_EMPTY);
 
     tlbd_mutex_lock(&q->lock);
     err = spawn_min_locked(q);
@@ -580,10 +620,9 @@ kick_locked(ThreadletQueue *q, ThreadletWork *work)
         int err = spawn_locked(q);
         if (err && load_counter(&q->cur_threads) == 0) {
             /* Nobody would ever run it: hand it back. */
-            take_inbox_locked(q);
+            take_inbox_locked(q, INBOX_EMPTY);
             unqueue_locked(q, work);
-            atomic_fetch_sub_explicit(&q->submitted, 1,
-                                      memory_order_relaxed);
+            q->moved--;
             set_state(work, THREADLET_NEW);
             return err;
         } else if (err) {
@@ -609,36 +648,44 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
     WorkerList exited;
     int ret = 0;
 
-    TAILQ_INIT(&exited);
     work->complete = complete;
     work->iothread = io;
     work->queue = q;
 
-    if (!(atomic_fetch_add(&q->gate, QUEUE_SUBMIT) & QUEUE_OPEN)) {
-        atomic_fetch_sub(&q->gate, QUEUE_SUBMIT);
-        return -ESHUTDOWN;
-    }
-    uint64_t n = atomic_fetch_add_explicit(&q->submitted, 1,
-                                           memory_order_relaxed);
     /* Sampled items read the clock before the push: a worker may take the
-     * item as soon as it is in the inbox.
+     * item as soon as it is in the inbox.  Racing submitters may both take
+     * one tick; the sampling does not mind.
      */
-    work->submit_ns = n % THREADLET_WAIT_SAMPLE == 0 ? tlbd_now_ns() : 0;
+    unsigned tick = atomic_load_explicit(&q->sample_tick,
+                                         memory_order_relaxed);
+    atomic_store_explicit(&q->sample_tick, tick + 1, memory_order_relaxed);
+    work->submit_ns = tick % THREADLET_WAIT_SAMPLE == 0 ? tlbd_now_ns() : 0;
+    ThreadletState prev = threadlet_work_state(work);
     set_state(work, THREADLET_QUEUED);
     /* Counted before the push, so that pending never drops below the items
      * a worker can take.
      */
     unsigned pending = atomic_fetch_add(&q->pending, 1) + 1;
-    inbox_push(q, work);
-
-    if (must_kick(q, pending) ||
-        atomic_load_explicit(&q->has_exited, memory_order_relaxed)) {
-        tlbd_mutex_lock(&q->lock);
-        ret = kick_locked(q, work);
-        take_exited_locked(q, &exited);
-        tlbd_mutex_unlock(&q->lock);
+    if (!inbox_push(q, work)) {
+        atomic_fetch_sub(&q->pending, 1);
+        set_state(work, prev);
+        return -ESHUTDOWN;
     }
-    /* The last touch of Q: destroy may go on. */
+    if (!must_kick(q, pending) &&
+        !atomic_load_explicit(&q->has_exited, memory_order_relaxed)) {
+        return 0;
+    }
+    /* Take the lock only while destroy lets us: once it has closed the
+     * gate, the item is its to run or cancel.
+     */
+    if (!(atomic_fetch_add(&q->gate, QUEUE_SUBMIT) & QUEUE_OPEN)) {
+        atomic_fetch_sub(&q->gate, QUEUE_SUBMIT);
+        return 0;
+    }
+    tlbd_mutex_lock(&q->lock);
+    ret = kick_locked(q, work);
+    take_exited_locked(q, &exited);
+    tlbd_mutex_unlock(&q->lock);
     atomic_fetch_sub_explicit(&q->gate, QUEUE_SUBMIT, memory_order_release);
 
     join_workers(&exited);
@@ -692,7 +739,7 @@ cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
         tlbd_mutex_unlock(&q->lock);
         return 1;
     }
-    take_inbox_locked(q); /* a QUEUED item is in the FIFO now */
+    take_inbox_locked(q, INBOX_EMPTY); /* a QUEUED item is in the FIFO now */
     unqueue_locked(q, work);
     /* The state stays QUEUED until finish: a second cancel finds this. */
     work->queue = NULL;
@@ -770,7 +817,7 @@ threadlet_queue_get_stats(ThreadletQueue *q, ThreadletStats *stats)
     tlbd_mutex_lock(&q->lock);
     *stats = q->stats;
     stats->queued = queued_count(q);
-    stats->submitted = atomic_load(&q->submitted);
+    stats->submitted = q->moved + atomic_load(&q->pending);
     stats->cur_threads = load_counter(&q->cur_threads);
     stats->idle_threads =
         load_counter(&q->idle_threads) + load_counter(&q->spinners);
@@ -791,15 +838,14 @@ threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
     if (!(atomic_fetch_and(&q->gate, ~QUEUE_OPEN) & QUEUE_OPEN)) {
         return; /* never initialized, or destroyed already */
     }
-    /* Let the submits in progress finish: after this nothing but a refused
-     * submit touches the gate, and the inbox holds all there will be.
-     */
+    /* Let the submits that lock finish; later ones see the gate closed. */
     while (atomic_load(&q->gate) != 0) {
         sched_yield();
     }
     tlbd_mutex_lock(&q->lock);
     q->stopping = true;
-    take_inbox_locked(q);
+    /* The last items: pushes fail from now on. */
+    take_inbox_locked(q, NULL);
     if (mode == THREADLET_CANCEL || load_counter(&q->cur_threads) == 0) {
         while ((work = TAILQ_FIRST(&q->items)) != NULL) {
             unqueue_locked(q, work);

@@ -80,8 +80,8 @@ typedef struct ThreadletStats {
     uint64_t spawned;       /* threads created over the queue's life */
     uint64_t spin_hits;     /* items a spinning worker took: no wake-up */
     /* Queued time, measured on one submitted item in THREADLET_WAIT_SAMPLE
-     * (the first, then every THREADLET_WAIT_SAMPLE-th): the average is
-     * wait_ns_total / wait_samples.
+     * (the first, then every THREADLET_WAIT_SAMPLE-th, exactly so with one
+     * submitting thread): the average is wait_ns_total / wait_samples.
      */
     uint64_t wait_samples;  /* sampled items a worker has taken */
     uint64_t wait_ns_total; /* their queued time, summed */
@@ -113,21 +113,22 @@ typedef enum ThreadletDestroyMode {
 
 struct ThreadletQueue {
     /* private, atomic: written by every submit without the lock */
-    _Atomic unsigned gate;       /* QUEUE_OPEN | 2 per submit in progress */
-    _Atomic uint64_t submitted;  /* stats.submitted */
-    char pad1[64];               /* workers write nothing above */
     _Atomic(ThreadletWork *) inbox; /* submitted items, newest first */
     _Atomic unsigned pending;    /* submitted, not yet moved to items */
-    char pad2[64];
+    _Atomic unsigned sample_tick; /* submits, roughly: picks sampled ones */
+    char pad1[64];
 
-    /* private, atomic: written under lock, read by submit without it */
+    /* private, atomic: written under lock (gate: by submits that lock, and
+     * destroy), read by submit without it
+     */
+    _Atomic unsigned gate;       /* QUEUE_OPEN | 2 per submit locking */
     _Atomic unsigned idle_threads; /* waiting on work_cond */
     _Atomic unsigned spinners;   /* polling for work; at most one */
     _Atomic unsigned wakes;      /* signalled, not yet back from the wait */
     _Atomic unsigned cur_threads;
     _Atomic unsigned max_threads;
     _Atomic bool has_exited;     /* the exited list is not empty */
-    char pad3[64];
+    char pad2[64];
 
     /* private: protected by lock */
     pthread_mutex_t lock;
@@ -135,6 +136,7 @@ struct ThreadletQueue {
     pthread_cond_t stopped_cond; /* a worker left */
     TAILQ_HEAD(ThreadletWorkList, ThreadletWork) items; /* oldest first */
     _Atomic unsigned fifo_len;   /* on items; also read without the lock */
+    uint64_t moved;              /* items moved from the inbox to items */
     TAILQ_HEAD(, ThreadletWorker) workers; /* live ones */
     TAILQ_HEAD(, ThreadletWorker) exited;  /* left, not yet joined */
     unsigned min_threads;
@@ -145,7 +147,7 @@ struct ThreadletQueue {
     uint64_t spin_ns;            /* adaptive window, <= spin_max_ns */
     uint64_t idle_since_ns;      /* when the latest worker began to wait */
     bool stopping;               /* destroy runs: workers leave when dry */
-    ThreadletStats stats;        /* counters other than submitted */
+    ThreadletStats stats;        /* submitted and queued: computed */
     char name[8];
 };
 
