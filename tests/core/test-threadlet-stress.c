@@ -24,6 +24,7 @@
 
 #include "iothread.h"
 #include "threadlet.h"
+#include "threadlet-spin.h"
 #include "util.h"
 
 enum { SUBMITTERS = 4, PER_SUBMITTER = 3000 };
@@ -138,10 +139,12 @@ canceller_main(void *opaque)
     return NULL;
 }
 
-static void
-run_init(Run *r, int max_threads, int min_threads, bool on_iothread)
+static Run *
+run_new(int max_threads, int min_threads, bool on_iothread)
 {
-    memset(r, 0, sizeof(*r));
+    Run *r = calloc(1, sizeof(*r));
+
+    assert_non_null(r);
     complete_run = r;
     if (on_iothread) {
         assert_int_equal(iothread_new("stress", &r->io), 0);
@@ -156,6 +159,7 @@ run_init(Run *r, int max_threads, int min_threads, bool on_iothread)
         r->subs[i].jobs = calloc(PER_SUBMITTER, sizeof(Job));
         assert_non_null(r->subs[i].jobs);
     }
+    return r;
 }
 
 static void
@@ -226,6 +230,7 @@ run_free(Run *r)
     for (int i = 0; i < SUBMITTERS; i++) {
         free(r->subs[i].jobs);
     }
+    free(r);
 }
 
 /* Wait until every accepted job has ended, for at most 60 s: a lost wake-up
@@ -263,27 +268,13 @@ check_stats_settled(Run *r, int accepted)
     assert_int_equal(st.queued, 0);
 }
 
-static unsigned spin_max = THREADLET_MAX_SPIN_NS;
-
-static unsigned
-spin_of(void **state)
-{
-    return *state ? *(unsigned *)*state : 0;
-}
-
-/* TEST again with spinning on, under its own name. */
-#define WITH_SPIN(test)                                                     \
-    { #test "_spinning", test, NULL, NULL, &spin_max }
-
 /* Submitters and a canceller race the workers; complete on an IOThread. */
 static void
 test_submit_cancel_race(void **state)
 {
-    Run *r = calloc(1, sizeof(*r));
+    Run *r = run_new(3, 1, true);
     pthread_t canceller;
 
-    assert_non_null(r);
-    run_init(r, 3, 1, true);
     assert_int_equal(threadlet_queue_set_spin_ns(&r->q, spin_of(state)), 0);
     run_start(r);
     assert_int_equal(pthread_create(&canceller, NULL, canceller_main, r), 0);
@@ -298,7 +289,6 @@ test_submit_cancel_race(void **state)
     assert_int_equal(check_jobs(r), accepted);
     assert_true(atomic_load(&r->cancels) > 0);
     run_free(r);
-    free(r);
 }
 
 /* min 0 and an idle timeout of 0: workers leave as soon as they find no
@@ -308,11 +298,9 @@ test_submit_cancel_race(void **state)
 static void
 test_workers_leave_and_return(void **state)
 {
-    Run *r = calloc(1, sizeof(*r));
+    Run *r = run_new(2, 0, false);
     ThreadletStats st;
 
-    assert_non_null(r);
-    run_init(r, 2, 0, false);
     r->idle_pause_us = 300;
     threadlet_queue_set_idle_timeout(&r->q, 0);
     assert_int_equal(threadlet_queue_set_spin_ns(&r->q, spin_of(state)), 0);
@@ -328,7 +316,6 @@ test_workers_leave_and_return(void **state)
     threadlet_queue_destroy(&r->q, THREADLET_DRAIN);
     assert_int_equal(check_jobs(r), accepted);
     run_free(r);
-    free(r);
 }
 
 /* Destroy while the submitters still submit: each submit is refused or its
@@ -337,10 +324,8 @@ test_workers_leave_and_return(void **state)
 static void
 race_destroy(ThreadletDestroyMode mode)
 {
-    Run *r = calloc(1, sizeof(*r));
+    Run *r = run_new(3, 0, true);
 
-    assert_non_null(r);
-    run_init(r, 3, 0, true);
     r->may_refuse = true;
     run_start(r);
     /* Destroy once the submits are well under way. */
@@ -372,7 +357,6 @@ race_destroy(ThreadletDestroyMode mode)
                      -ESHUTDOWN);
     assert_int_equal(threadlet_work_state(&late.work), THREADLET_NEW);
     run_free(r);
-    free(r);
 }
 
 static void

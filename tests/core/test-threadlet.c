@@ -20,6 +20,7 @@
 
 #include "iothread.h"
 #include "threadlet.h"
+#include "threadlet-spin.h"
 
 typedef struct Item {
     ThreadletWork work;
@@ -83,21 +84,6 @@ wait_threads(ThreadletQueue *q, unsigned want)
     }
     assert_int_equal(st.cur_threads, want);
 }
-
-/* The spin window a test runs with: 0 for plain cmocka_unit_test, else
- * from cmocka_unit_test_prestate.
- */
-static unsigned spin_max = THREADLET_MAX_SPIN_NS;
-
-static unsigned
-spin_of(void **state)
-{
-    return *state ? *(unsigned *)*state : 0;
-}
-
-/* TEST again with spinning on, under its own name. */
-#define WITH_SPIN(test)                                                     \
-    { #test "_spinning", test, NULL, NULL, &spin_max }
 
 static void
 test_fifo_one_worker(void **state)
