@@ -5,13 +5,17 @@
  * compare-and-swap on q->inbox): two atomic read-modify-writes, on one
  * cache line, per item.  Workers hold q->lock, which guards only the
  * consumer side: the FIFO q->items and its length q->fifo_len, the worker
- * lists, the counters of workers, the spin window and the stats.  A worker that finds the FIFO empty takes the whole inbox with
- * one exchange, appends it reversed, so items still run in the order each
- * thread submitted them, and moves its count from pending to fifo_len in
- * one go: per item, workers and submitters share no written cache line.
- * The queued count is pending + fifo_len, and stats.submitted is
- * q->moved (items moved to the FIFO) + pending.  func runs with no lock
- * held.
+ * lists, the counters of workers, the spin window and the stats.  A worker
+ * that finds the FIFO empty takes the whole inbox with one exchange,
+ * appends it reversed, so items still run in the order each thread
+ * submitted them, and moves its count from pending to fifo_len in one go:
+ * per item, workers and submitters share no written cache line.  It
+ * reverses the batch with the lock dropped (each item is a cache miss),
+ * under q->moving: meanwhile other workers leave the inbox alone, and
+ * cancel and destroy wait on moved_cond, so a QUEUED item is always either
+ * in the inbox or on the FIFO when they look.  The queued count is
+ * pending + fifo_len, and stats.submitted is q->moved (items moved to the
+ * FIFO) + pending.  func runs with no lock held.
  *
  * Workers are spawned while the queued items outnumber the idle workers, up
  * to max_threads; otherwise idle workers are woken one at a time: a submit
@@ -37,6 +41,8 @@
  *    after sees the idle worker and signals under the lock, which the
  *    waiter holds until it waits;
  *  - a spinner takes itself off spinners, then checks the inbox;
+ *  - a worker that finds another one moving the inbox may sleep: the mover
+ *    takes an item once the batch is on the FIFO and passes the wake on;
  *  - a woken worker takes itself off wakes, then looks for items, and
  *    passes the wake on if any remain;
  *  - a worker that times out takes itself off cur_threads, then reads the
@@ -45,13 +51,14 @@
  * Busy workers look at the inbox whenever their FIFO runs dry.
  *
  * Spinning: a worker that finds the queue empty may first poll the queued
- * count for its adaptive window, unlocked, before it waits on work_cond.  At most
- * one worker spins.  A submit that finds no more queued items than spinners
- * neither signals nor spawns: the spinner relocks and rechecks before it
- * ever sleeps.  The window (q->spin_ns) belongs to the queue, not to a
- * worker, since the worker a signal wakes need not be the one that last went
- * idle: a submit that has to wake a worker adapts it (tlbd_poll_adapt) from
- * the time since the latest worker began to wait (q->idle_since_ns).
+ * count for its adaptive window, unlocked, before it waits on work_cond.
+ * At most one worker spins.  A submit that finds no more queued items
+ * than spinners neither signals nor spawns: the spinner relocks and
+ * rechecks before it ever sleeps.  The window (q->spin_ns) belongs to the
+ * queue, not to a worker, since the worker a signal wakes need not be the
+ * one that last went idle: a submit that has to wake a worker adapts it
+ * (tlbd_poll_adapt) from the time since the latest worker began to wait
+ * (q->idle_since_ns).
  *
  * A leaving worker moves its record to the exited list and touches nothing
  * after unlocking; the next submit (which locks when q->has_exited is set),
@@ -223,6 +230,63 @@ queued_count(ThreadletQueue *q)
     return atomic_load(&q->pending) + load_counter(&q->fifo_len);
 }
 
+/* Count N items moved from the inbox to the FIFO. */
+static void
+count_moved_locked(ThreadletQueue *q, unsigned n)
+{
+    /* Onto fifo_len before off pending: unlocked readers may count the
+     * items twice for a moment, never miss them.
+     */
+    atomic_store(&q->fifo_len, load_counter(&q->fifo_len) + n);
+    atomic_fetch_sub(&q->pending, n);
+    q->moved += n;
+}
+
+/* Wait until no worker is moving the inbox. */
+static void
+wait_moved_locked(ThreadletQueue *q)
+{
+    while (q->moving) {
+        q->move_waiters++;
+        pthread_cond_wait(&q->moved_cond, &q->lock);
+        q->move_waiters--;
+    }
+}
+
+/* Called by a worker, with the lock held, the FIFO empty and no other
+ * worker moving: take the inbox and put its items on the FIFO, oldest
+ * first.  Walking the items costs a cache miss each, so the lock is
+ * dropped meanwhile; q->moving keeps other workers, cancel and destroy off
+ * the inbox until the batch is on the FIFO, so order holds and a QUEUED
+ * item is always found.  Returns with the lock held.
+ */
+static void
+move_inbox_locked(ThreadletQueue *q)
+{
+    struct ThreadletWorkList batch;
+    ThreadletWork *work, *next;
+    unsigned n = 0;
+
+    q->moving = true;
+    work = atomic_exchange(&q->inbox, INBOX_EMPTY);
+    tlbd_mutex_unlock(&q->lock);
+
+    TAILQ_INIT(&batch);
+    for (; work != INBOX_EMPTY; work = next) {
+        next = work->inbox_next;
+        TAILQ_INSERT_HEAD(&batch, work, node); /* newest first: reverse */
+        n++;
+    }
+
+    tlbd_mutex_lock(&q->lock);
+    TAILQ_CONCAT(&q->items, &batch, node); /* onto an empty FIFO */
+    count_moved_locked(q, n);
+    q->moving = false;
+    if (q->move_waiters) {
+        pthread_cond_broadcast(&q->moved_cond);
+    }
+}
+
 /* Append the items of the inbox to the FIFO, oldest first, and leave
  * EMPTY in it: INBOX_EMPTY, or NULL to close it.
  */
@@ -230,9 +294,11 @@ static void
 take_inbox_locked(ThreadletQueue *q, ThreadletWork *empty)
 {
     ThreadletWork *work, *next;
-    ThreadletWork *last = TAILQ_LAST(&q->items, ThreadletWorkList);
+    ThreadletWork *last;
     unsigned n = 0;
 
+    wait_moved_locked(q);
+    last = TAILQ_LAST(&q->items, ThreadletWorkList);
     if (!inbox_has_items(q) && empty != NULL) {
         return;
     }
@@ -252,12 +318,7 @@ take_inbox_locked(ThreadletQueue *q, ThreadletWork *empty)
         }
         n++;
     }
-    /* Onto fifo_len before off pending: unlocked readers may count the
-     * items twice for a moment, never miss them.
-     */
-    atomic_store(&q->fifo_len, load_counter(&q->fifo_len) + n);
-    atomic_fetch_sub(&q->pending, n);
-    q->moved += n;
+    count_moved_locked(q, n);
 }
 
 /* The oldest queued item, or NULL. */
@@ -265,8 +326,8 @@ static ThreadletWork *
 first_item_locked(ThreadletQueue *q)
 {
     ThreadletWork *work = TAILQ_FIRST(&q->items);
-    if (!work) {
-        take_inbox_locked(q, INBOX_EMPTY);
+    if (!work && !q->moving && inbox_has_items(q)) {
+        move_inbox_locked(q);
         work = TAILQ_FIRST(&q->items);
     }
     return work;
@@ -293,7 +354,7 @@ wait_for_work_locked(ThreadletQueue *q, uint64_t now)
     /* A submit that pushed before the add is seen here; one that pushes
      * after it sees this worker idle and signals under the lock.
      */
-    if (inbox_has_items(q)) {
+    if (inbox_has_items(q) && !q->moving) {
         atomic_fetch_sub(&q->idle_threads, 1);
         return false;
     }
@@ -549,6 +610,7 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
     pthread_cond_init(&q->work_cond, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&q->stopped_cond, NULL);
+    pthread_cond_init(&q->moved_cond, NULL);
     TAILQ_INIT(&q->items);
     TAILQ_INIT(&q->workers);
     TAILQ_INIT(&q->exited);
@@ -735,6 +797,7 @@ int
 cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
 {
     tlbd_mutex_lock(&q->lock);
+    wait_moved_locked(q);
     if (work->queue != q || threadlet_work_state(work) != THREADLET_QUEUED) {
         tlbd_mutex_unlock(&q->lock);
         return 1;
@@ -868,5 +931,6 @@ threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
     }
     pthread_cond_destroy(&q->work_cond);
     pthread_cond_destroy(&q->stopped_cond);
+    pthread_cond_destroy(&q->moved_cond);
     pthread_mutex_destroy(&q->lock);
 }

@@ -134,9 +134,12 @@ struct ThreadletQueue {
     pthread_mutex_t lock;
     pthread_cond_t work_cond;    /* idle workers wait here, one woken/item */
     pthread_cond_t stopped_cond; /* a worker left */
+    pthread_cond_t moved_cond;   /* a worker has moved the inbox */
     TAILQ_HEAD(ThreadletWorkList, ThreadletWork) items; /* oldest first */
     _Atomic unsigned fifo_len;   /* on items; also read without the lock */
     uint64_t moved;              /* items moved from the inbox to items */
+    bool moving;                 /* a worker moves the inbox, unlocked */
+    unsigned move_waiters;       /* waiting on moved_cond */
     TAILQ_HEAD(, ThreadletWorker) workers; /* live ones */
     TAILQ_HEAD(, ThreadletWorker) exited;  /* left, not yet joined */
     unsigned min_threads;
