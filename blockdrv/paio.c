@@ -439,9 +439,7 @@ paio_run(PaioDev *dev, PaioRequest *req, IOThread *io)
     sem_t done;
     int64_t ret;
 
-    if (!paio_valid_request(req)) {
-        return -EINVAL;
-    }
+    /* Both check the request: a bad one fails in paio_submit. */
     if (paio_try_inline(dev, req)) {
         return req->ret;
     }

@@ -253,6 +253,24 @@ wait_moved_locked(ThreadletQueue *q)
     }
 }
 
+/* Put the inbox list that starts at WORK onto BATCH, oldest first (the
+ * inbox is newest first).  Returns how many items it held.
+ */
+static unsigned
+inbox_to_batch(ThreadletWork *work, struct ThreadletWorkList *batch)
+{
+    ThreadletWork *next;
+    unsigned n = 0;
+
+    TAILQ_INIT(batch);
+    for (; work != INBOX_EMPTY; work = next) {
+        next = work->inbox_next;
+        TAILQ_INSERT_HEAD(batch, work, node);
+        n++;
+    }
+    return n;
+}
+
 /* Called by a worker, with the lock held, the FIFO empty and no other
  * worker moving: take the inbox and put its items on the FIFO, oldest
  * first.  Walking the items costs a cache miss each, so the lock is
@@ -264,19 +282,14 @@ static void
 move_inbox_locked(ThreadletQueue *q)
 {
     struct ThreadletWorkList batch;
-    ThreadletWork *work, *next;
-    unsigned n = 0;
+    ThreadletWork *work;
+    unsigned n;
 
     q->moving = true;
     work = atomic_exchange(&q->inbox, INBOX_EMPTY);
     tlbd_mutex_unlock(&q->lock);
 
-    TAILQ_INIT(&batch);
-    for (; work != INBOX_EMPTY; work = next) {
-        next = work->inbox_next;
-        TAILQ_INSERT_HEAD(&batch, work, node); /* newest first: reverse */
-        n++;
-    }
+    n = inbox_to_batch(work, &batch);
 
     tlbd_mutex_lock(&q->lock);
     TAILQ_CONCAT(&q->items, &batch, node); /* onto an empty FIFO */
@@ -293,12 +306,11 @@ move_inbox_locked(ThreadletQueue *q)
 static void
 take_inbox_locked(ThreadletQueue *q, ThreadletWork *empty)
 {
-    ThreadletWork *work, *next;
-    ThreadletWork *last;
-    unsigned n = 0;
+    struct ThreadletWorkList batch;
+    ThreadletWork *work;
+    unsigned n;
 
     wait_moved_locked(q);
-    last = TAILQ_LAST(&q->items, ThreadletWorkList);
     if (!inbox_has_items(q) && empty != NULL) {
         return;
     }
@@ -306,18 +318,8 @@ take_inbox_locked(ThreadletQueue *q, ThreadletWork *empty)
     if (work == NULL) {
         return; /* closed already */
     }
-    /* Newest first: each goes right after the old tail, in front of the
-     * newer ones inserted before it.
-     */
-    for (; work != INBOX_EMPTY; work = next) {
-        next = work->inbox_next;
-        if (last) {
-            TAILQ_INSERT_AFTER(&q->items, last, work, node);
-        } else {
-            TAILQ_INSERT_HEAD(&q->items, work, node);
-        }
-        n++;
-    }
+    n = inbox_to_batch(work, &batch);
+    TAILQ_CONCAT(&q->items, &batch, node);
     count_moved_locked(q, n);
 }
 

@@ -85,7 +85,7 @@ tlbd_cpu_relax(void)
  * thread that would end the wait may be runnable on this very CPU.
  *
  *   TlbdSpin spin;
- *   tlbd_spin_start(&spin, deadline);
+ *   tlbd_spin_start(&spin, tlbd_now_ns(), deadline);
  *   while (!ready() && tlbd_spin_step(&spin)) {
  *   }
  */
