@@ -87,6 +87,7 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     atomic_init(&dev->has_nowait_read, !cfg->direct);
     atomic_init(&dev->has_nowait_write, !cfg->direct);
     dev->inline_max = cfg->inline_max;
+    dev->caller_runs = cfg->caller_runs;
     dev->mem_fs = !cfg->is_blockdev && on_mem_fs(cfg->fd);
     pthread_rwlock_init(&dev->rmw_lock, NULL);
     pthread_mutex_init(&dev->inject_lock, NULL);
@@ -433,12 +434,36 @@ run_done(PaioRequest *req)
     sem_post(req->opaque);
 }
 
+/* paio_run on a caller_runs device: the worker's part, on the calling
+ * thread.  In flight meanwhile, so paio_dev_drain waits for it.
+ */
+static int64_t
+run_on_caller(PaioDev *dev, PaioRequest *req)
+{
+    if (!paio_valid_request(req)) {
+        return -EINVAL;
+    }
+    req->dev = dev;
+    req->ret = 0;
+    atomic_fetch_add(&dev->in_flight, 1);
+    atomic_fetch_add(&dev->stat_in_flight, 1);
+    paio_worker(&req->work);
+    atomic_fetch_add_explicit(&dev->stat_inline, 1, memory_order_relaxed);
+    paio_count_done(dev, req);
+    atomic_fetch_sub(&dev->stat_in_flight, 1);
+    dev_put(dev);
+    return req->ret;
+}
+
 int64_t
 paio_run(PaioDev *dev, PaioRequest *req, IOThread *io)
 {
     sem_t done;
     int64_t ret;
 
+    if (!io && dev->caller_runs) {
+        return run_on_caller(dev, req);
+    }
     /* Both check the request: a bad one fails in paio_submit. */
     if (paio_try_inline(dev, req)) {
         return req->ret;

@@ -119,6 +119,9 @@ typedef struct PaioDevConfig {
     uint32_t inline_max; /* reads and writes up to this many bytes may run
                             on the caller's thread (paio_try_inline); 0
                             sends every request to the pool */
+    bool caller_runs;    /* paio_run without an I/O thread runs every
+                            request on the calling thread, which waits for
+                            it anyway; else only what paio_try_inline takes */
 } PaioDevConfig;
 
 /* Per-operation counters, all atomic. */
@@ -145,6 +148,7 @@ struct PaioDev {
     ThreadletQueue *queue;
     bool mem_fs;          /* tmpfs or ramfs: I/O never waits on a device */
     uint32_t inline_max;
+    bool caller_runs;
 
     /* atomic: learnt while running */
     _Atomic uint64_t size;        /* grows with growable writes, truncate */
@@ -225,10 +229,13 @@ typedef enum PaioCancelResult {
 PaioCancelResult paio_cancel(PaioRequest *req);
 
 /* Run REQ on DEV and wait for it; returns REQ->ret (or the submit error).
- * paio_try_inline first; else REQ->cb, opaque and iothread are overwritten
- * and REQ goes to a worker.  When IO is not NULL the
- * completion goes through IO's loop (IO must be running and must not be the
- * caller's thread); otherwise the worker wakes the caller directly.
+ * With IO NULL on a caller_runs device, REQ runs on the calling thread,
+ * whatever it is (the same handler, injection and counters as on a worker;
+ * cb is not called).  Otherwise paio_try_inline first; else REQ->cb, opaque
+ * and iothread are overwritten and REQ goes to a worker.  When IO is not
+ * NULL the completion goes through IO's loop (IO must be running and must
+ * not be the caller's thread); otherwise the worker wakes the caller
+ * directly.
  */
 int64_t paio_run(PaioDev *dev, PaioRequest *req, IOThread *io);
 

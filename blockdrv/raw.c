@@ -65,6 +65,24 @@ blockdev_parse_discard(const char *str, BlockDevDiscard *discard)
     return 0;
 }
 
+int
+blockdev_parse_offload(const char *str, BlockDevOffload *offload)
+{
+    static const char *const names[] = {
+        [BLOCKDEV_OFFLOAD_BLOCKING] = "blocking",
+        [BLOCKDEV_OFFLOAD_NEVER] = "never",
+        [BLOCKDEV_OFFLOAD_ALWAYS] = "always",
+    };
+
+    for (size_t i = 0; str && i < TLBD_ARRAY_SIZE(names); i++) {
+        if (strcmp(str, names[i]) == 0) {
+            *offload = (BlockDevOffload)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 /* Set *ERRMSG (if not NULL) to a formatted message; return ERR. */
 static int __attribute__((format(printf, 3, 4)))
 fail(char **errmsg, int err, const char *fmt, ...)
@@ -143,6 +161,12 @@ blockdev_parse_option(BlockDevOptions *opts, const char *key,
         if (blockdev_parse_inline_max(value, &opts->inline_max) < 0) {
             return fail(errmsg, -EINVAL,
                         "inline-max: '%s' is not a size of at most 32M",
+                        value ? value : "");
+        }
+    } else if (strcmp(key, "offload") == 0) {
+        if (blockdev_parse_offload(value, &opts->offload) < 0) {
+            return fail(errmsg, -EINVAL,
+                        "offload: '%s' is not one of blocking, never, always",
                         value ? value : "");
         }
     } else if (strcmp(key, "inject") == 0) {
@@ -362,7 +386,9 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     cfg.direct = bd->direct;
     cfg.size = bd->is_blockdev ? 0 : (uint64_t)st.st_size;
     cfg.queue = opts->queue;
-    cfg.inline_max = opts->inline_max;
+    cfg.inline_max =
+        opts->offload == BLOCKDEV_OFFLOAD_ALWAYS ? 0 : opts->inline_max;
+    cfg.caller_runs = opts->offload == BLOCKDEV_OFFLOAD_NEVER;
     ret = paio_dev_new(&cfg, &bd->dev);
     if (ret < 0) {
         fail(errmsg, ret, "'%s': %s", path, strerror(-ret));

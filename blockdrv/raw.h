@@ -44,6 +44,18 @@ typedef enum BlockDevDiscard {
     BLOCKDEV_DISCARD_IGNORE,    /* discard succeeds and does nothing */
 } BlockDevDiscard;
 
+/* Which requests of the blocking forms (blockdev_p*, blockdev_flush, ...)
+ * the pool runs.  The aio forms always use the pool (after their
+ * blockdev_try_* attempt).
+ */
+typedef enum BlockDevOffload {
+    BLOCKDEV_OFFLOAD_BLOCKING = 0, /* those that may wait on a device; the
+                                      rest run on the caller's thread */
+    BLOCKDEV_OFFLOAD_NEVER,        /* none: the caller's thread runs every
+                                      request, since it waits anyway */
+    BLOCKDEV_OFFLOAD_ALWAYS,       /* all of them (inline_max is ignored) */
+} BlockDevOffload;
+
 typedef struct BlockDevOptions {
     bool readonly;
     bool growable;           /* writes past the end extend a regular file */
@@ -57,6 +69,7 @@ typedef struct BlockDevOptions {
                                 blocking forms may run on the caller's
                                 thread; 0 sends everything to the pool.
                                 Default BLOCKDEV_INLINE_MAX_DEFAULT. */
+    BlockDevOffload offload; /* default BLOCKDEV_OFFLOAD_BLOCKING */
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
@@ -92,9 +105,12 @@ typedef struct BlockDevStats {
 /* Defaults: read-write, writeback, discard=unmap, no injection. */
 void blockdev_options_init(BlockDevOptions *opts);
 
-/* "writeback" | "none" and "unmap" | "ignore".  Return 0 or -EINVAL. */
+/* "writeback" | "none", "unmap" | "ignore" and "blocking" | "never" |
+ * "always".  Return 0 or -EINVAL.
+ */
 int blockdev_parse_cache(const char *str, BlockDevCache *cache);
 int blockdev_parse_discard(const char *str, BlockDevDiscard *discard);
+int blockdev_parse_offload(const char *str, BlockDevOffload *offload);
 
 /* Open PATH, a regular file or block device.  Returns 0 or -errno; on
  * failure *ERRMSG (if ERRMSG is not NULL) gets a malloc'd one-line message
@@ -187,7 +203,7 @@ int blockdev_cache(BlockDev *bd, uint64_t offset, uint64_t length);
 
 /* Set one option of OPTS from KEY=VALUE text, as the front ends take them:
  * readonly, growable (true/false, on/off, yes/no, 1/0), cache, discard,
- * inject.  VALUE is used as it is (inject keeps the pointer).  Returns 0,
+ * inline-max, offload, inject.  VALUE is used as it is (inject keeps the pointer).  Returns 0,
  * -ENOENT for a key that is not a BlockDev option (nothing is set), or
  * -EINVAL with *ERRMSG (malloc'd, if ERRMSG is not NULL) such as
  * "cache: 'fast' is not one of writeback, none".

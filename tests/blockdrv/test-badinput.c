@@ -211,6 +211,9 @@ test_bad_options(void **state)
         { "inline-max", "64x",
           "inline-max: '64x' is not a size of at most 32M" },
         { "inline-max", "1G", "inline-max: '1G' is not a size of at most 32M" },
+        { "offload", "sometimes",
+          "offload: 'sometimes' is not one of blocking, never, always" },
+        { "offload", "", "offload: '' is not one of blocking, never, always" },
     };
 
     blockdev_options_init(&opts);
@@ -229,7 +232,14 @@ test_bad_options(void **state)
     assert_int_equal(opts.cache, BLOCKDEV_CACHE_WRITEBACK);
     assert_null(opts.inject);
     assert_int_equal(opts.inline_max, BLOCKDEV_INLINE_MAX_DEFAULT);
+    assert_int_equal(opts.offload, BLOCKDEV_OFFLOAD_BLOCKING);
     /* Good values are set. */
+    assert_int_equal(blockdev_parse_option(&opts, "offload", "never", NULL),
+                     0);
+    assert_int_equal(opts.offload, BLOCKDEV_OFFLOAD_NEVER);
+    assert_int_equal(blockdev_parse_option(&opts, "offload", "always", NULL),
+                     0);
+    assert_int_equal(opts.offload, BLOCKDEV_OFFLOAD_ALWAYS);
     assert_int_equal(blockdev_parse_option(&opts, "inline-max", "4k", NULL),
                      0);
     assert_int_equal(opts.inline_max, 4096);

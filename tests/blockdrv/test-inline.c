@@ -4,7 +4,9 @@
  * reach past the end or meet injection rules, which go to the pool; and a
  * disk-backed file, where a read runs inline only while the page cache
  * holds its data (RWF_NOWAIT) and falls back to the pool after the pages
- * were dropped.  Every path is checked for the data it moves.
+ * were dropped.  offload=never runs every request of the blocking forms
+ * on the caller's thread, injection and errors included, and offload=always
+ * none.  Every path is checked for the data it moves.
  */
 #include "blockdrv-test.h"
 
@@ -188,6 +190,117 @@ test_inline_off(void **state)
     blockdev_close(bd);
 }
 
+static BlockDev *
+open_offload(const char *path, const char *offload, ThreadletQueue *q,
+             IOThread *io)
+{
+    BlockDevOptions opts;
+    BlockDev *bd = NULL;
+    char *msg = NULL;
+
+    blockdev_options_init(&opts);
+    assert_int_equal(blockdev_parse_option(&opts, "offload", offload, &msg),
+                     0);
+    opts.queue = q;
+    opts.iothread = io;
+    assert_int_equal(blockdev_open(path, &opts, &bd, &msg), 0);
+    assert_null(msg);
+    return bd;
+}
+
+static uint64_t
+pool_submitted(ThreadletQueue *q)
+{
+    ThreadletStats st;
+    threadlet_queue_get_stats(q, &st);
+    return st.submitted;
+}
+
+/* offload=never on a disk-backed file: every blocking request runs on this
+ * thread, even those that may wait on the device; aio requests still go to
+ * the pool.
+ */
+static void
+test_offload_never(void **state)
+{
+    Fixture *f = *state;
+    ThreadletQueue q;
+    BlockDev *bd;
+    uint8_t buf[4096], want[4096];
+    struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
+    BlockDevStats st;
+    BtWait w;
+
+    assert_int_equal(threadlet_queue_init_named(&q, "offl", 2, 0), 0);
+    bd = open_offload(f->bt.path, "never", &q, f->bt.io);
+    uint64_t before = pool_submitted(&q); /* the open's probes, if any */
+
+    bt_pattern(want, sizeof(want), 12288, 90);
+    assert_int_equal(blockdev_pwrite(bd, want, sizeof(want), 12288,
+                                     BLOCKDEV_FUA), 4096);
+    assert_file_has(f->bt.path, 12288, want, sizeof(want));
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 12288), 4096);
+    assert_memory_equal(buf, want, sizeof(want));
+    assert_int_equal(blockdev_flush(bd), 0);
+    assert_int_equal(blockdev_write_zeroes(bd, 12288, 4096, 0), 0);
+    assert_file_has(f->bt.path, 12288, (uint8_t[4096]){ 0 }, 4096);
+    /* Errors and injection reach the caller the same way. */
+    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), IMG_SIZE - 1024, 0),
+                     -ENOSPC);
+    assert_int_equal(blockdev_set_inject(bd, "read:eio:once", NULL), 0);
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 0), -EIO);
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 0), 4096);
+    assert_int_equal(blockdev_set_inject(bd, NULL, NULL), 0);
+    assert_int_equal(pool_submitted(&q), before);
+
+    blockdev_get_stats(bd, &st);
+    assert_int_equal(st.inline_ops, 7);
+    assert_int_equal(st.reads, 3);
+    assert_int_equal(st.writes, 2);
+    assert_int_equal(st.errors, 2);
+    assert_int_equal(st.in_flight, 0);
+
+    /* The aio form goes to the pool, callback on the IOThread. */
+    bt_wait_init(&w, f->bt.io);
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(blockdev_aio_preadv(bd, 12288, &v, 1, bt_wait_cb, &w), 0);
+    assert_int_equal(bt_wait(&w), 4096);
+    assert_true(bt_is_zero(buf, sizeof(buf)));
+    assert_true(pool_submitted(&q) > before);
+
+    blockdev_close(bd);
+    threadlet_queue_destroy(&q, THREADLET_DRAIN);
+}
+
+/* offload=always on tmpfs: nothing runs inline, all of it on the pool. */
+static void
+test_offload_always(void **state)
+{
+    Fixture *f = *state;
+    ThreadletQueue q;
+    BlockDev *bd;
+    uint8_t buf[4096], want[4096];
+    struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
+    int64_t ret = 0;
+
+    assert_int_equal(threadlet_queue_init_named(&q, "offl", 2, 0), 0);
+    bd = open_offload(f->mempath, "always", &q, f->bt.io);
+    uint64_t before = pool_submitted(&q);
+
+    assert_false(blockdev_try_preadv(bd, 0, &v, 1, &ret));
+    bt_pattern(want, sizeof(want), 4096, 91);
+    assert_int_equal(blockdev_pwrite(bd, want, sizeof(want), 4096, 0), 4096);
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 4096), 4096);
+    assert_memory_equal(buf, want, sizeof(want));
+    assert_int_equal(blockdev_flush(bd), 0);
+    assert_int_equal(inline_ops(bd), 0);
+    assert_int_equal(pool_submitted(&q), before + 3);
+
+    blockdev_close(bd);
+    threadlet_queue_destroy(&q, THREADLET_DRAIN);
+}
+
 static bool
 dir_on_mem_fs(const char *dir)
 {
@@ -304,6 +417,8 @@ main(void)
         cmocka_unit_test(test_tmpfs_inline),
         cmocka_unit_test(test_inline_off),
         cmocka_unit_test(test_disk_nowait),
+        cmocka_unit_test(test_offload_never),
+        cmocka_unit_test(test_offload_always),
     };
 
     if (!bt_private_mounts()) {
