@@ -47,6 +47,7 @@ typedef struct NbdArgs {
     const char *idle_timeout;
     const char *inject;
     const char *inline_max;
+    const char *offload;
     const char *socket;       /* --socket PATH */
     const char *port;         /* --port N: TCP on localhost */
     const char *run;          /* --run CMD */
@@ -71,7 +72,8 @@ usage(FILE *fp, int exitcode)
     fprintf(fp,
 "usage: tlbd nbd [-r] [--cache writeback|none] [--discard unmap|ignore]\n"
 "                [--threads-min N] [--threads-max N] [--idle-timeout TIME]\n"
-"                [--inject SPEC] [--inline-max SIZE]\n"
+"                [--inject SPEC] [--offload never|blocking|always]\n"
+"                [--inline-max SIZE]\n"
 "                [--socket PATH | --port PORT] [--run CMD]\n"
 "                [-v] IMAGE [-- NBDKIT-ARGS...]\n");
     if (fp == stdout) {
@@ -89,9 +91,12 @@ usage(FILE *fp, int exitcode)
 "  --idle-timeout TIME idle workers above the minimum leave after TIME\n"
 "                      (500ms, 10s, 2m; default 10s)\n"
 "  --inject SPEC       fault and latency injection, see paio(3)\n"
-"  --inline-max SIZE   reads and writes up to SIZE that cannot wait on a\n"
-"                      device run on nbdkit's thread (default 32M: all;\n"
-"                      0: none)\n"
+"  --offload MODE      which requests the threadlet pool runs: never\n"
+"                      (default: nbdkit's threads run them), blocking\n"
+"                      (those that may wait on a device) or always\n"
+"  --inline-max SIZE   --offload blocking: reads and writes up to SIZE\n"
+"                      that cannot wait on a device run on nbdkit's\n"
+"                      thread (default 32M: all; 0: none)\n"
 "  --socket PATH       listen on this Unix socket\n"
 "  --port PORT         listen on TCP port PORT of localhost (127.0.0.1)\n"
 "  --run CMD           run CMD with $uri set, then stop (as nbdkit --run)\n"
@@ -116,6 +121,7 @@ enum {
     IDLE_TIMEOUT_OPTION,
     INJECT_OPTION,
     INLINE_MAX_OPTION,
+    OFFLOAD_OPTION,
     SOCKET_OPTION,
     PORT_OPTION,
     RUN_OPTION,
@@ -135,6 +141,7 @@ static const struct option long_options[] = {
     { "idle-timeout", required_argument, NULL, IDLE_TIMEOUT_OPTION },
     { "inject", required_argument, NULL, INJECT_OPTION },
     { "inline-max", required_argument, NULL, INLINE_MAX_OPTION },
+    { "offload", required_argument, NULL, OFFLOAD_OPTION },
     { "socket", required_argument, NULL, SOCKET_OPTION },
     { "port", required_argument, NULL, PORT_OPTION },
     { "run", required_argument, NULL, RUN_OPTION },
@@ -159,6 +166,7 @@ parse_args(int argc, char **argv, NbdArgs *a)
 {
     BlockDevCache cache;
     BlockDevDiscard discard;
+    BlockDevOffload offload;
     uint64_t ns;
     uint32_t inline_max;
     int dashes = 1;
@@ -233,6 +241,14 @@ parse_args(int argc, char **argv, NbdArgs *a)
                 usage(stderr, EXIT_FAILURE);
             }
             a->inline_max = optarg;
+            break;
+        case OFFLOAD_OPTION:
+            if (blockdev_parse_offload(optarg, &offload) < 0) {
+                tlbd_bad_value("--offload", optarg,
+                               "expected never, blocking or always");
+                usage(stderr, EXIT_FAILURE);
+            }
+            a->offload = optarg;
             break;
         case SOCKET_OPTION:
             a->socket = optarg;
@@ -369,6 +385,7 @@ build_argv(const NbdArgs *a, const char *nbdkit, const char *plugin,
     add_param(argv, &n, "idle-timeout", a->idle_timeout);
     add_param(argv, &n, "inject", a->inject);
     add_param(argv, &n, "inline-max", a->inline_max);
+    add_param(argv, &n, "offload", a->offload);
     for (int i = 0; i < a->nextra; i++) {
         if (is_param(a->extra[i])) {
             argv[n++] = a->extra[i];

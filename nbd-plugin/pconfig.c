@@ -30,6 +30,9 @@ pconfig_init(PluginConfig *cfg)
      * of them: a hand-off of a copy that cannot wait on a device would buy
      * no parallelism, at any size.  The limit is for event loops. */
     cfg->inline_max = BLOCKDEV_INLINE_MAX_LIMIT;
+    /* For the same reason, and because a hand-off costs two thread
+     * wake-ups, requests that may wait on a device run there too. */
+    cfg->offload = BLOCKDEV_OFFLOAD_NEVER;
 }
 
 void
@@ -198,6 +201,14 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
         }
         if (blockdev_parse_inline_max(value, &cfg->inline_max) < 0) {
             return fail(errmsg, -EINVAL, "inline-max=%s: must be at most 32M",
+                        value);
+        }
+        return 0;
+    }
+    if (strcmp(key, "offload") == 0) {
+        if (blockdev_parse_offload(value, &cfg->offload) < 0) {
+            return fail(errmsg, -EINVAL,
+                        "offload=%s: must be 'never', 'blocking' or 'always'",
                         value);
         }
         return 0;

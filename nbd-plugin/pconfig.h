@@ -33,6 +33,7 @@ typedef struct PluginConfig {
     BlockDevDiscard discard;
     char *inject; /* Can be NULL. */
     uint32_t inline_max; /* BlockDevOptions.inline_max */
+    BlockDevOffload offload;
 } PluginConfig;
 
 

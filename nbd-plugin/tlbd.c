@@ -111,9 +111,13 @@ tlbd_config_complete(void)
     "                      TIME, e.g. 10s or 500ms (default 10s).\n"           \
     "cache=writeback|none  Page cache, or O_DIRECT (default writeback).\n"     \
     "discard=unmap|ignore  What trim does (default unmap).\n"                  \
-    "inline-max=<SIZE>     Reads and writes up to SIZE that cannot wait on\n"   \
-    "                      a device run on nbdkit's thread; 0 sends all\n"    \
-    "                      to the pool (default 32M: all).\n"                 \
+    "offload=never|blocking|always\n"                                         \
+    "                      Which requests the threadlet pool runs: none\n"    \
+    "                      (nbdkit's thread runs them, the default), those\n" \
+    "                      that may wait on a device, or all.\n"             \
+    "inline-max=<SIZE>     offload=blocking: reads and writes up to SIZE\n"   \
+    "                      that cannot wait on a device run on nbdkit's\n"   \
+    "                      thread; 0 sends all to the pool (default 32M).\n" \
     "inject=<SPEC>         Fault and latency injection, see paio(3)."
 
 /* Print the compiled-in features. */
@@ -186,6 +190,7 @@ open_device(void)
     opts.discard = config.discard;
     opts.inject = config.inject;
     opts.inline_max = config.inline_max;
+    opts.offload = config.offload;
     opts.queue = &pool;
 
     r = blockdev_open(config.file, &opts, &bd, &err);

@@ -60,10 +60,13 @@ refuse "discard=maybe: must be 'unmap' or 'ignore'" file="$img" discard=maybe
 refuse "inject" file="$img" inject='this is not a spec'
 refuse "inline-max=1G: must be at most 32M" file="$img" inline-max=1G
 refuse "inline-max=lots: not a size" file="$img" inline-max=lots
+refuse "offload=sometimes: must be 'never', 'blocking' or 'always'" \
+    file="$img" offload=sometimes
 
 # Good values of every key are accepted.
 nbdkit -U - "$plugin" file="$img" threads-min=0 threads-max=3 \
     idle-timeout=500ms cache=writeback discard=ignore inline-max=4k \
+    offload=blocking \
     --run 'nbdinfo --size "$uri"' > /dev/null || die "good keys refused"
 [ "$(sha256 "$img")" = "$before" ] || die "image changed by a read-only run"
 

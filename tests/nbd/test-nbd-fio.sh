@@ -32,8 +32,10 @@ rw=randwrite
 do_verify=1
 JOB
 
-# threads-max=4 so that 64 requests in flight wait for workers.
-nbdkit -U - "$plugin" file="$d/disk.img" threads-max=4 idle-timeout=1s \
+# offload=always threads-max=4 so that 64 requests in flight wait for
+# workers; the server that verifies runs them on nbdkit's threads.
+nbdkit -U - "$plugin" file="$d/disk.img" offload=always threads-max=4 \
+    idle-timeout=1s \
     --run 'URI="$uri" fio --output-format=terse --terse-version=3 \
                "'"$d"'/job.fio"' > "$d/fio.out" ||
     { cat "$d/fio.out"; die "fio randwrite+verify failed"; }

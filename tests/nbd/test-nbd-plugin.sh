@@ -30,7 +30,7 @@ grep -Eqx 'tlbd_threads_max_default=[0-9]+' "$d/dump" ||
 # --help lists every key.
 nbdkit "$plugin" --help > "$d/help"
 for key in file= threads-min= threads-max= idle-timeout= cache= discard= \
-           inline-max= inject=; do
+           offload= inline-max= inject=; do
     grep -q -- "^$key" "$d/help" || die "--help does not list $key"
 done
 

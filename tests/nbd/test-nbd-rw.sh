@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tlbd: pread/pwrite/flush/trim/zero/cache round trips through nbdsh, each
 # checked against the image file itself, with and without FUA, in both cache
-# modes, with requests run on nbdkit's threads when they cannot wait on a
-# device (the default) and with every request on the pool (inline-max=0).
+# modes, with every request run on nbdkit's threads (the default,
+# offload=never), on the pool when it may wait on a device
+# (offload=blocking, both cache modes) and always on the pool
+# (offload=always).
 source "$(dirname "$0")/../functions.sh"
 set -e
 source "$(dirname "$0")/nbd-functions.sh"
@@ -10,7 +12,8 @@ requires python3 --version
 
 d=$(mktestdir)
 
-for mode in writeback none writeback,inline-max=0; do
+for mode in writeback none writeback,offload=blocking none,offload=blocking \
+            writeback,offload=always; do
     cache=${mode%%,*}
     extra=()
     [ "$mode" = "$cache" ] || extra=("${mode#*,}")
