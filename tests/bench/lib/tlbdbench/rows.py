@@ -257,8 +257,15 @@ def run_untar(ctx, row, inst, mnt):
     return dict(value=elapsed, elapsed_s=elapsed, cpu_s=cpu)
 
 
+# Runs of pool-bench's libraries, interleaved, within one repetition: one
+# empty-task run lasts tens of milliseconds, a few scheduler time slices,
+# and on 2 CPUs single runs of the same library differ by 3x.
+POOL_INNER_REPS = 5
+
+
 def run_pool(ctx):
-    """One pool-bench run: {metric: {lib: value}}."""
-    p = run([ctx.pool_bench(), "--json", "--reps", "1"], timeout=600)
+    """One pool-bench run, medians of POOL_INNER_REPS: {metric: {lib: v}}."""
+    p = run([ctx.pool_bench(), "--json", "--reps", str(POOL_INNER_REPS)],
+            timeout=600)
     d = json.loads(p.stdout)
     return {r["metric"]: {k: r[k] for k, _ in POOL_LIBS} for r in d["rows"]}
