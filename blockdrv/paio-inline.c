@@ -12,13 +12,21 @@
  *    preadv2(RWF_NOWAIT), which the kernel answers only from the page
  *    cache; a write inside the image that needs no flush tries
  *    pwritev2(RWF_NOWAIT).  (With O_DIRECT, RWF_NOWAIT would still wait
- *    for the device, so such requests always go to the pool.)  EAGAIN or a short transfer sends
- *    the whole request to the pool (reads and writes are idempotent), and
- *    the first EOPNOTSUPP turns that attempt off for the device.
+ *    for the device, so such requests always go to the pool.)  EAGAIN or
+ *    a short transfer sends the whole request to the pool (reads and
+ *    writes are idempotent), and the first EOPNOTSUPP turns that attempt
+ *    off for the device;
+ *  - a write with PAIO_MAY_WAIT, whose caller waits for nothing else
+ *    meanwhile, may be of any size, and on a buffered regular file runs
+ *    as a plain pwritev where RWF_NOWAIT is refused: it may sleep in the
+ *    kernel (the inode lock, page allocation, dirty throttling) but starts
+ *    no device I/O, and the kernel serializes buffered writes to one file
+ *    on the inode lock whichever thread makes them.
  *
  * Only plain requests qualify: no injection rules, at most dev->inline_max
- * bytes, no O_DIRECT bounce buffer, no lock to take, nothing read-only to
- * refuse.  The rest goes to the pool as before.
+ * bytes (but see PAIO_MAY_WAIT; 0 turns all of this off), no O_DIRECT
+ * bounce buffer, no lock to take, nothing read-only to refuse.  The rest
+ * goes to the pool as before.
  *
  * Threads: any thread; the caller owns REQ throughout.
  */
@@ -53,18 +61,23 @@ static bool
 try_rw(PaioDev *dev, PaioRequest *req)
 {
     bool write = req->type == PAIO_WRITE;
+    bool nowait = atomic_load_explicit(
+        write ? &dev->has_nowait_write : &dev->has_nowait_read,
+        memory_order_relaxed);
+    /* PAIO_MAY_WAIT: the caller waits for nothing else meanwhile, so a
+     * write of any size may run here, and a buffered write to a regular
+     * file even where RWF_NOWAIT is refused, as a plain pwritev. */
+    bool may_wait = write && (req->flags & PAIO_MAY_WAIT);
+    bool can_plain = may_wait && !dev->direct && !dev->is_blockdev;
+    bool plain = can_plain && !nowait;
     uint64_t total;
 
     if (!dev->mem_fs &&
-        (write ? (req->flags & PAIO_FUA) ||
-                     !atomic_load_explicit(&dev->has_nowait_write,
-                                           memory_order_relaxed)
-               : !atomic_load_explicit(&dev->has_nowait_read,
-                                       memory_order_relaxed))) {
+        ((write && (req->flags & PAIO_FUA)) || (!nowait && !plain))) {
         return false; /* would need a flush, or RWF_NOWAIT is refused */
     }
     total = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
-    if (total == 0 || total > dev->inline_max) {
+    if (total == 0 || (total > dev->inline_max && !may_wait)) {
         return false;
     }
     if (dev->direct &&
@@ -75,11 +88,19 @@ try_rw(PaioDev *dev, PaioRequest *req)
                   paio_rmw_mode(dev, req->offset, total) != PAIO_RMW_NONE)) {
         return false; /* refused, extends the file, or shares rmw_lock */
     }
-    if (dev->mem_fs) {
-        req->ret = write ? paio_handle_write(req) : paio_handle_read(req);
-        return true;
+    if (!dev->mem_fs && !plain) {
+        if (try_nowait(dev, req, total, write)) {
+            return true;
+        }
+        /* Unless this was the first refusal of RWF_NOWAIT, which has just
+         * turned the attempts off. */
+        if (!can_plain || atomic_load_explicit(&dev->has_nowait_write,
+                                               memory_order_relaxed)) {
+            return false;
+        }
     }
-    return try_nowait(dev, req, total, write);
+    req->ret = write ? paio_handle_write(req) : paio_handle_read(req);
+    return true;
 }
 
 bool

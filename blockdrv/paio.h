@@ -64,6 +64,9 @@ typedef enum PaioType {
 #define PAIO_FUA         (1u << 0) /* durable when the callback runs */
 #define PAIO_MAY_TRIM    (1u << 1) /* write-zeroes may leave a hole */
 #define PAIO_NO_FALLBACK (1u << 2) /* write-zeroes: fast or -ENOTSUP */
+#define PAIO_MAY_WAIT    (1u << 3) /* paio_try_inline: a buffered write
+                                      where RWF_NOWAIT is refused may run
+                                      as a plain pwritev (see paio(3)) */
 
 typedef void PaioCompleteFn(PaioRequest *req);
 

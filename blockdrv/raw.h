@@ -84,6 +84,11 @@ int blockdev_parse_inline_max(const char *str, uint32_t *out);
 #define BLOCKDEV_FUA         (1u << 0) /* write/zero/discard durable on return */
 #define BLOCKDEV_MAY_TRIM    (1u << 1) /* write_zeroes may punch a hole */
 #define BLOCKDEV_NO_FALLBACK (1u << 2) /* write_zeroes: fast or -ENOTSUP */
+#define BLOCKDEV_MAY_WAIT    (1u << 3) /* blockdev_try_pwritev: a buffered
+                                          write may run even where the file
+                                          system refuses RWF_NOWAIT; it may
+                                          sleep in the kernel, but starts no
+                                          device I/O of its own */
 
 /* Called once per aio request with bytes transferred (reads and writes: the
  * whole length), 0, or -errno.

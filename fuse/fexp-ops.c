@@ -4,11 +4,12 @@
  * fuse_session_process_buf, which fexp.c runs on the export's IOThread, and
  * the BlockDev posts every completion to the same IOThread.  So nothing here
  * takes a lock: the export's state is touched by one thread only.  No
- * function blocks on the disk: a read, write or flush that cannot wait on
+ * function waits on the disk: a read, write or flush that cannot wait on
  * a device (blockdev_try_*: a memory file system, or the page cache) is
- * done at once and replied to; the other data requests (read, write,
- * flush, fsync, fallocate, truncate, lseek) are blockdev_aio_* calls, and
- * the reply is sent from the completion.  Cheap metadata calls (fstat,
+ * done at once and replied to, and so is a buffered write alone in flight
+ * (BLOCKDEV_MAY_WAIT); the other data requests (read, write, flush,
+ * fsync, fallocate, truncate, lseek) are blockdev_aio_* calls, and the
+ * reply is sent from the completion.  Cheap metadata calls (fstat,
  * fstatvfs, futimens) are made inline too.
  *
  * The file is the image: its size is the image's size, st_blocks the
@@ -380,7 +381,12 @@ fexp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     r->iov.iov_base = (void *)buf;
     r->iov.iov_len = size;
     int64_t done;
-    if (blockdev_try_pwritev(exp->bd, r->offset, &r->iov, 1, 0, &done)) {
+    /* Alone in flight, a write may take the I/O thread: no other request
+     * waits on it, and the kernel runs buffered writes to one file one at
+     * a time (the inode lock) whichever thread makes them.
+     */
+    unsigned flags = exp->stats.in_flight == 1 ? BLOCKDEV_MAY_WAIT : 0;
+    if (blockdev_try_pwritev(exp->bd, r->offset, &r->iov, 1, flags, &done)) {
         /* Done already: the receive buffer stays where it is. */
         exp->stats.inline_ops++;
         write_done(r, done);

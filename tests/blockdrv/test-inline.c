@@ -4,7 +4,9 @@
  * reach past the end or meet injection rules, which go to the pool; and a
  * disk-backed file, where a read runs inline only while the page cache
  * holds its data (RWF_NOWAIT) and falls back to the pool after the pages
- * were dropped.  offload=never runs every request of the blocking forms
+ * were dropped; BLOCKDEV_MAY_WAIT lets a write of any size run there, and
+ * a buffered one even where the file system refuses RWF_NOWAIT.
+ * offload=never runs every request of the blocking forms
  * on the caller's thread, injection and errors included, and offload=always
  * none.  Every path is checked for the data it moves.
  */
@@ -216,6 +218,73 @@ pool_submitted(ThreadletQueue *q)
     return st.submitted;
 }
 
+static bool dir_on_mem_fs(const char *dir);
+
+/* BLOCKDEV_MAY_WAIT, for a caller with nothing else in flight: a write of
+ * any size may run here, and on a buffered regular file even where the
+ * file system refuses RWF_NOWAIT (ext4) as a plain pwritev; never with
+ * FUA, O_DIRECT or inline-max=0.
+ */
+static void
+test_may_wait(void **state)
+{
+    Fixture *f = *state;
+    bool memfs = dir_on_mem_fs(f->bt.dir);
+    BlockDev *bd = open_inline(f->bt.path, BLOCKDEV_INLINE_MAX_DEFAULT,
+                               f->bt.io);
+    uint8_t *big = malloc(BIG);
+    struct iovec v = { .iov_base = big, .iov_len = BIG };
+    struct statfs sfs;
+    int64_t ret = 0;
+
+    assert_int_equal(statfs(f->bt.dir, &sfs), 0);
+    bt_pattern(big, BIG, BIG, 95);
+    /* Larger than inline-max: only with MAY_WAIT. */
+    assert_false(blockdev_try_pwritev(bd, BIG, &v, 1, 0, &ret));
+    for (int i = 0; i < 2; i++) { /* the first one also meets ext4's refusal */
+        bool done = blockdev_try_pwritev(bd, BIG, &v, 1, BLOCKDEV_MAY_WAIT,
+                                         &ret);
+        if (sfs.f_type == EXT4_SUPER_MAGIC || memfs) {
+            assert_true(done);
+        }
+        if (done) {
+            assert_int_equal(ret, BIG);
+        } else {
+            assert_int_equal(blockdev_pwrite(bd, big, BIG, BIG, 0), BIG);
+        }
+        assert_file_has(f->bt.path, BIG, big, BIG);
+        bt_pattern(big, BIG, BIG, 96);
+    }
+    if (!memfs) {
+        assert_false(blockdev_try_pwritev(bd, BIG, &v, 1,
+                                          BLOCKDEV_MAY_WAIT | BLOCKDEV_FUA,
+                                          &ret));
+    }
+    blockdev_close(bd);
+
+    bd = open_inline(f->bt.path, 0, f->bt.io);
+    assert_false(blockdev_try_pwritev(bd, BIG, &v, 1, BLOCKDEV_MAY_WAIT,
+                                      &ret));
+    blockdev_close(bd);
+
+    if (!memfs) {
+        BlockDevOptions opts;
+        char *msg = NULL;
+
+        blockdev_options_init(&opts);
+        opts.cache = BLOCKDEV_CACHE_NONE;
+        opts.iothread = f->bt.io;
+        assert_int_equal(blockdev_open(f->bt.path, &opts, &bd, &msg), 0);
+        free(msg);
+        if (blockdev_is_direct(bd)) {
+            assert_false(blockdev_try_pwritev(bd, BIG, &v, 1,
+                                              BLOCKDEV_MAY_WAIT, &ret));
+        }
+        blockdev_close(bd);
+    }
+    free(big);
+}
+
 /* offload=never on a disk-backed file: every blocking request runs on this
  * thread, even those that may wait on the device; aio requests still go to
  * the pool.
@@ -417,6 +486,7 @@ main(void)
         cmocka_unit_test(test_tmpfs_inline),
         cmocka_unit_test(test_inline_off),
         cmocka_unit_test(test_disk_nowait),
+        cmocka_unit_test(test_may_wait),
         cmocka_unit_test(test_offload_never),
         cmocka_unit_test(test_offload_always),
     };

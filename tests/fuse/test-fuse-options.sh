@@ -5,7 +5,8 @@
 # and fusermount3 -u end it with status 0 and the pid file removed;
 # --direct-io=off and --cache=none serve the same data; with direct I/O,
 # writes to the file run in parallel (FOPEN_PARALLEL_DIRECT_WRITES); on a
-# tmpfs image small requests run on the I/O thread unless --inline-max=0.
+# tmpfs image small requests run on the I/O thread unless --inline-max=0,
+# and so does a write alone in flight on a disk-backed image.
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
@@ -111,6 +112,28 @@ for max in 64k 0; do
     fi
 done
 umount "$mem"
+
+# A write alone in flight runs on the I/O thread at any size, even where
+# the file system refuses RWF_NOWAIT for buffered writes (ext4): nothing
+# else waits on that thread meanwhile.  dd sends its 1 MiB writes one at a
+# time; --inline-max=0 still sends them all to the pool.
+head -c 4M /dev/urandom >"$d/pattern4m"
+for max in 64k 0; do
+    start_fuse "$d/log-alone-$max" --inline-max=$max "$img" "$mnt"
+    dd if="$d/pattern4m" of="$mnt/disk.img" bs=1M seek=1 conv=notrunc,fsync \
+       oflag=direct status=none
+    stop_fuse "$d/log-alone-$max" "$mnt"
+    cmp -n 4M -i 0:1M "$d/pattern4m" "$img" ||
+        die "--inline-max=$max: a write alone in flight was lost"
+    n=$(sed -n 's/.*done on the I\/O thread \([0-9]*\).*/\1/p' \
+        "$d/log-alone-$max" | tail -n 1)
+    if [ "$max" = 0 ]; then
+        [ "${n:-x}" = 0 ] || die "--inline-max=0: $n done on the I/O thread"
+    else
+        [ "${n:-0}" -ge 4 ] || die "writes alone: only ${n:-?} done inline"
+    fi
+done
+
 if "$(tlbd_bin)" fuse --inline-max=lots "$img" "$mnt" 2>"$d/err"; then
     die "--inline-max=lots was accepted"
 fi
