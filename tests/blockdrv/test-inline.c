@@ -51,8 +51,12 @@ teardown(void **state)
     return 0;
 }
 
+/* Open PATH with INLINE_MAX and OFFLOAD (a value of the offload option) on
+ * queue Q (NULL: the global one), aio callbacks on IO.
+ */
 static BlockDev *
-open_inline(const char *path, uint32_t inline_max, IOThread *io)
+open_with(const char *path, uint32_t inline_max, const char *offload,
+          ThreadletQueue *q, IOThread *io)
 {
     BlockDevOptions opts;
     BlockDev *bd = NULL;
@@ -60,11 +64,20 @@ open_inline(const char *path, uint32_t inline_max, IOThread *io)
 
     blockdev_options_init(&opts);
     assert_int_equal(opts.inline_max, BLOCKDEV_INLINE_MAX_DEFAULT);
+    assert_int_equal(blockdev_parse_option(&opts, "offload", offload, &msg),
+                     0);
     opts.inline_max = inline_max;
+    opts.queue = q;
     opts.iothread = io;
     assert_int_equal(blockdev_open(path, &opts, &bd, &msg), 0);
     assert_null(msg);
     return bd;
+}
+
+static BlockDev *
+open_inline(const char *path, uint32_t inline_max, IOThread *io)
+{
+    return open_with(path, inline_max, "blocking", NULL, io);
 }
 
 static uint64_t
@@ -192,24 +205,6 @@ test_inline_off(void **state)
     blockdev_close(bd);
 }
 
-static BlockDev *
-open_offload(const char *path, const char *offload, ThreadletQueue *q,
-             IOThread *io)
-{
-    BlockDevOptions opts;
-    BlockDev *bd = NULL;
-    char *msg = NULL;
-
-    blockdev_options_init(&opts);
-    assert_int_equal(blockdev_parse_option(&opts, "offload", offload, &msg),
-                     0);
-    opts.queue = q;
-    opts.iothread = io;
-    assert_int_equal(blockdev_open(path, &opts, &bd, &msg), 0);
-    assert_null(msg);
-    return bd;
-}
-
 static uint64_t
 pool_submitted(ThreadletQueue *q)
 {
@@ -301,7 +296,8 @@ test_offload_never(void **state)
     BtWait w;
 
     assert_int_equal(threadlet_queue_init_named(&q, "offl", 2, 0), 0);
-    bd = open_offload(f->bt.path, "never", &q, f->bt.io);
+    bd = open_with(f->bt.path, BLOCKDEV_INLINE_MAX_DEFAULT, "never", &q,
+                   f->bt.io);
     uint64_t before = pool_submitted(&q); /* the open's probes, if any */
 
     bt_pattern(want, sizeof(want), 12288, 90);
@@ -354,7 +350,8 @@ test_offload_always(void **state)
     int64_t ret = 0;
 
     assert_int_equal(threadlet_queue_init_named(&q, "offl", 2, 0), 0);
-    bd = open_offload(f->mempath, "always", &q, f->bt.io);
+    bd = open_with(f->mempath, BLOCKDEV_INLINE_MAX_DEFAULT, "always", &q,
+                   f->bt.io);
     uint64_t before = pool_submitted(&q);
 
     assert_false(blockdev_try_preadv(bd, 0, &v, 1, &ret));

@@ -86,6 +86,21 @@ peak=$(sed -n 's/.*in flight [0-9]* (peak [0-9]*, writes \([0-9]*\)).*/\1/p' \
      "$d/log4")
 [ "${peak:-0}" -ge 2 ] || die "direct writes did not overlap: peak ${peak:-?}"
 
+# check_inline LOG MAX MIN WHAT: the statistics in LOG of a run with
+# --inline-max=MAX count none done on the I/O thread when MAX is 0, else at
+# least MIN.
+check_inline()
+{
+    local n
+    n=$(sed -n 's/.*done on the I\/O thread \([0-9]*\).*/\1/p' "$1" |
+        tail -n 1)
+    if [ "$2" = 0 ]; then
+        [ "${n:-x}" = 0 ] || die "$4, --inline-max=0: $n done on the I/O thread"
+    else
+        [ "${n:-0}" -ge "$3" ] || die "$4: only ${n:-?} done inline"
+    fi
+}
+
 # Requests that cannot wait on a device run on the I/O thread: an image on
 # a tmpfs is read and written there ("done on the I/O thread" counts
 # them); --inline-max=0 sends everything to the pool; the data is the same.
@@ -103,13 +118,7 @@ for max in 64k 0; do
     stop_fuse "$d/log-inline-$max" "$mnt"
     cmp -n 65536 -i 0:65536 "$d/pattern64" "$mem/disk.img" ||
         die "--inline-max=$max: write lost"
-    n=$(sed -n 's/.*done on the I\/O thread \([0-9]*\).*/\1/p' \
-        "$d/log-inline-$max" | tail -n 1)
-    if [ "$max" = 0 ]; then
-        [ "${n:-x}" = 0 ] || die "--inline-max=0: $n done on the I/O thread"
-    else
-        [ "${n:-0}" -ge 20 ] || die "tmpfs image: only ${n:-?} done inline"
-    fi
+    check_inline "$d/log-inline-$max" "$max" 20 "tmpfs image"
 done
 umount "$mem"
 
@@ -125,13 +134,7 @@ for max in 64k 0; do
     stop_fuse "$d/log-alone-$max" "$mnt"
     cmp -n 4M -i 0:1M "$d/pattern4m" "$img" ||
         die "--inline-max=$max: a write alone in flight was lost"
-    n=$(sed -n 's/.*done on the I\/O thread \([0-9]*\).*/\1/p' \
-        "$d/log-alone-$max" | tail -n 1)
-    if [ "$max" = 0 ]; then
-        [ "${n:-x}" = 0 ] || die "--inline-max=0: $n done on the I/O thread"
-    else
-        [ "${n:-0}" -ge 4 ] || die "writes alone: only ${n:-?} done inline"
-    fi
+    check_inline "$d/log-alone-$max" "$max" 4 "writes alone"
 done
 
 if "$(tlbd_bin)" fuse --inline-max=lots "$img" "$mnt" 2>"$d/err"; then
