@@ -69,11 +69,10 @@ try_rw(PaioDev *dev, PaioRequest *req)
      * file even where RWF_NOWAIT is refused, as a plain pwritev. */
     bool may_wait = write && (req->flags & PAIO_MAY_WAIT);
     bool can_plain = may_wait && !dev->direct && !dev->is_blockdev;
-    bool plain = can_plain && !nowait;
     uint64_t total;
 
     if (!dev->mem_fs &&
-        ((write && (req->flags & PAIO_FUA)) || (!nowait && !plain))) {
+        ((write && (req->flags & PAIO_FUA)) || (!nowait && !can_plain))) {
         return false; /* would need a flush, or RWF_NOWAIT is refused */
     }
     total = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
@@ -88,7 +87,7 @@ try_rw(PaioDev *dev, PaioRequest *req)
                   paio_rmw_mode(dev, req->offset, total) != PAIO_RMW_NONE)) {
         return false; /* refused, extends the file, or shares rmw_lock */
     }
-    if (!dev->mem_fs && !plain) {
+    if (!dev->mem_fs && nowait) {
         if (try_nowait(dev, req, total, write)) {
             return true;
         }

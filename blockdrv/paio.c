@@ -365,6 +365,26 @@ paio_count_done(PaioDev *dev, const PaioRequest *req)
     }
 }
 
+/* REQ, checked, is now in flight on DEV: paio_dev_drain waits for it
+ * until dev_put.
+ */
+static void
+request_start(PaioDev *dev, PaioRequest *req)
+{
+    req->dev = dev;
+    req->ret = 0;
+    atomic_fetch_add(&dev->in_flight, 1);
+    atomic_fetch_add(&dev->stat_in_flight, 1);
+}
+
+/* REQ has its result: count it, before its callback (if any) and dev_put. */
+static void
+request_counted(PaioDev *dev, PaioRequest *req)
+{
+    paio_count_done(dev, req);
+    atomic_fetch_sub(&dev->stat_in_flight, 1);
+}
+
 static void
 paio_complete(ThreadletWork *work)
 {
@@ -374,8 +394,7 @@ paio_complete(ThreadletWork *work)
     if (threadlet_work_state(work) == THREADLET_CANCELLED) {
         req->ret = -ECANCELED;
     }
-    paio_count_done(dev, req);
-    atomic_fetch_sub(&dev->stat_in_flight, 1);
+    request_counted(dev, req);
 
     req->cb(req); /* may free or reuse REQ */
 
@@ -401,13 +420,8 @@ paio_submit(PaioDev *dev, PaioRequest *req)
     if (!paio_valid_request(req) || !req->cb) {
         return -EINVAL;
     }
-    req->dev = dev;
-    req->ret = 0;
     req->work.func = paio_worker;
-
-    atomic_fetch_add(&dev->in_flight, 1);
-
-    atomic_fetch_add(&dev->stat_in_flight, 1);
+    request_start(dev, req);
     ret = threadlet_submit_complete(dev->queue, &req->work, req->iothread,
                                     paio_complete);
     if (ret < 0) {
@@ -443,14 +457,10 @@ run_on_caller(PaioDev *dev, PaioRequest *req)
     if (!paio_valid_request(req)) {
         return -EINVAL;
     }
-    req->dev = dev;
-    req->ret = 0;
-    atomic_fetch_add(&dev->in_flight, 1);
-    atomic_fetch_add(&dev->stat_in_flight, 1);
+    request_start(dev, req);
     paio_worker(&req->work);
     atomic_fetch_add_explicit(&dev->stat_inline, 1, memory_order_relaxed);
-    paio_count_done(dev, req);
-    atomic_fetch_sub(&dev->stat_in_flight, 1);
+    request_counted(dev, req);
     dev_put(dev);
     return req->ret;
 }

@@ -198,7 +198,8 @@ int paio_dev_new(const PaioDevConfig *cfg, PaioDev **out);
 
 /* Run REQ (type, offset, flags and u set by the caller) on the calling
  * thread if it cannot wait on a device: a memory file system, or data the
- * page cache holds (RWF_NOWAIT).  Returns true with req->ret set and the
+ * page cache holds (RWF_NOWAIT); with PAIO_MAY_WAIT also a buffered write
+ * that may sleep in the kernel but starts no device I/O (paio(3)).  Returns true with req->ret set and the
  * request counted; cb is not called.  false: nothing was done, submit it.
  */
 bool paio_try_inline(PaioDev *dev, PaioRequest *req);

@@ -3,11 +3,12 @@
  * blockdev_open validates every option before it opens anything, opens the
  * path read-only or read-write (never creating or truncating it), learns
  * the size and block sizes, and wraps the descriptor in a PaioDev.  The
- * block device ioctls (BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, BLKROGET) go to
- * the pool as paio ioctl requests like any other; only the O_DIRECT
- * alignment probe (a few preads of the first block) runs in the opening
- * thread.  At open no IOThread is attached yet, so the opening thread waits
- * for each of them on a semaphore the worker posts.  The data path is in
+ * block device ioctls (BLKGETSIZE64, BLKSSZGET, BLKPBSZGET, BLKROGET) are
+ * paio ioctl requests like any other, run by paio_run: on the pool (the
+ * opening thread waits on a semaphore the worker posts, since no IOThread
+ * is attached yet), or with offload=never on the opening thread itself.
+ * Only the O_DIRECT alignment probe (a few preads of the first block)
+ * always runs in the opening thread.  The data path is in
  * raw-io.c.
  *
  * Threads: blockdev_open and blockdev_close run in the caller's thread; the
