@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "inject.h"
+#include "paio-inject.h"
 #include "paio-int.h"
 
 static const char *const type_names[PAIO_NR_TYPES] = {

@@ -7,7 +7,7 @@
  * 0 or -errno in req->ret; then the request's callback runs on
  * req->iothread, or on the worker when that is NULL.  Each handler loops on
  * EINTR and short transfers, zero-fills reads past end of file, and never
- * turns an error into success.  Fault and latency injection (inject.h)
+ * turns an error into success.  Fault and latency injection (paio-inject.h)
  * runs on the worker in front of the handler, so the whole path is
  * exercised.  See paio(3).
  *
@@ -60,7 +60,7 @@ typedef enum PaioType {
     PAIO_NR_TYPES,
 } PaioType;
 
-/* Request flags (the same bits as BLOCKDEV_FUA etc. in raw.h). */
+/* Request flags (the same bits as BLOCKDEV_FUA etc. in blockdev.h). */
 #define PAIO_FUA         (1u << 0) /* durable when the callback runs */
 #define PAIO_MAY_TRIM    (1u << 1) /* write-zeroes may leave a hole */
 #define PAIO_NO_FALLBACK (1u << 2) /* write-zeroes: fast or -ENOTSUP */

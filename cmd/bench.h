@@ -32,7 +32,7 @@
 
 #include "histogram.h"
 #include "iothread.h"
-#include "raw.h"
+#include "blockdev.h"
 #include "threadlet.h"
 
 typedef enum BenchRw {

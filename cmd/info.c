@@ -19,7 +19,7 @@
 
 #include "cleanup.h"
 #include "options.h"
-#include "raw.h"
+#include "blockdev.h"
 #include "subcommands.h"
 
 typedef struct ImageInfo {

@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #include "options.h"
-#include "raw.h"
+#include "blockdev.h"
 #include "subcommands.h"
 #include "util.h"
 

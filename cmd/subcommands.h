@@ -5,7 +5,7 @@
 #ifndef TLBD_SUBCOMMANDS_H
 #define TLBD_SUBCOMMANDS_H
 
-int tlbd_fuse_main(int argc, char **argv);  /* fuse/fexp-main.c */
+int tlbd_fuse_main(int argc, char **argv);  /* cmd/fuse.c */
 int tlbd_nbd_main(int argc, char **argv);   /* cmd/nbd.c */
 int tlbd_bench_main(int argc, char **argv); /* cmd/bench.c */
 int tlbd_info_main(int argc, char **argv);  /* cmd/info.c */

@@ -589,3 +589,9 @@ fexp_is_mounted(const char *path)
     fclose(fp);
     return found;
 }
+
+const char *
+fexp_libfuse_version(void)
+{
+    return fuse_pkgversion();
+}

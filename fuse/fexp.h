@@ -24,7 +24,7 @@
 #include <stdio.h>
 
 #include "iothread.h"
-#include "raw.h"
+#include "blockdev.h"
 
 typedef struct FuseExport FuseExport;
 
@@ -80,5 +80,8 @@ void fexp_free(FuseExport *exp);
 
 /* True when PATH is the mount point of a tlbd FUSE mount (live or dead). */
 bool fexp_is_mounted(const char *path);
+
+/* The version of the libfuse the export runs on, e.g. "3.14.0". */
+const char *fexp_libfuse_version(void);
 
 #endif /* TLBD_FEXP_H */

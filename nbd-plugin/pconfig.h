@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "raw.h"
+#include "blockdev.h"
 
 /* Limits for threads-min and threads-max. */
 #define PCONFIG_THREADS_LIMIT 1024

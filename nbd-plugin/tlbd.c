@@ -34,7 +34,7 @@
 
 #include "cleanup.h"
 #include "pconfig.h"
-#include "raw.h"
+#include "blockdev.h"
 #include "threadlet.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL

@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "raw.h"
+#include "blockdev.h"
 
 /* For tests that mount things: returns false (the caller skips) unless
  * root; under CI=true a missing privilege fails instead.  Moves the process

@@ -7,7 +7,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 
-#include "inject.h"
+#include "paio-inject.h"
 
 typedef BtFixture Fixture;
 

@@ -1,11 +1,11 @@
-/* tlbd: the BlockDev structure, shared by raw.c (open, close, getters) and
- * raw-io.c (the aio and blocking entry points).  Nothing else includes it.
+/* tlbd: the BlockDev structure, shared by blockdev.c (open, close, getters) and
+ * blockdev-io.c (the aio and blocking entry points).  Nothing else includes it.
  */
-#ifndef TLBD_RAW_INT_H
-#define TLBD_RAW_INT_H
+#ifndef TLBD_BLOCKDEV_INT_H
+#define TLBD_BLOCKDEV_INT_H
 
 #include "paio.h"
-#include "raw.h"
+#include "blockdev.h"
 
 struct BlockDev {
     /* read-only after blockdev_open; what changes while it runs (size,
@@ -24,4 +24,4 @@ struct BlockDev {
     char *warning; /* Can be NULL. */
 };
 
-#endif /* TLBD_RAW_INT_H */
+#endif /* TLBD_BLOCKDEV_INT_H */

@@ -29,7 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fexp-int.h"
+#include "fexp.h"
 #include "subcommands.h"
 
 enum {
@@ -245,7 +245,7 @@ parse_args(FuseMain *m, int argc, char **argv)
             break;
         case 'V':
             printf("tlbd fuse %s (libfuse %s)\n", TLBD_VERSION,
-                   fuse_pkgversion());
+                   fexp_libfuse_version());
             exit(EXIT_SUCCESS);
         case 'f':
             m->foreground = true;

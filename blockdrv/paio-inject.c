@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "inject.h"
+#include "paio-inject.h"
 
 #define OP_OTHER_MASK                                                       \
     ((1u << PAIO_LSEEK) | (1u << PAIO_FADVISE) | (1u << PAIO_FSTAT))

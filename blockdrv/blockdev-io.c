@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "raw-int.h"
+#include "blockdev-int.h"
 
 typedef struct AioReq {
     PaioRequest req;

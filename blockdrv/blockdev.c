@@ -9,7 +9,7 @@
  * is attached yet), or with offload=never on the opening thread itself.
  * Only the O_DIRECT alignment probe (a few preads of the first block)
  * always runs in the opening thread.  The data path is in
- * raw-io.c.
+ * blockdev-io.c.
  *
  * Threads: blockdev_open and blockdev_close run in the caller's thread; the
  * getters may be called from any thread.  A BlockDev's fields are fixed
@@ -27,9 +27,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "inject.h"
+#include "paio-inject.h"
 #include "parse.h"
-#include "raw-int.h"
+#include "blockdev-int.h"
 
 void
 blockdev_options_init(BlockDevOptions *opts)

@@ -9,8 +9,8 @@
  * changes the rules' counters and the random state, so the caller holds
  * the lock that guards the PaioInject (PaioDev.inject_lock).
  */
-#ifndef TLBD_INJECT_H
-#define TLBD_INJECT_H
+#ifndef TLBD_PAIO_INJECT_H
+#define TLBD_PAIO_INJECT_H
 
 #include <stdint.h>
 
@@ -30,4 +30,4 @@ void paio_inject_free(PaioInject *inj);
 int paio_inject_decide_locked(PaioInject *inj, PaioType type,
                               uint64_t *delay_ns);
 
-#endif /* TLBD_INJECT_H */
+#endif /* TLBD_PAIO_INJECT_H */

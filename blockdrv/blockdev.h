@@ -21,8 +21,8 @@
  * Threads: every function may be called from any thread once blockdev_open
  * returned, except blockdev_close, which must not race with new requests.
  */
-#ifndef TLBD_RAW_H
-#define TLBD_RAW_H
+#ifndef TLBD_BLOCKDEV_H
+#define TLBD_BLOCKDEV_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -235,4 +235,4 @@ int blockdev_aio_cache(BlockDev *bd, uint64_t offset, uint64_t length,
 int blockdev_aio_allocated(BlockDev *bd, BlockDevCompleteFn *cb,
                            void *opaque);
 
-#endif /* TLBD_RAW_H */
+#endif /* TLBD_BLOCKDEV_H */
