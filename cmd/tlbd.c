@@ -1,6 +1,6 @@
 /* tlbd: the `tlbd` program, a dispatcher to its subcommands.
  *
- *   tlbd fuse   IMAGE MOUNTPOINT   (fuse/, fexp_main)
+ *   tlbd fuse   IMAGE MOUNTPOINT   (cmd/fuse.c)
  *   tlbd bench  IMAGE              (cmd/bench.c)
  *   tlbd nbd    IMAGE              (cmd/nbd.c)
  *   tlbd info   IMAGE              (cmd/info.c)

@@ -65,7 +65,7 @@ refused "--cache: bad value 'fast'" nbd --cache fast "$img"
 refused "unexpected argument 'extra'" nbd "$img" extra
 [ ! -e "$dir/new.img" ] || die "a refused bench created its image"
 
-# A missing image: the one-line error of DESIGN.md, and nothing created.
+# A missing image: one line naming the path and the reason, and nothing created.
 for cmd in bench info nbd; do
     set +e
     err=$("$tlbd" $cmd "$dir/missing.img" 2>&1 >/dev/null)
