@@ -35,9 +35,14 @@ int64_t paio_handle_write(PaioRequest *req);
 int64_t paio_handle_discard(PaioRequest *req);
 int64_t paio_handle_write_zeroes(PaioRequest *req);
 
-/* The same on block devices, cut at sector boundaries (paio-blk.c). */
-int64_t paio_blk_discard(PaioRequest *req);
-int64_t paio_blk_write_zeroes(PaioRequest *req);
+/* Write IOV (TOTAL bytes) at OFFSET: the write path under the request,
+ * which takes rmw_lock itself and keeps the size right (paio-rw.c).
+ * Returns TOTAL or -errno.
+ */
+int64_t paio_write_range(PaioDev *dev, const struct iovec *iov, int niov,
+                         uint64_t offset, uint64_t total);
+
+/* The rest live in paio-util.c, which calls none of the above. */
 
 /* fdatasync unless a flush error is latched; latches a new failure. */
 int paio_do_flush(PaioDev *dev);
@@ -46,7 +51,7 @@ int paio_latch_flush_error(PaioDev *dev, int err);
 /* Raise dev->size to END if it is smaller. */
 void paio_grow_size(PaioDev *dev, uint64_t end);
 
-/* How a request holds dev->rmw_lock (see paio-rw.c). */
+/* How a request holds dev->rmw_lock (see paio-util.c). */
 typedef enum PaioRmwMode {
     PAIO_RMW_NONE = 0,
     PAIO_RMW_SHARED,    /* an O_DIRECT change that reads nothing back */
@@ -61,15 +66,13 @@ PaioRmwMode paio_rmw_mode(PaioDev *dev, uint64_t offset, uint64_t length);
 void paio_rmw_lock(PaioDev *dev, PaioRmwMode mode);
 void paio_rmw_unlock(PaioDev *dev, PaioRmwMode mode);
 
-/* fallocate(MODE) and a uint64_t[2] range ioctl (BLKDISCARD, BLKZEROOUT),
- * again after EINTR: 0 or -errno.
+/* fallocate(MODE), a uint64_t[2] range ioctl (BLKDISCARD, BLKZEROOUT) and
+ * ftruncate, again after EINTR: 0 or -errno.
  */
 int paio_fallocate(int fd, int mode, uint64_t offset, uint64_t length);
 int paio_range_ioctl(int fd, unsigned long cmd, uint64_t offset,
                      uint64_t length);
-
-/* Write LENGTH zero bytes at OFFSET with plain writes (the slow way). */
-int paio_write_zero_buffers(PaioDev *dev, uint64_t offset, uint64_t length);
+int paio_ftruncate(int fd, uint64_t size);
 
 /* Writes reaching past the size: -ENOSPC unless the device is growable. */
 int paio_check_end(PaioDev *dev, uint64_t offset, uint64_t length);

@@ -10,7 +10,8 @@
  * worker: it counts statistics, calls the request's callback, and only then
  * drops the in-flight count, so paio_dev_drain returns after the last
  * callback.  The read/write handlers live in paio-rw.c, discard and
- * write-zeroes in paio-zero.c.
+ * write-zeroes (files and block devices) in paio-zero.c, the helpers they
+ * share in paio-util.c, and the inline path in paio-inline.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -173,46 +174,6 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->inline_ops = atomic_load(&dev->stat_inline);
 }
 
-/* The latched flush error, or fdatasync's; a first failure is latched. */
-int
-paio_do_flush(PaioDev *dev)
-{
-    int err = atomic_load(&dev->flush_err);
-
-    if (err) {
-        return err;
-    }
-    while (fdatasync(dev->fd) < 0) {
-        if (errno != EINTR) {
-            return paio_latch_flush_error(dev, -errno);
-        }
-    }
-    return 0;
-}
-
-/* Remember ERR as the device's flush error unless one is already there;
- * returns the error that is latched now.
- */
-int
-paio_latch_flush_error(PaioDev *dev, int err)
-{
-    int expected = 0;
-
-    if (!atomic_compare_exchange_strong(&dev->flush_err, &expected, err)) {
-        return expected;
-    }
-    return err;
-}
-
-void
-paio_grow_size(PaioDev *dev, uint64_t end)
-{
-    uint64_t cur = atomic_load(&dev->size);
-
-    while (end > cur && !atomic_compare_exchange_weak(&dev->size, &cur, end)) {
-    }
-}
-
 static int64_t
 handle_flush(PaioRequest *req)
 {
@@ -238,15 +199,9 @@ handle_truncate(PaioRequest *req)
     if (size > INT64_MAX) {
         return -EFBIG;
     }
-    /* Serialized with writes that extend the file (paio-rw.c). */
-    int ret = 0;
+    /* Serialized with writes that extend the file (paio-util.c). */
     paio_rmw_lock(dev, PAIO_RMW_EXCLUSIVE);
-    while (ftruncate(dev->fd, (off_t)size) < 0) {
-        if (errno != EINTR) {
-            ret = -errno;
-            break;
-        }
-    }
+    int ret = paio_ftruncate(dev->fd, size);
     if (ret == 0) {
         atomic_store(&dev->size, size);
     }
