@@ -1,11 +1,80 @@
-/* tlbd: what paio's own files share and nothing else needs.  The handlers
- * run on threadlet workers; see paio.c for the rules they follow.
+/* tlbd: what paio's own files share and nothing else needs: the PaioDev
+ * structure and the functions one paio file calls in another.  The
+ * handlers run on threadlet workers; see paio.c for the rules they follow.
  */
 #ifndef TLBD_PAIO_INT_H
 #define TLBD_PAIO_INT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "cleanup.h"
 #include "paio.h"
+
+/* A device: the descriptor, what tlbd has learnt about it, and the state
+ * its requests share.  Workers and callers of any thread touch it at once,
+ * so every field is read-only, atomic or under one of its locks.
+ */
+struct PaioDev {
+    /* read-only after paio_dev_new (paio_dev_set_geometry sets alignment,
+     * sector_size and size once more, before any data request) */
+    int fd;
+    bool is_blockdev;
+    bool readonly;
+    bool growable;
+    bool discard_ignore;
+    bool direct;
+    unsigned alignment;
+    unsigned sector_size; /* block devices: BLKSSZGET */
+    ThreadletQueue *queue;
+    bool mem_fs;          /* tmpfs or ramfs: I/O never waits on a device */
+    uint32_t inline_max;
+    bool caller_runs;
+
+    /* atomic: learnt while running */
+    _Atomic uint64_t size;        /* grows with growable writes, truncate */
+    _Atomic bool has_discard;     /* cleared after the first -ENOTSUP */
+    _Atomic bool has_zero_range;  /* FALLOC_FL_ZERO_RANGE */
+    _Atomic bool has_punch_zero;  /* PUNCH_HOLE (+ fallocate) to zero */
+    _Atomic bool has_zeroout;     /* BLKZEROOUT */
+    _Atomic int flush_err;        /* first failed fdatasync, latched */
+    _Atomic bool has_nowait_read; /* preadv2(RWF_NOWAIT) works here */
+    _Atomic bool has_nowait_write; /* pwritev2(RWF_NOWAIT) works here */
+    _Atomic uint64_t stat_inline;
+    _Atomic uint64_t stat_ops[PAIO_NR_TYPES];
+    _Atomic uint64_t stat_bytes_read;
+    _Atomic uint64_t stat_bytes_written;
+    _Atomic uint64_t stat_errors;
+    _Atomic uint64_t stat_in_flight; /* submitted, callback not started */
+
+    /* Locks, in the order a request takes them (a worker never holds two
+     * at once; anything that must nest them takes them in this order):
+     *  1. inject_lock, before the handler, to ask the injection rules;
+     *  2. rmw_lock, in the handler;
+     *  3. drain_lock, at completion, by the last request in flight.
+     */
+
+    /* 1. inject_lock protects inject (the rules and their counters);
+     * inject_on mirrors inject != NULL for a lock-free fast path */
+    pthread_mutex_t inject_lock;
+    PaioInject *inject;
+    _Atomic bool inject_on;
+
+    /* 2. rmw_lock orders changes that must not interleave: held exclusively
+     * to read-modify-write a partial O_DIRECT block and to extend or
+     * truncate the file; shared by the other O_DIRECT writes, write-zeroes
+     * and discards (paio-util.c) */
+    pthread_rwlock_t rmw_lock;
+
+    /* 3. drain_lock: in_flight counts requests submitted whose callback has not returned.
+     * It is atomic, but the decrement that may reach 0 happens under
+     * drain_lock (with a broadcast of drain_cond), so paio_dev_drain, which
+     * waits under drain_lock, cannot see 0 while a completion still needs
+     * the device. */
+    pthread_mutex_t drain_lock;
+    pthread_cond_t drain_cond;
+    _Atomic uint64_t in_flight;
+};
 
 /* True for the errors that mean "this kind of request is not supported
  * here", after which a capability flag is cleared.

@@ -98,6 +98,62 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     return 0;
 }
 
+void
+paio_dev_set_geometry(PaioDev *dev, uint64_t size, unsigned alignment,
+                      unsigned sector_size)
+{
+    atomic_store(&dev->size, size);
+    dev->alignment = dev->direct && alignment > 1 ? alignment : 1;
+    dev->sector_size = sector_size;
+}
+
+uint64_t
+paio_dev_size(PaioDev *dev)
+{
+    return atomic_load(&dev->size);
+}
+
+/* The flag behind one PAIO_CAP_* bit; NULL for anything else. */
+static _Atomic bool *
+cap_flag(PaioDev *dev, unsigned bit)
+{
+    switch (bit) {
+    case PAIO_CAP_DISCARD:
+        return &dev->has_discard;
+    case PAIO_CAP_ZERO_RANGE:
+        return &dev->has_zero_range;
+    case PAIO_CAP_PUNCH_ZERO:
+        return &dev->has_punch_zero;
+    case PAIO_CAP_ZEROOUT:
+        return &dev->has_zeroout;
+    default:
+        return NULL;
+    }
+}
+
+unsigned
+paio_dev_caps(PaioDev *dev)
+{
+    unsigned caps = 0;
+
+    for (unsigned bit = 1; bit <= PAIO_CAP_ZEROOUT; bit <<= 1) {
+        if (atomic_load(cap_flag(dev, bit))) {
+            caps |= bit;
+        }
+    }
+    return caps;
+}
+
+void
+paio_dev_set_caps(PaioDev *dev, unsigned caps, bool on)
+{
+    for (unsigned bit = 1; bit <= PAIO_CAP_ZEROOUT; bit <<= 1) {
+        if (caps & bit) {
+            atomic_store(cap_flag(dev, bit), on);
+        }
+    }
+}
+
 /* One request less in flight.  Only the last one takes the lock. */
 static void
 dev_put(PaioDev *dev)
