@@ -45,7 +45,6 @@ struct PaioDev {
     _Atomic uint64_t stat_bytes_read;
     _Atomic uint64_t stat_bytes_written;
     _Atomic uint64_t stat_errors;
-    _Atomic uint64_t stat_in_flight; /* submitted, callback not started */
 
     /* Locks, in the order a request takes them (a worker never holds two
      * at once; anything that must nest them takes them in this order):
@@ -66,11 +65,13 @@ struct PaioDev {
      * and discards (paio-util.c) */
     pthread_rwlock_t rmw_lock;
 
-    /* 3. drain_lock: in_flight counts requests submitted whose callback has not returned.
-     * It is atomic, but the decrement that may reach 0 happens under
-     * drain_lock (with a broadcast of drain_cond), so paio_dev_drain, which
-     * waits under drain_lock, cannot see 0 while a completion still needs
-     * the device. */
+    /* 3. drain_lock: in_flight counts the requests submitted whose
+     * callback has not started (low 32 bits, for PaioStats) and those whose
+     * callback has not returned (high 32 bits), so one atomic add starts a
+     * request (paio.c).  It is atomic, but the decrement that may leave no
+     * callback to return happens under drain_lock (with a broadcast of
+     * drain_cond), so paio_dev_drain, which waits under drain_lock, cannot
+     * see none while a completion still needs the device. */
     pthread_mutex_t drain_lock;
     pthread_cond_t drain_cond;
     _Atomic uint64_t in_flight;

@@ -1,6 +1,6 @@
 /* tlbd: paio submission, completion, cancel, and the small handlers.
  *
- * paio_submit counts the request in its device's in-flight counter and
+ * paio_submit counts the request in its device's in-flight counts and
  * hands it to the threadlet queue.  On a worker, paio_worker applies the
  * checks every request shares (read-only, the device's size), asks the
  * injection rules whether to sleep or fail, then calls the handler for the
@@ -154,19 +154,42 @@ paio_dev_set_caps(PaioDev *dev, unsigned caps, bool on)
     }
 }
 
-/* One request less in flight.  Only the last one takes the lock. */
+/* dev->in_flight holds two counts of the device's requests, so that one
+ * atomic add starts a request and a completion without a callback ends it
+ * with one atomic subtract: the low half counts those whose callback has
+ * not started (the statistics' in_flight), the high half those whose
+ * callback has not returned (what paio_dev_drain waits for).
+ */
+#define IN_FLIGHT_PENDING 1ull         /* low half */
+#define IN_FLIGHT_HELD (1ull << 32)    /* high half */
+
+static uint64_t
+in_flight_pending(uint64_t n)
+{
+    return n & (IN_FLIGHT_HELD - 1);
+}
+
+static uint64_t
+in_flight_held(uint64_t n)
+{
+    return n >> 32;
+}
+
+/* Take COUNTS (IN_FLIGHT_* units) off DEV's in-flight counts.  Only the
+ * request that leaves none held takes the lock.
+ */
 static void
-dev_put(PaioDev *dev)
+dev_put(PaioDev *dev, uint64_t counts)
 {
     uint64_t n = atomic_load(&dev->in_flight);
 
-    while (n > 1) {
-        if (atomic_compare_exchange_weak(&dev->in_flight, &n, n - 1)) {
+    while (in_flight_held(n) > 1) {
+        if (atomic_compare_exchange_weak(&dev->in_flight, &n, n - counts)) {
             return;
         }
     }
     tlbd_mutex_lock(&dev->drain_lock);
-    if (atomic_fetch_sub(&dev->in_flight, 1) == 1) {
+    if (in_flight_held(atomic_fetch_sub(&dev->in_flight, counts)) == 1) {
         pthread_cond_broadcast(&dev->drain_cond);
     }
     tlbd_mutex_unlock(&dev->drain_lock);
@@ -176,7 +199,7 @@ void
 paio_dev_drain(PaioDev *dev)
 {
     tlbd_mutex_lock(&dev->drain_lock);
-    while (atomic_load(&dev->in_flight) > 0) {
+    while (in_flight_held(atomic_load(&dev->in_flight)) > 0) {
         pthread_cond_wait(&dev->drain_cond, &dev->drain_lock);
     }
     tlbd_mutex_unlock(&dev->drain_lock);
@@ -226,7 +249,7 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->bytes_read = atomic_load(&dev->stat_bytes_read);
     st->bytes_written = atomic_load(&dev->stat_bytes_written);
     st->errors = atomic_load(&dev->stat_errors);
-    st->in_flight = atomic_load(&dev->stat_in_flight);
+    st->in_flight = in_flight_pending(atomic_load(&dev->in_flight));
     st->inline_ops = atomic_load(&dev->stat_inline);
 }
 
@@ -376,24 +399,15 @@ paio_count_done(PaioDev *dev, const PaioRequest *req)
     }
 }
 
-/* REQ, checked, is now in flight on DEV: paio_dev_drain waits for it
- * until dev_put.
+/* REQ, checked, is now in flight on DEV: pending until it is counted
+ * done, and held (paio_dev_drain waits for it) until dev_put.
  */
 static void
 request_start(PaioDev *dev, PaioRequest *req)
 {
     req->dev = dev;
     req->ret = 0;
-    atomic_fetch_add(&dev->in_flight, 1);
-    atomic_fetch_add(&dev->stat_in_flight, 1);
-}
-
-/* REQ has its result: count it, before its callback (if any) and dev_put. */
-static void
-request_counted(PaioDev *dev, PaioRequest *req)
-{
-    paio_count_done(dev, req);
-    atomic_fetch_sub(&dev->stat_in_flight, 1);
+    atomic_fetch_add(&dev->in_flight, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
 }
 
 static void
@@ -405,11 +419,12 @@ paio_complete(ThreadletWork *work)
     if (threadlet_work_state(work) == THREADLET_CANCELLED) {
         req->ret = -ECANCELED;
     }
-    request_counted(dev, req);
+    paio_count_done(dev, req);
+    atomic_fetch_sub(&dev->in_flight, IN_FLIGHT_PENDING);
 
     req->cb(req); /* may free or reuse REQ */
 
-    dev_put(dev);
+    dev_put(dev, IN_FLIGHT_HELD);
 }
 
 bool
@@ -436,8 +451,7 @@ paio_submit(PaioDev *dev, PaioRequest *req)
     ret = threadlet_submit_complete(dev->queue, &req->work, req->iothread,
                                     paio_complete);
     if (ret < 0) {
-        atomic_fetch_sub(&dev->stat_in_flight, 1);
-        dev_put(dev);
+        dev_put(dev, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
     }
     return ret;
 }
@@ -471,8 +485,8 @@ run_on_caller(PaioDev *dev, PaioRequest *req)
     request_start(dev, req);
     paio_worker(&req->work);
     atomic_fetch_add_explicit(&dev->stat_inline, 1, memory_order_relaxed);
-    request_counted(dev, req);
-    dev_put(dev);
+    paio_count_done(dev, req);
+    dev_put(dev, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
     return req->ret;
 }
 
