@@ -10,12 +10,13 @@
 struct BlockDev {
     /* read-only after blockdev_open; what changes while it runs (size,
      * capabilities, latched flush error, statistics, injection) lives in
-     * dev, under the rules written in paio.h */
+     * dev, behind paio.h's accessors */
     char *path;
     int fd;
     PaioDev *dev;
     IOThread *iothread; /* Can be NULL. */
     bool readonly;
+    bool discard_ignore; /* discard=ignore */
     bool is_blockdev;
     bool direct;
     unsigned logical_bs;

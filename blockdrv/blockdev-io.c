@@ -91,9 +91,12 @@ run(BlockDev *bd, PaioRequest *req)
     return paio_run(bd->dev, req, NULL);
 }
 
+/* A read or write attempted on the calling thread only (paio_try_inline):
+ * true with *RET set, or false having done nothing.
+ */
 static bool
-try_rw(BlockDev *bd, PaioType type, uint64_t offset, const struct iovec *iov,
-       int niov, unsigned flags, int64_t *ret)
+try_inline_rw(BlockDev *bd, PaioType type, uint64_t offset,
+              const struct iovec *iov, int niov, unsigned flags, int64_t *ret)
 {
     PaioRequest req;
 
@@ -111,14 +114,14 @@ bool
 blockdev_try_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
                     int niov, int64_t *ret)
 {
-    return try_rw(bd, PAIO_READ, offset, iov, niov, 0, ret);
+    return try_inline_rw(bd, PAIO_READ, offset, iov, niov, 0, ret);
 }
 
 bool
 blockdev_try_pwritev(BlockDev *bd, uint64_t offset, const struct iovec *iov,
                      int niov, unsigned flags, int64_t *ret)
 {
-    return try_rw(bd, PAIO_WRITE, offset, iov, niov, flags, ret);
+    return try_inline_rw(bd, PAIO_WRITE, offset, iov, niov, flags, ret);
 }
 
 bool

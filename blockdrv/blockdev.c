@@ -295,8 +295,9 @@ check_readonly(BlockDev *bd, char **errmsg)
 static int
 probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
 {
+    uint64_t size = (uint64_t)st->st_size;
+
     if (bd->is_blockdev) {
-        uint64_t size = 0;
         int lbs = 0;
         unsigned int pbs = 0;
         int64_t ret = blockdev_ioctl(bd, BLKGETSIZE64, &size);
@@ -304,7 +305,6 @@ probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
             return fail(errmsg, (int)ret, "'%s': BLKGETSIZE64: %s", bd->path,
                         strerror((int)-ret));
         }
-        atomic_store(&bd->dev->size, size);
         if (blockdev_ioctl(bd, BLKSSZGET, &lbs) < 0 || lbs <= 0) {
             lbs = 512;
         }
@@ -319,13 +319,13 @@ probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
             return (int)ret;
         }
     } else {
-        bd->alignment =
-            bd->direct ? probe_alignment(bd->fd, (uint64_t)st->st_size) : 1;
+        bd->alignment = bd->direct ? probe_alignment(bd->fd, size) : 1;
         bd->logical_bs = bd->direct ? bd->alignment : 512;
         bd->physical_bs = st->st_blksize > (blksize_t)bd->logical_bs
                               ? (unsigned)st->st_blksize
                               : bd->logical_bs;
     }
+    paio_dev_set_geometry(bd->dev, size, bd->alignment, bd->logical_bs);
     return 0;
 }
 
@@ -358,6 +358,7 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         return fail(errmsg, -ENOMEM, "'%s': out of memory", path);
     }
     bd->readonly = opts->readonly;
+    bd->discard_ignore = opts->discard == BLOCKDEV_DISCARD_IGNORE;
     bd->fd = open_path(bd, opts, errmsg);
     if (bd->fd < 0) {
         ret = bd->fd;
@@ -383,7 +384,7 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     cfg.is_blockdev = bd->is_blockdev;
     cfg.readonly = opts->readonly;
     cfg.growable = opts->growable;
-    cfg.discard_ignore = opts->discard == BLOCKDEV_DISCARD_IGNORE;
+    cfg.discard_ignore = bd->discard_ignore;
     cfg.direct = bd->direct;
     cfg.size = bd->is_blockdev ? 0 : (uint64_t)st.st_size;
     cfg.queue = opts->queue;
@@ -399,8 +400,6 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     if (ret < 0) {
         goto out_dev;
     }
-    bd->dev->alignment = bd->alignment;
-    bd->dev->sector_size = bd->logical_bs;
     if (blockdev_size(bd) == 0 && !(opts->growable && !bd->is_blockdev)) {
         ret = fail(errmsg, -EINVAL, "'%s': image is empty (0 bytes)", path);
         goto out_dev;
@@ -458,7 +457,7 @@ blockdev_fd(const BlockDev *bd)
 uint64_t
 blockdev_size(const BlockDev *bd)
 {
-    return atomic_load(&bd->dev->size);
+    return paio_dev_size(bd->dev);
 }
 
 bool
@@ -500,23 +499,22 @@ blockdev_alignment(const BlockDev *bd)
 bool
 blockdev_can_discard(const BlockDev *bd)
 {
-    return !bd->readonly && !bd->dev->discard_ignore &&
-           atomic_load(&bd->dev->has_discard);
+    return !bd->readonly && !bd->discard_ignore &&
+           (paio_dev_caps(bd->dev) & PAIO_CAP_DISCARD);
 }
 
 bool
 blockdev_can_fast_zero(const BlockDev *bd)
 {
-    PaioDev *dev = bd->dev;
+    unsigned caps = paio_dev_caps(bd->dev);
 
     if (bd->readonly) {
         return false;
     }
     if (bd->is_blockdev) {
-        return atomic_load(&dev->has_discard);
+        return caps & PAIO_CAP_DISCARD;
     }
-    return atomic_load(&dev->has_zero_range) ||
-           atomic_load(&dev->has_punch_zero);
+    return caps & (PAIO_CAP_ZERO_RANGE | PAIO_CAP_PUNCH_ZERO);
 }
 
 const char *

@@ -10,11 +10,12 @@
  * goes through it piece by piece, so a worker never holds more than that
  * however large the request.
  *
- * Locking: dev->rmw_lock is taken exclusively by a write that
- * read-modify-writes a partial block, and by any change that extends or
- * truncates the file (so the size it leaves behind is right); it is shared
- * by the other O_DIRECT changes (writes, write-zeroes, discards), so none
- * lands between the read and the write of a partial block.
+ * paio_write_range is the write path without the request around it;
+ * write-zeroes uses it for its plain writes of zeroes (paio-zero.c).
+ *
+ * Locking: a write that read-modify-writes a partial block, or that extends
+ * the file, holds dev->rmw_lock exclusively; other O_DIRECT writes hold it
+ * shared (paio-util.c says why).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -272,20 +273,6 @@ paio_handle_read(PaioRequest *req)
     return (int64_t)total;
 }
 
-int
-paio_check_end(PaioDev *dev, uint64_t offset, uint64_t length)
-{
-    uint64_t end = offset + length;
-
-    if (end < offset || end > INT64_MAX) {
-        return dev->growable ? -EFBIG : -ENOSPC;
-    }
-    if (end > atomic_load(&dev->size) && !dev->growable) {
-        return -ENOSPC;
-    }
-    return 0;
-}
-
 /* Write through the bounce buffer and leave the file's size right; caller
  * holds rmw_lock exclusively.
  */
@@ -305,47 +292,18 @@ bounce_write_locked(PaioDev *dev, const struct iovec *iov, int niov,
     }
     if (aend > new_size && !dev->is_blockdev) {
         /* The covering block reached past the image: cut it back. */
-        while (ftruncate(dev->fd, (off_t)new_size) < 0) {
-            if (errno != EINTR) {
-                return -errno;
-            }
+        int ret = paio_ftruncate(dev->fd, new_size);
+        if (ret < 0) {
+            return ret;
         }
     }
     atomic_store(&dev->size, new_size);
     return n;
 }
 
-PaioRmwMode
-paio_rmw_mode(PaioDev *dev, uint64_t offset, uint64_t length)
-{
-    if (offset + length > atomic_load(&dev->size)) {
-        return PAIO_RMW_EXCLUSIVE;
-    }
-    return dev->direct ? PAIO_RMW_SHARED : PAIO_RMW_NONE;
-}
-
-void
-paio_rmw_lock(PaioDev *dev, PaioRmwMode mode)
-{
-    if (mode == PAIO_RMW_EXCLUSIVE) {
-        pthread_rwlock_wrlock(&dev->rmw_lock);
-    } else if (mode == PAIO_RMW_SHARED) {
-        pthread_rwlock_rdlock(&dev->rmw_lock);
-    }
-}
-
-void
-paio_rmw_unlock(PaioDev *dev, PaioRmwMode mode)
-{
-    if (mode != PAIO_RMW_NONE) {
-        pthread_rwlock_unlock(&dev->rmw_lock);
-    }
-}
-
-/* Write IOV at OFFSET, choosing the lock and the bounce path. */
-static int64_t
-write_range(PaioDev *dev, const struct iovec *iov, int niov, uint64_t offset,
-            uint64_t total)
+int64_t
+paio_write_range(PaioDev *dev, const struct iovec *iov, int niov,
+                 uint64_t offset, uint64_t total)
 {
     uint64_t mask = dev->alignment - 1;
     PaioRmwMode mode = paio_rmw_mode(dev, offset, total);
@@ -384,8 +342,8 @@ paio_handle_write(PaioRequest *req)
         return ret;
     }
     if (total > 0) {
-        n = write_range(dev, req->u.rw.iov, req->u.rw.niov, req->offset,
-                        total);
+        n = paio_write_range(dev, req->u.rw.iov, req->u.rw.niov,
+                             req->offset, total);
         if (n < 0) {
             return n;
         }
@@ -397,23 +355,4 @@ paio_handle_write(PaioRequest *req)
         }
     }
     return (int64_t)total;
-}
-
-/* Zeroes that plain writes copy from; never written to. */
-static char zero_buf[256 * 1024] __attribute__((aligned(4096)));
-
-int
-paio_write_zero_buffers(PaioDev *dev, uint64_t offset, uint64_t length)
-{
-    while (length > 0) {
-        uint64_t chunk = length < sizeof(zero_buf) ? length : sizeof(zero_buf);
-        struct iovec v = { .iov_base = zero_buf, .iov_len = chunk };
-        int64_t n = write_range(dev, &v, 1, offset, chunk);
-        if (n < 0) {
-            return (int)n;
-        }
-        offset += chunk;
-        length -= chunk;
-    }
-    return 0;
 }

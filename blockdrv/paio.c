@@ -1,6 +1,6 @@
 /* tlbd: paio submission, completion, cancel, and the small handlers.
  *
- * paio_submit counts the request in its device's in-flight counter and
+ * paio_submit counts the request in its device's in-flight counts and
  * hands it to the threadlet queue.  On a worker, paio_worker applies the
  * checks every request shares (read-only, the device's size), asks the
  * injection rules whether to sleep or fail, then calls the handler for the
@@ -10,7 +10,8 @@
  * worker: it counts statistics, calls the request's callback, and only then
  * drops the in-flight count, so paio_dev_drain returns after the last
  * callback.  The read/write handlers live in paio-rw.c, discard and
- * write-zeroes in paio-zero.c.
+ * write-zeroes (files and block devices) in paio-zero.c, the helpers they
+ * share in paio-util.c, and the inline path in paio-inline.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -97,19 +98,98 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     return 0;
 }
 
-/* One request less in flight.  Only the last one takes the lock. */
+void
+paio_dev_set_geometry(PaioDev *dev, uint64_t size, unsigned alignment,
+                      unsigned sector_size)
+{
+    atomic_store(&dev->size, size);
+    dev->alignment = dev->direct && alignment > 1 ? alignment : 1;
+    dev->sector_size = sector_size;
+}
+
+uint64_t
+paio_dev_size(PaioDev *dev)
+{
+    return atomic_load(&dev->size);
+}
+
+/* The flag behind one PAIO_CAP_* bit; NULL for anything else. */
+static _Atomic bool *
+cap_flag(PaioDev *dev, unsigned bit)
+{
+    switch (bit) {
+    case PAIO_CAP_DISCARD:
+        return &dev->has_discard;
+    case PAIO_CAP_ZERO_RANGE:
+        return &dev->has_zero_range;
+    case PAIO_CAP_PUNCH_ZERO:
+        return &dev->has_punch_zero;
+    case PAIO_CAP_ZEROOUT:
+        return &dev->has_zeroout;
+    default:
+        return NULL;
+    }
+}
+
+unsigned
+paio_dev_caps(PaioDev *dev)
+{
+    unsigned caps = 0;
+
+    for (unsigned bit = 1; bit <= PAIO_CAP_ZEROOUT; bit <<= 1) {
+        if (atomic_load(cap_flag(dev, bit))) {
+            caps |= bit;
+        }
+    }
+    return caps;
+}
+
+void
+paio_dev_set_caps(PaioDev *dev, unsigned caps, bool on)
+{
+    for (unsigned bit = 1; bit <= PAIO_CAP_ZEROOUT; bit <<= 1) {
+        if (caps & bit) {
+            atomic_store(cap_flag(dev, bit), on);
+        }
+    }
+}
+
+/* dev->in_flight holds two counts of the device's requests, so that one
+ * atomic add starts a request and a completion without a callback ends it
+ * with one atomic subtract: the low half counts those whose callback has
+ * not started (the statistics' in_flight), the high half those whose
+ * callback has not returned (what paio_dev_drain waits for).
+ */
+#define IN_FLIGHT_PENDING 1ull         /* low half */
+#define IN_FLIGHT_HELD (1ull << 32)    /* high half */
+
+static uint64_t
+in_flight_pending(uint64_t n)
+{
+    return n & (IN_FLIGHT_HELD - 1);
+}
+
+static uint64_t
+in_flight_held(uint64_t n)
+{
+    return n >> 32;
+}
+
+/* Take COUNTS (IN_FLIGHT_* units) off DEV's in-flight counts.  Only the
+ * request that leaves none held takes the lock.
+ */
 static void
-dev_put(PaioDev *dev)
+dev_put(PaioDev *dev, uint64_t counts)
 {
     uint64_t n = atomic_load(&dev->in_flight);
 
-    while (n > 1) {
-        if (atomic_compare_exchange_weak(&dev->in_flight, &n, n - 1)) {
+    while (in_flight_held(n) > 1) {
+        if (atomic_compare_exchange_weak(&dev->in_flight, &n, n - counts)) {
             return;
         }
     }
     tlbd_mutex_lock(&dev->drain_lock);
-    if (atomic_fetch_sub(&dev->in_flight, 1) == 1) {
+    if (in_flight_held(atomic_fetch_sub(&dev->in_flight, counts)) == 1) {
         pthread_cond_broadcast(&dev->drain_cond);
     }
     tlbd_mutex_unlock(&dev->drain_lock);
@@ -119,7 +199,7 @@ void
 paio_dev_drain(PaioDev *dev)
 {
     tlbd_mutex_lock(&dev->drain_lock);
-    while (atomic_load(&dev->in_flight) > 0) {
+    while (in_flight_held(atomic_load(&dev->in_flight)) > 0) {
         pthread_cond_wait(&dev->drain_cond, &dev->drain_lock);
     }
     tlbd_mutex_unlock(&dev->drain_lock);
@@ -169,48 +249,8 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->bytes_read = atomic_load(&dev->stat_bytes_read);
     st->bytes_written = atomic_load(&dev->stat_bytes_written);
     st->errors = atomic_load(&dev->stat_errors);
-    st->in_flight = atomic_load(&dev->stat_in_flight);
+    st->in_flight = in_flight_pending(atomic_load(&dev->in_flight));
     st->inline_ops = atomic_load(&dev->stat_inline);
-}
-
-/* The latched flush error, or fdatasync's; a first failure is latched. */
-int
-paio_do_flush(PaioDev *dev)
-{
-    int err = atomic_load(&dev->flush_err);
-
-    if (err) {
-        return err;
-    }
-    while (fdatasync(dev->fd) < 0) {
-        if (errno != EINTR) {
-            return paio_latch_flush_error(dev, -errno);
-        }
-    }
-    return 0;
-}
-
-/* Remember ERR as the device's flush error unless one is already there;
- * returns the error that is latched now.
- */
-int
-paio_latch_flush_error(PaioDev *dev, int err)
-{
-    int expected = 0;
-
-    if (!atomic_compare_exchange_strong(&dev->flush_err, &expected, err)) {
-        return expected;
-    }
-    return err;
-}
-
-void
-paio_grow_size(PaioDev *dev, uint64_t end)
-{
-    uint64_t cur = atomic_load(&dev->size);
-
-    while (end > cur && !atomic_compare_exchange_weak(&dev->size, &cur, end)) {
-    }
 }
 
 static int64_t
@@ -238,15 +278,9 @@ handle_truncate(PaioRequest *req)
     if (size > INT64_MAX) {
         return -EFBIG;
     }
-    /* Serialized with writes that extend the file (paio-rw.c). */
-    int ret = 0;
+    /* Serialized with writes that extend the file (paio-util.c). */
     paio_rmw_lock(dev, PAIO_RMW_EXCLUSIVE);
-    while (ftruncate(dev->fd, (off_t)size) < 0) {
-        if (errno != EINTR) {
-            ret = -errno;
-            break;
-        }
-    }
+    int ret = paio_ftruncate(dev->fd, size);
     if (ret == 0) {
         atomic_store(&dev->size, size);
     }
@@ -365,24 +399,15 @@ paio_count_done(PaioDev *dev, const PaioRequest *req)
     }
 }
 
-/* REQ, checked, is now in flight on DEV: paio_dev_drain waits for it
- * until dev_put.
+/* REQ, checked, is now in flight on DEV: pending until it is counted
+ * done, and held (paio_dev_drain waits for it) until dev_put.
  */
 static void
 request_start(PaioDev *dev, PaioRequest *req)
 {
     req->dev = dev;
     req->ret = 0;
-    atomic_fetch_add(&dev->in_flight, 1);
-    atomic_fetch_add(&dev->stat_in_flight, 1);
-}
-
-/* REQ has its result: count it, before its callback (if any) and dev_put. */
-static void
-request_counted(PaioDev *dev, PaioRequest *req)
-{
-    paio_count_done(dev, req);
-    atomic_fetch_sub(&dev->stat_in_flight, 1);
+    atomic_fetch_add(&dev->in_flight, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
 }
 
 static void
@@ -394,11 +419,12 @@ paio_complete(ThreadletWork *work)
     if (threadlet_work_state(work) == THREADLET_CANCELLED) {
         req->ret = -ECANCELED;
     }
-    request_counted(dev, req);
+    paio_count_done(dev, req);
+    atomic_fetch_sub(&dev->in_flight, IN_FLIGHT_PENDING);
 
     req->cb(req); /* may free or reuse REQ */
 
-    dev_put(dev);
+    dev_put(dev, IN_FLIGHT_HELD);
 }
 
 bool
@@ -425,8 +451,7 @@ paio_submit(PaioDev *dev, PaioRequest *req)
     ret = threadlet_submit_complete(dev->queue, &req->work, req->iothread,
                                     paio_complete);
     if (ret < 0) {
-        atomic_fetch_sub(&dev->stat_in_flight, 1);
-        dev_put(dev);
+        dev_put(dev, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
     }
     return ret;
 }
@@ -460,8 +485,8 @@ run_on_caller(PaioDev *dev, PaioRequest *req)
     request_start(dev, req);
     paio_worker(&req->work);
     atomic_fetch_add_explicit(&dev->stat_inline, 1, memory_order_relaxed);
-    request_counted(dev, req);
-    dev_put(dev);
+    paio_count_done(dev, req);
+    dev_put(dev, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
     return req->ret;
 }
 

@@ -13,7 +13,7 @@
  * After a zeroout every block of the range must read back as zeros; after
  * a discard every block inside the whole sectors of the range must (a
  * block device discards whole logical sectors only, and the partial ones
- * keep their data, see paio-blk.c; a file punches exactly the range).  The
+ * keep their data, see paio-zero.c; a file punches exactly the range).  The
  * block table records that (no generation, the hash of a zero block), so
  * later reads and the final pass check it like any written block.  This
  * assumes a discard that reads back zeros, as files and loop devices give;

@@ -41,7 +41,7 @@
 #define BUF_ALIGN 4096    /* good for O_DIRECT images: no bounce buffer */
 #define FEXP_SUBTYPE "tlbd"
 
-static void finish(FuseExport *exp);
+static void flush_and_stop(FuseExport *exp);
 
 FexpReq *
 fexp_req_new(FuseExport *exp, fuse_req_t req)
@@ -75,7 +75,7 @@ fexp_req_end(FexpReq *r)
     free(r);
     exp->stats.in_flight--;
     if (exp->stopping && exp->stats.in_flight == 0) {
-        finish(exp);
+        flush_and_stop(exp);
     }
 }
 
@@ -179,7 +179,7 @@ final_flush_done(void *opaque, int64_t ret)
 
 /* Nothing is in flight any more: flush the image and stop the loop. */
 static void
-finish(FuseExport *exp)
+flush_and_stop(FuseExport *exp)
 {
     if (exp->finishing) {
         return;
@@ -204,7 +204,7 @@ fexp_shutdown(FuseExport *exp)
     exp->stopping = true;
     stop_watching(exp);
     if (exp->stats.in_flight == 0) {
-        finish(exp);
+        flush_and_stop(exp);
     }
 }
 
@@ -421,13 +421,13 @@ fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts,
     exp->name = strdup(opts->name ? opts->name : "image");
     if (!exp->mountpoint || !exp->image || !exp->name) {
         ret = -ENOMEM;
-        goto fail;
+        goto out_free;
     }
 
     exp->max_read = max_read_option(opts->fuse_opts);
     ret = make_session(exp, opts, errmsg);
     if (ret < 0) {
-        goto fail;
+        goto out_free;
     }
     if (fuse_session_mount(exp->se, exp->mountpoint) != 0) {
         ret = -EIO;
@@ -438,7 +438,7 @@ fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts,
                          : " (see the message above)") < 0) {
             *errmsg = NULL;
         }
-        goto fail;
+        goto out_free;
     }
     exp->mounted = true;
     exp->fd = fuse_session_fd(exp->se);
@@ -448,22 +448,22 @@ fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts,
                      exp->mountpoint, strerror(-ret)) < 0) {
             *errmsg = NULL;
         }
-        goto fail;
+        goto out_free;
     }
     int fl = fcntl(exp->fd, F_GETFL);
     if (fl < 0 || fcntl(exp->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
         ret = -errno;
-        goto fail;
+        goto out_free;
     }
     ret = iothread_add_fd(io, exp->fd, EPOLLIN, session_readable, exp);
     if (ret < 0) {
-        goto fail;
+        goto out_free;
     }
     exp->watching = true;
     *out = exp;
     return 0;
 
-fail:
+out_free:
     fexp_free(exp);
     return ret;
 }

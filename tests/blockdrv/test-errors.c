@@ -157,7 +157,7 @@ test_enotsup_remembered(void **state)
     cfg.fd = fd;
     cfg.size = 65536;
     assert_int_equal(paio_dev_new(&cfg, &dev), 0);
-    assert_true(atomic_load(&dev->has_zero_range));
+    assert_true(paio_dev_caps(dev) & PAIO_CAP_ZERO_RANGE);
     for (int i = 0; i < 2; i++) {
         memset(&req, 0, sizeof(req));
         req.type = PAIO_WRITE_ZEROES;
@@ -165,8 +165,8 @@ test_enotsup_remembered(void **state)
         req.flags = PAIO_NO_FALLBACK;
         req.u.range.length = 16384;
         assert_int_equal(paio_run(dev, &req, i ? f->b.io : NULL), 0);
-        assert_false(atomic_load(&dev->has_zero_range));
-        assert_true(atomic_load(&dev->has_punch_zero));
+        assert_false(paio_dev_caps(dev) & PAIO_CAP_ZERO_RANGE);
+        assert_true(paio_dev_caps(dev) & PAIO_CAP_PUNCH_ZERO);
         assert_int_equal(pread(fd, buf, sizeof(buf), (off_t)req.offset),
                          sizeof(buf));
         assert_true(bt_is_zero(buf, sizeof(buf)));

@@ -225,8 +225,8 @@ test_zero_fallbacks(void **state)
     uint8_t *buf = malloc(IMG_SIZE);
 
     /* No fast method left: fast-only fails, plain falls back to writes. */
-    atomic_store(&f->dev->has_zero_range, false);
-    atomic_store(&f->dev->has_punch_zero, false);
+    paio_dev_set_caps(f->dev, PAIO_CAP_ZERO_RANGE | PAIO_CAP_PUNCH_ZERO,
+                      false);
     assert_int_equal(zero(f, 4096, 65536, PAIO_NO_FALLBACK), -ENOTSUP);
     assert_int_equal(pread(f->fd, buf, 65536, 4096), 65536);
     assert_false(bt_is_zero(buf, 65536));
@@ -235,7 +235,7 @@ test_zero_fallbacks(void **state)
     assert_true(bt_is_zero(buf, 65536));
 
     /* Punch + allocate: zeroes, and the blocks stay allocated. */
-    atomic_store(&f->dev->has_punch_zero, true);
+    paio_dev_set_caps(f->dev, PAIO_CAP_PUNCH_ZERO, true);
     uint64_t blocks = bt_st_blocks(f->b.path);
     assert_int_equal(zero(f, 131072, 131072, PAIO_NO_FALLBACK), 0);
     assert_int_equal(pread(f->fd, buf, 131072, 131072), 131072);

@@ -19,8 +19,6 @@
 #define TLBD_PAIO_H
 
 #include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -137,64 +135,39 @@ typedef struct PaioStats {
     uint64_t inline_ops; /* of ops[]: run on the caller's thread */
 } PaioStats;
 
-struct PaioDev {
-    /* read-only after paio_dev_new */
-    int fd;
-    bool is_blockdev;
-    bool readonly;
-    bool growable;
-    bool discard_ignore;
-    bool direct;
-    unsigned alignment;
-    unsigned sector_size; /* block devices: BLKSSZGET, set before the first
-                             discard or write-zeroes */
-    ThreadletQueue *queue;
-    bool mem_fs;          /* tmpfs or ramfs: I/O never waits on a device */
-    uint32_t inline_max;
-    bool caller_runs;
-
-    /* atomic: learnt while running */
-    _Atomic uint64_t size;        /* grows with growable writes, truncate */
-    _Atomic bool has_discard;     /* cleared after the first -ENOTSUP */
-    _Atomic bool has_zero_range;  /* FALLOC_FL_ZERO_RANGE */
-    _Atomic bool has_punch_zero;  /* PUNCH_HOLE (+ fallocate) to zero */
-    _Atomic bool has_zeroout;     /* BLKZEROOUT */
-    _Atomic int flush_err;        /* first failed fdatasync, latched */
-    _Atomic bool has_nowait_read; /* preadv2(RWF_NOWAIT) works here */
-    _Atomic bool has_nowait_write; /* pwritev2(RWF_NOWAIT) works here */
-    _Atomic uint64_t stat_inline;
-    _Atomic uint64_t stat_ops[PAIO_NR_TYPES];
-    _Atomic uint64_t stat_bytes_read;
-    _Atomic uint64_t stat_bytes_written;
-    _Atomic uint64_t stat_errors;
-    _Atomic uint64_t stat_in_flight; /* submitted, callback not started */
-
-    /* rmw_lock orders changes that must not interleave: held exclusively
-     * to read-modify-write a partial O_DIRECT block and to extend or
-     * truncate the file; shared by the other O_DIRECT writes, write-zeroes
-     * and discards (paio-rw.c) */
-    pthread_rwlock_t rmw_lock;
-
-    /* protected by inject_lock (the PaioInject's rules and counters);
-     * inject_on mirrors inject != NULL for a lock-free fast path */
-    pthread_mutex_t inject_lock;
-    PaioInject *inject;
-    _Atomic bool inject_on;
-
-    /* in_flight counts requests submitted whose callback has not returned.
-     * It is atomic, but the decrement that may reach 0 happens under
-     * drain_lock (with a broadcast of drain_cond), so paio_dev_drain, which
-     * waits under drain_lock, cannot see 0 while a completion still needs
-     * the device. */
-    pthread_mutex_t drain_lock;
-    pthread_cond_t drain_cond;
-    _Atomic uint64_t in_flight;
-};
-
 /* Make a PaioDev for CFG->fd (not taken over: the caller closes it after
  * paio_dev_free).  Returns 0 or -errno.
  */
 int paio_dev_new(const PaioDevConfig *cfg, PaioDev **out);
+
+/* What DEV's opener learns after paio_dev_new, by requests on DEV itself
+ * (BLKGETSIZE64, BLKSSZGET): its size in bytes, the O_DIRECT alignment of
+ * offsets, lengths and buffers (ignored without O_DIRECT), and the logical
+ * sector size that cuts block-device discards and write-zeroes.  Call it
+ * before any request that reads or changes data.
+ */
+void paio_dev_set_geometry(PaioDev *dev, uint64_t size, unsigned alignment,
+                           unsigned sector_size);
+
+/* The size now (it grows with growable writes and changes with truncate). */
+uint64_t paio_dev_size(PaioDev *dev);
+
+/* Capabilities, learnt while running: each is on until its method first
+ * returns -ENOTSUP on the device.  Whether discards are ignored is fixed
+ * at paio_dev_new (PaioDevConfig.discard_ignore).
+ */
+#define PAIO_CAP_DISCARD    (1u << 0) /* punch a hole / BLKDISCARD */
+#define PAIO_CAP_ZERO_RANGE (1u << 1) /* fallocate(ZERO_RANGE), files */
+#define PAIO_CAP_PUNCH_ZERO (1u << 2) /* PUNCH_HOLE (+ fallocate), files */
+#define PAIO_CAP_ZEROOUT    (1u << 3) /* BLKZEROOUT, block devices */
+
+/* The PAIO_CAP_* bits on now. */
+unsigned paio_dev_caps(PaioDev *dev);
+
+/* Turn the PAIO_CAP_* bits in CAPS on (ON) or off, as if the device had
+ * (not) refused them; for tests of the fallbacks.
+ */
+void paio_dev_set_caps(PaioDev *dev, unsigned caps, bool on);
 
 /* Run REQ (type, offset, flags and u set by the caller) on the calling
  * thread if it cannot wait on a device: a memory file system, or data the
