@@ -11,9 +11,6 @@
 
 #include "parse.h"
 
-/* A duration: a number with an optional unit ms, s (default), m or h. */
-int tlbd_parse_duration(const char *str, uint64_t *out_ns);
-
 /* Parse an unsigned number option in [MIN, MAX] into *OUT.  On a bad value
  * print "tlbd: OPTION: bad value ..." and return false; the caller then
  * prints its usage line.

@@ -143,17 +143,17 @@ tlbd_dump_plugin(void)
 static int
 start_threads(int min_threads)
 {
+    const BlockDevPoolOptions *p = &config.opts.pool;
     int r;
 
-    r = threadlet_queue_init_named(&pool, "nbd", config.threads_max,
-                                   min_threads);
+    r = threadlet_queue_init_named(&pool, "nbd", p->threads_max, min_threads);
     if (r < 0) {
         errno = -r;
         nbdkit_error("cannot start the threadlet pool: %m");
         return -1;
     }
     pool_started = true;
-    threadlet_queue_set_idle_timeout(&pool, config.idle_timeout_ms);
+    threadlet_queue_set_idle_timeout(&pool, p->idle_timeout_ms);
     return 0;
 }
 
@@ -185,12 +185,7 @@ open_device(void)
     CLEANUP_FREE char *err = NULL;
     int r;
 
-    blockdev_options_init(&opts);
-    opts.cache = config.cache;
-    opts.discard = config.discard;
-    opts.inject = config.inject;
-    opts.inline_max = config.inline_max;
-    opts.offload = config.offload;
+    opts = config.opts;
     opts.queue = &pool;
 
     r = blockdev_open(config.file, &opts, &bd, &err);
@@ -242,7 +237,7 @@ tlbd_get_ready(void)
 static int
 tlbd_after_fork(void)
 {
-    return start_threads(config.threads_min);
+    return start_threads(config.opts.pool.threads_min);
 }
 
 /* Stop everything, in dependency order: the BlockDev waits for its requests,
