@@ -255,8 +255,7 @@ static const struct {
     { "discard", set_discard, "is not one of unmap, ignore", true,
       "unmap|ignore", "what discard does: punch holes, or nothing" },
     { "offload", set_offload, "is not one of blocking, never, always", true,
-      "MODE", "which requests the threadlet pool runs: blocking, never, "
-      "always" },
+      "MODE", "which requests the pool runs: blocking, never, always" },
     { "inline-max", set_inline_max, "is not a size of at most 32M", true,
       "SIZE", "largest read or write run on the calling thread" },
     { "inject", set_inject, "is not an injection spec", true, "SPEC",

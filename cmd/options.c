@@ -1,17 +1,111 @@
-/* tlbd: command-line value parsing and JSON strings for the subcommands
- * (see options.h).
- * Main thread only.
+/* tlbd: command-line options and messages shared by the subcommands, and
+ * JSON strings (see options.h).  Main thread only.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "cleanup.h"
 #include "options.h"
+#include "util.h"
+
+static const char *program = "tlbd";
+
+void
+tlbd_set_program(const char *name)
+{
+    program = name;
+}
+
+void
+tlbd_fatal(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", program);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(EXIT_FAILURE);
+}
+
+struct option *
+tlbd_long_options(const struct option *own)
+{
+    size_t nown = 0;
+    size_t nshared = 0;
+    struct option *table;
+
+    while (own[nown].name) {
+        nown++;
+    }
+    while (blockdev_shared_option(nshared, NULL, NULL)) {
+        nshared++;
+    }
+    table = calloc(nown + nshared + 1, sizeof(*table));
+    if (!table) {
+        tlbd_die("calloc", ENOMEM);
+    }
+    memcpy(table, own, nown * sizeof(*table));
+    for (size_t i = 0; i < nshared; i++) {
+        table[nown + i].name = blockdev_shared_option(i, NULL, NULL);
+        table[nown + i].has_arg = required_argument;
+        table[nown + i].val = TLBD_BLOCKDEV_OPTION;
+    }
+    return table;
+}
+
+bool
+tlbd_blockdev_option(BlockDevOptions *opts, const char *name,
+                     const char *value)
+{
+    CLEANUP_FREE char *errmsg = NULL;
+    int ret = blockdev_parse_option(opts, name, value, &errmsg);
+
+    if (ret < 0) {
+        fprintf(stderr, "%s: %s\n", program,
+                errmsg ? errmsg : strerror(-ret));
+        return false;
+    }
+    return true;
+}
+
+bool
+tlbd_blockdev_check(BlockDevOptions *opts)
+{
+    CLEANUP_FREE char *errmsg = NULL;
+    int ret = blockdev_check_pool(&opts->pool, &errmsg);
+
+    if (ret < 0) {
+        fprintf(stderr, "%s: %s\n", program,
+                errmsg ? errmsg : strerror(-ret));
+        return false;
+    }
+    return true;
+}
+
+void
+tlbd_blockdev_help(FILE *fp)
+{
+    const char *key;
+    const char *arg;
+    const char *help;
+
+    for (size_t i = 0; (key = blockdev_shared_option(i, &arg, &help)); i++) {
+        int n = fprintf(fp, "  --%s=%s", key, arg);
+        if (n >= 26) {
+            fputc('\n', fp);
+            n = 0;
+        }
+        fprintf(fp, "%*s%s\n", 26 - n, "", help);
+    }
+}
 
 bool
 tlbd_uint_option(const char *option, const char *value, uint64_t min,
@@ -52,7 +146,8 @@ tlbd_print_options(const struct option *long_options,
 void
 tlbd_bad_value(const char *option, const char *str, const char *reason)
 {
-    fprintf(stderr, "tlbd: %s: bad value '%s': %s\n", option, str, reason);
+    fprintf(stderr, "%s: %s: bad value '%s': %s\n", program, option, str,
+            reason);
 }
 
 void

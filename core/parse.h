@@ -1,5 +1,6 @@
 /* tlbd: parsing of numbers, sizes and durations given by users, shared by
- * the tlbd program, the nbdkit plugin and blockdrv's options.  Any thread; no state.
+ * the tlbd program, the nbdkit plugin and blockdrv's options.  Any thread;
+ * no state.
  */
 #ifndef TLBD_PARSE_H
 #define TLBD_PARSE_H

@@ -32,7 +32,8 @@ int pconfig_set(PluginConfig *cfg, const char *key, const char *value,
                 char **errmsg);
 
 /* After the last key: file= is given and is a regular file or a block
- * device, and the pool's options agree (blockdev_check_pool).  Returns as pconfig_set.
+ * device, and the pool's options agree (blockdev_check_pool).  Returns as
+ * pconfig_set.
  */
 int pconfig_check(PluginConfig *cfg, char **errmsg);
 
