@@ -12,11 +12,12 @@
  * .get_ready, .after_fork, .cleanup and .unload.  Under the PARALLEL thread
  * model any number of nbdkit worker threads call the data callbacks at once,
  * for one connection or many.  Each data callback makes one blockdev_p*
- * call: a request that cannot wait on a device (a memory file system, data
- * in the page cache) runs on the nbdkit thread itself, since handing it
- * off would only add two wake-ups; the others run on a pool worker, which
- * wakes the sleeping nbdkit thread when done.  Either way, when a callback
- * returns, its request is finished.  nbdkit's threads are already threads
+ * call.  With offload=never (the default) the nbdkit thread runs the
+ * request itself, since it waits anyway and a hand-off would only add two
+ * wake-ups; with offload=blocking only the requests that may wait on a
+ * device go to a pool worker, and with offload=always all of them, the
+ * worker waking the sleeping nbdkit thread when done.  Either way, when a
+ * callback returns, its request is finished.  nbdkit's threads are already threads
  * that may block, so the plugin needs no I/O thread of its own.
  */
 #define _GNU_SOURCE
@@ -271,8 +272,8 @@ tlbd_open(int readonly)
 
 /* Free the handle once the connection has no request in flight.  nbdkit
  * calls .close only after the connection's worker threads have returned
- * from every callback, and each callback returns only after the IOThread
- * posted its request's completion, so in_flight is already 0; the wait
+ * from every callback, and each callback returns only once its request
+ * is finished (blockdev_p* block), so in_flight is already 0; the wait
  * makes that a checked property rather than an assumption.
  */
 static void
