@@ -10,7 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cleanup.h"
 #include "options.h"
 #include "util.h"
 
@@ -61,33 +60,37 @@ tlbd_long_options(const struct option *own)
     return table;
 }
 
+/* Print blockdrv's message for RET (0 or -errno) and say whether RET is 0.
+ * Frees ERRMSG.
+ */
+static bool
+report(int ret, char *errmsg)
+{
+    if (ret < 0) {
+        fprintf(stderr, "%s: %s\n", program,
+                errmsg ? errmsg : strerror(-ret));
+    }
+    free(errmsg);
+    return ret == 0;
+}
+
 bool
 tlbd_blockdev_option(BlockDevOptions *opts, const char *name,
                      const char *value)
 {
-    CLEANUP_FREE char *errmsg = NULL;
+    char *errmsg = NULL;
     int ret = blockdev_parse_option(opts, name, value, &errmsg);
 
-    if (ret < 0) {
-        fprintf(stderr, "%s: %s\n", program,
-                errmsg ? errmsg : strerror(-ret));
-        return false;
-    }
-    return true;
+    return report(ret, errmsg);
 }
 
 bool
 tlbd_blockdev_check(BlockDevOptions *opts)
 {
-    CLEANUP_FREE char *errmsg = NULL;
+    char *errmsg = NULL;
     int ret = blockdev_check_pool(&opts->pool, &errmsg);
 
-    if (ret < 0) {
-        fprintf(stderr, "%s: %s\n", program,
-                errmsg ? errmsg : strerror(-ret));
-        return false;
-    }
-    return true;
+    return report(ret, errmsg);
 }
 
 void
