@@ -371,6 +371,8 @@ tlbd_nbd_main(int argc, char **argv)
     if (stat(a.image, &st) < 0) {
         fprintf(stderr, "tlbd: cannot open '%s': %s\n", a.image,
                 strerror(errno));
+        free(a.keys);
+        free(a.values);
         return EXIT_FAILURE;
     }
     if (!nbdkit || !*nbdkit) {
@@ -387,6 +389,8 @@ tlbd_nbd_main(int argc, char **argv)
         fprintf(stderr, "tlbd: cannot create a directory in '%s': %s\n",
                 tmpdir && *tmpdir ? tmpdir : "/tmp", strerror(errno));
         free(plugin);
+        free(a.keys);
+        free(a.values);
         return EXIT_FAILURE;
     }
     snprintf(sockpath, sizeof(sockpath), "%s/nbd.sock", tmpl);

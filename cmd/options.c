@@ -34,6 +34,9 @@ tlbd_fatal(const char *fmt, ...)
     exit(EXIT_FAILURE);
 }
 
+/* tlbd_long_options' table: one subcommand runs per process. */
+static struct option *long_table;
+
 struct option *
 tlbd_long_options(const struct option *own)
 {
@@ -57,6 +60,8 @@ tlbd_long_options(const struct option *own)
         table[nown + i].has_arg = required_argument;
         table[nown + i].val = TLBD_BLOCKDEV_OPTION;
     }
+    free(long_table);
+    long_table = table;
     return table;
 }
 

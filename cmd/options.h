@@ -30,7 +30,7 @@ struct option;
 
 /* OWN (a getopt_long table ending in a zero row) followed by one
  * required_argument row (val TLBD_BLOCKDEV_OPTION) for each option of
- * blockdev_shared_option.  Malloc'd, lives until exit.
+ * blockdev_shared_option.  Lives until exit or the next call.
  */
 struct option *tlbd_long_options(const struct option *own);
 
