@@ -17,8 +17,8 @@
  * wake-ups; with offload=blocking only the requests that may wait on a
  * device go to a pool worker, and with offload=always all of them, the
  * worker waking the sleeping nbdkit thread when done.  Either way, when a
- * callback returns, its request is finished.  nbdkit's threads are already threads
- * that may block, so the plugin needs no I/O thread of its own.
+ * callback returns, its request is finished.  nbdkit's threads are already
+ * threads that may block, so the plugin needs no I/O thread of its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
