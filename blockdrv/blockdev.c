@@ -38,6 +38,8 @@ blockdev_options_init(BlockDevOptions *opts)
     opts->cache = BLOCKDEV_CACHE_WRITEBACK;
     opts->discard = BLOCKDEV_DISCARD_UNMAP;
     opts->inline_max = BLOCKDEV_INLINE_MAX_DEFAULT;
+    opts->pool.threads_min = 1;
+    opts->pool.idle_timeout_ms = THREADLET_DEFAULT_IDLE_MS;
 }
 
 int
@@ -132,6 +134,149 @@ blockdev_parse_inline_max(const char *str, uint32_t *out)
     return 0;
 }
 
+/* A whole number in [MIN, BLOCKDEV_THREADS_LIMIT]. */
+static int
+parse_threads(const char *str, uint64_t min, int *out)
+{
+    uint64_t v;
+
+    if (!str || tlbd_parse_uint(str, BLOCKDEV_THREADS_LIMIT, &v) < 0 ||
+        v < min) {
+        return -EINVAL;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* One parser per option: 0, or -EINVAL (the row's reason says why unless
+ * the parser set *ERRMSG itself).
+ */
+static int
+set_readonly(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    return parse_bool(value, &opts->readonly);
+}
+
+static int
+set_growable(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    return parse_bool(value, &opts->growable);
+}
+
+static int
+set_cache(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    return blockdev_parse_cache(value, &opts->cache);
+}
+
+static int
+set_discard(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    return blockdev_parse_discard(value, &opts->discard);
+}
+
+static int
+set_inline_max(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    return blockdev_parse_inline_max(value, &opts->inline_max);
+}
+
+static int
+set_offload(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    return blockdev_parse_offload(value, &opts->offload);
+}
+
+static int
+set_inject(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    PaioInject *inj = NULL;
+    int ret = paio_inject_parse(value ? value : "", &inj, errmsg);
+
+    if (ret < 0) {
+        return ret;
+    }
+    paio_inject_free(inj);
+    opts->inject = value;
+    return 0;
+}
+
+static int
+set_threads_min(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    return parse_threads(value, 0, &opts->pool.threads_min);
+}
+
+static int
+set_threads_max(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    return parse_threads(value, 1, &opts->pool.threads_max);
+}
+
+static int
+set_idle_timeout(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    uint64_t ns;
+
+    (void)errmsg;
+    if (!value || tlbd_parse_duration(value, &ns) < 0 ||
+        ns / 1000000u > BLOCKDEV_IDLE_TIMEOUT_MAX_MS) {
+        return -EINVAL;
+    }
+    opts->pool.idle_timeout_ms = (unsigned)(ns / 1000000u);
+    return 0;
+}
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+/* Every option, in the order of the front ends' help.  A new option is
+ * one row here: the plugin and every subcommand take it from this table.
+ * SHARED rows are the front ends'; the others only blockdev_parse_option's.
+ */
+static const struct {
+    const char *key;
+    int (*set)(BlockDevOptions *opts, const char *value, char **errmsg);
+    const char *reason; /* "KEY: 'VALUE' REASON" */
+    bool shared;
+    const char *arg;    /* --KEY=ARG in help */
+    const char *help;
+} options[] = {
+    { "cache", set_cache, "is not one of writeback, none", true,
+      "writeback|none", "image side: page cache, or O_DIRECT" },
+    { "discard", set_discard, "is not one of unmap, ignore", true,
+      "unmap|ignore", "what discard does: punch holes, or nothing" },
+    { "offload", set_offload, "is not one of blocking, never, always", true,
+      "MODE", "which requests the pool runs: blocking, never, always" },
+    { "inline-max", set_inline_max, "is not a size of at most 32M", true,
+      "SIZE", "largest read or write run on the calling thread" },
+    { "inject", set_inject, "is not an injection spec", true, "SPEC",
+      "fault and latency injection, see paio(3)" },
+    { "threads-min", set_threads_min,
+      "is not a number from 0 to " XSTR(BLOCKDEV_THREADS_LIMIT), true, "N",
+      "threadlet workers kept warm" },
+    { "threads-max", set_threads_max,
+      "is not a number from 1 to " XSTR(BLOCKDEV_THREADS_LIMIT), true, "N",
+      "threadlet workers at most" },
+    { "idle-timeout", set_idle_timeout,
+      "is not a duration of at most 24h (such as 0, 500ms, 10s, 2m)", true,
+      "TIME", "idle workers above the minimum leave after TIME" },
+    { "readonly", set_readonly,
+      "is not a boolean (true, false, on, off, yes, no, 1, 0)", false, NULL,
+      NULL },
+    { "growable", set_growable,
+      "is not a boolean (true, false, on, off, yes, no, 1, 0)", false, NULL,
+      NULL },
+};
+
 int
 blockdev_parse_option(BlockDevOptions *opts, const char *key,
                       const char *value, char **errmsg)
@@ -139,47 +284,67 @@ blockdev_parse_option(BlockDevOptions *opts, const char *key,
     if (errmsg) {
         *errmsg = NULL;
     }
-    if (strcmp(key, "readonly") == 0 || strcmp(key, "growable") == 0) {
-        bool *dst = key[0] == 'r' ? &opts->readonly : &opts->growable;
-        if (parse_bool(value, dst) < 0) {
-            return fail(errmsg, -EINVAL, "%s: '%s' is not a boolean "
-                        "(true, false, on, off, yes, no, 1, 0)", key,
-                        value ? value : "");
-        }
-    } else if (strcmp(key, "cache") == 0) {
-        if (blockdev_parse_cache(value, &opts->cache) < 0) {
-            return fail(errmsg, -EINVAL,
-                        "cache: '%s' is not one of writeback, none",
-                        value ? value : "");
-        }
-    } else if (strcmp(key, "discard") == 0) {
-        if (blockdev_parse_discard(value, &opts->discard) < 0) {
-            return fail(errmsg, -EINVAL,
-                        "discard: '%s' is not one of unmap, ignore",
-                        value ? value : "");
-        }
-    } else if (strcmp(key, "inline-max") == 0) {
-        if (blockdev_parse_inline_max(value, &opts->inline_max) < 0) {
-            return fail(errmsg, -EINVAL,
-                        "inline-max: '%s' is not a size of at most 32M",
-                        value ? value : "");
-        }
-    } else if (strcmp(key, "offload") == 0) {
-        if (blockdev_parse_offload(value, &opts->offload) < 0) {
-            return fail(errmsg, -EINVAL,
-                        "offload: '%s' is not one of blocking, never, always",
-                        value ? value : "");
-        }
-    } else if (strcmp(key, "inject") == 0) {
-        PaioInject *inj = NULL;
-        int ret = paio_inject_parse(value, &inj, errmsg);
-        if (ret < 0) {
+    for (size_t i = 0; i < TLBD_ARRAY_SIZE(options); i++) {
+        if (strcmp(key, options[i].key) == 0) {
+            int ret = options[i].set(opts, value, errmsg);
+            if (ret < 0 && (!errmsg || !*errmsg)) {
+                return fail(errmsg, ret, "%s: '%s' %s", key,
+                            value ? value : "", options[i].reason);
+            }
             return ret;
         }
-        paio_inject_free(inj);
-        opts->inject = value;
-    } else {
-        return -ENOENT;
+    }
+    return -ENOENT;
+}
+
+const char *
+blockdev_shared_option(size_t i, const char **arg, const char **help)
+{
+    size_t n = 0;
+
+    for (size_t j = 0; j < TLBD_ARRAY_SIZE(options); j++) {
+        if (options[j].shared && n++ == i) {
+            if (arg) {
+                *arg = options[j].arg;
+            }
+            if (help) {
+                *help = options[j].help;
+            }
+            return options[j].key;
+        }
+    }
+    return NULL;
+}
+
+bool
+blockdev_is_shared_option(const char *key)
+{
+    const char *k;
+
+    for (size_t i = 0; (k = blockdev_shared_option(i, NULL, NULL)); i++) {
+        if (strcmp(k, key) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int
+blockdev_check_pool(BlockDevPoolOptions *pool, char **errmsg)
+{
+    if (errmsg) {
+        *errmsg = NULL;
+    }
+    if (pool->threads_max == 0) {
+        pool->threads_max = threadlet_default_max_threads();
+        if (pool->threads_max < pool->threads_min) {
+            pool->threads_max = pool->threads_min;
+        }
+    }
+    if (pool->threads_min > pool->threads_max) {
+        return fail(errmsg, -EINVAL,
+                    "threads-min: %d is more than threads-max (%d)",
+                    pool->threads_min, pool->threads_max);
     }
     return 0;
 }

@@ -70,18 +70,16 @@ usage(FILE *fp, int exitcode)
 "  --seed S            seed of the request pattern\n"
 "  --verify, --no-verify  check every read (default: on when writing)\n"
 "  --size SIZE         create IMAGE with SIZE bytes when it is missing\n"
-"  --cache MODE        writeback (default) or none (O_DIRECT)\n"
-"  --threads-min N     threadlet workers kept warm (default 0)\n"
-"  --threads-max N     threadlet workers at most (default %d)\n"
-"  --inject SPEC       fault and latency injection, see paio(3)\n"
 "  --json[=FILE]       print the summary as JSON (to FILE: as well)\n"
 "  --progress, --no-progress  a progress line each second on stderr\n"
 "                      (default: when stderr is a terminal)\n"
 "  --ioctl-mix PCT     percent of requests that are ioctl kinds (default 0)\n"
 "  --ioctl-kinds LIST  of getsize (BLKGETSIZE64, block devices only),\n"
 "                      discard, zeroout (default: all three)\n"
-"\n"
-"See tlbd(1).\n", threadlet_default_max_threads());
+"The image and the threadlet pool (defaults: threads-min 0, threads-max\n"
+"%d):\n", threadlet_default_max_threads());
+        tlbd_blockdev_help(fp);
+        fprintf(fp, "\nSee tlbd(1).\n");
     }
     exit(exitcode);
 }
@@ -103,10 +101,6 @@ enum {
     VERIFY_OPTION,
     NO_VERIFY_OPTION,
     SIZE_OPTION,
-    CACHE_OPTION,
-    THREADS_MIN_OPTION,
-    THREADS_MAX_OPTION,
-    INJECT_OPTION,
     JSON_OPTION,
     PROGRESS_OPTION,
     NO_PROGRESS_OPTION,
@@ -115,7 +109,7 @@ enum {
 };
 
 static const char short_options[] = "h";
-static const struct option long_options[] = {
+static const struct option own_options[] = {
     { "help", no_argument, NULL, HELP_OPTION },
     { "long-options", no_argument, NULL, LONG_OPTIONS },
     { "short-options", no_argument, NULL, SHORT_OPTIONS },
@@ -132,10 +126,6 @@ static const struct option long_options[] = {
     { "verify", no_argument, NULL, VERIFY_OPTION },
     { "no-verify", no_argument, NULL, NO_VERIFY_OPTION },
     { "size", required_argument, NULL, SIZE_OPTION },
-    { "cache", required_argument, NULL, CACHE_OPTION },
-    { "threads-min", required_argument, NULL, THREADS_MIN_OPTION },
-    { "threads-max", required_argument, NULL, THREADS_MAX_OPTION },
-    { "inject", required_argument, NULL, INJECT_OPTION },
     { "json", optional_argument, NULL, JSON_OPTION },
     { "progress", no_argument, NULL, PROGRESS_OPTION },
     { "no-progress", no_argument, NULL, NO_PROGRESS_OPTION },
@@ -208,12 +198,14 @@ parse_bs(const char *value, BenchConfig *cfg)
 static void
 parse_args(int argc, char **argv, BenchConfig *cfg)
 {
+    const struct option *long_options = tlbd_long_options(own_options);
     int verify = -1;
     bool mix_set = false;
     bool duration_set = false;
     int progress = -1;
     bool seed_set = false;
     uint64_t v;
+    int idx;
     int c;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -223,14 +215,13 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
     cfg->mix = 50;
     cfg->ioctl_kinds = BENCH_IOCTL_ALL;
     cfg->bs_min = cfg->bs_max = 4096;
-    cfg->cache_name = "writeback";
-    cfg->threads_min = 0;
-    cfg->threads_max = threadlet_default_max_threads();
+    blockdev_options_init(&cfg->bdopts);
+    cfg->bdopts.pool.threads_min = 0;
 
     argv[0] = (char *)"tlbd"; /* getopt's messages: "tlbd: ..." */
     optind = 1;
     while ((c = getopt_long(argc, argv, short_options, long_options,
-                            NULL)) != -1) {
+                            &idx)) != -1) {
         switch (c) {
         case 'h':
         case HELP_OPTION:
@@ -301,22 +292,11 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
             }
             cfg->size = v;
             break;
-        case CACHE_OPTION:
-            if (blockdev_parse_cache(optarg, &cfg->cache) < 0) {
-                bad("--cache", optarg, "expected writeback or none");
+        case TLBD_BLOCKDEV_OPTION:
+            if (!tlbd_blockdev_option(&cfg->bdopts, long_options[idx].name,
+                                      optarg)) {
+                usage(stderr, EXIT_FAILURE);
             }
-            cfg->cache_name = optarg;
-            break;
-        case THREADS_MIN_OPTION:
-            cfg->threads_min = parse_uint_opt("--threads-min", optarg, 0,
-                                              4096);
-            break;
-        case THREADS_MAX_OPTION:
-            cfg->threads_max = parse_uint_opt("--threads-max", optarg, 1,
-                                              4096);
-            break;
-        case INJECT_OPTION:
-            cfg->inject = optarg;
             break;
         case JSON_OPTION:
             cfg->json = true;
@@ -353,12 +333,11 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
         fprintf(stderr, "tlbd: --mix: only applies to --rw randrw\n");
         usage(stderr, EXIT_FAILURE);
     }
-    if (cfg->threads_min > cfg->threads_max) {
-        fprintf(stderr, "tlbd: --threads-min %d is larger than "
-                        "--threads-max %d\n",
-                cfg->threads_min, cfg->threads_max);
+    if (!tlbd_blockdev_check(&cfg->bdopts)) {
         usage(stderr, EXIT_FAILURE);
     }
+    cfg->cache_name = cfg->bdopts.cache == BLOCKDEV_CACHE_NONE ? "none"
+                                                               : "writeback";
     if (!duration_set && cfg->ops == 0) {
         cfg->duration_ns = 10 * 1000000000ull;
     }
@@ -633,13 +612,16 @@ open_all(Bench *b)
     CLEANUP_FREE char *errmsg = NULL;
     int ret;
 
-    ret = threadlet_queue_init_named(&b->queue, "bench", cfg->threads_max,
-                                     cfg->threads_min);
+    ret = threadlet_queue_init_named(&b->queue, "bench",
+                                     cfg->bdopts.pool.threads_max,
+                                     cfg->bdopts.pool.threads_min);
     if (ret < 0) {
         fprintf(stderr, "tlbd: cannot start the threadlet pool: %s\n",
                 strerror(-ret));
         return -1;
     }
+    threadlet_queue_set_idle_timeout(&b->queue,
+                                     cfg->bdopts.pool.idle_timeout_ms);
     b->queue_ready = true;
     ret = iothread_new("bench", &b->io);
     if (ret == 0) {
@@ -650,10 +632,8 @@ open_all(Bench *b)
                 strerror(-ret));
         return -1;
     }
-    blockdev_options_init(&opts);
+    opts = cfg->bdopts;
     opts.readonly = !bench_writes(cfg);
-    opts.cache = cfg->cache;
-    opts.inject = cfg->inject;
     opts.queue = &b->queue;
     opts.iothread = b->io;
     ret = blockdev_open(cfg->image, &opts, &b->bd, &errmsg);

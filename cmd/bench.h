@@ -58,11 +58,9 @@ typedef struct BenchConfig {
     uint64_t seed;
     bool verify;
     uint64_t size;            /* --size; 0 when not given */
-    BlockDevCache cache;
+    BlockDevOptions bdopts;   /* --cache, --threads-max...; the pool's in
+                                 bdopts.pool */
     const char *cache_name;
-    int threads_min;
-    int threads_max;
-    const char *inject;       /* Can be NULL. */
     bool json;
     const char *json_file;    /* --json=FILE; NULL: JSON on stdout */
     bool progress;            /* a progress line each second on stderr */

@@ -18,7 +18,6 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,48 +29,37 @@
 #include <unistd.h>
 
 #include "fexp.h"
+#include "options.h"
 #include "subcommands.h"
 
 enum {
     HELP_OPTION = CHAR_MAX + 1,
     LONG_OPTIONS,
     SHORT_OPTIONS,
-    CACHE_OPTION,
     DIRECT_IO_OPTION,
     GROWABLE_OPTION,
     ALLOW_OTHER_OPTION,
-    THREADS_MIN_OPTION,
-    THREADS_MAX_OPTION,
-    IDLE_TIMEOUT_OPTION,
-    INJECT_OPTION,
-    INLINE_MAX_OPTION,
     NAME_OPTION,
     LOG_OPTION,
     DEBUG_OPTION,
 };
 
 static const char short_options[] = "fo:P:rV";
-static const struct option long_options[] = {
+static const struct option own_options[] = {
     { "help", no_argument, NULL, HELP_OPTION },
     { "long-options", no_argument, NULL, LONG_OPTIONS },
     { "short-options", no_argument, NULL, SHORT_OPTIONS },
     { "allow-other", required_argument, NULL, ALLOW_OTHER_OPTION },
-    { "cache", required_argument, NULL, CACHE_OPTION },
     { "debug", no_argument, NULL, DEBUG_OPTION },
     { "direct-io", required_argument, NULL, DIRECT_IO_OPTION },
     { "foreground", no_argument, NULL, 'f' },
     { "growable", no_argument, NULL, GROWABLE_OPTION },
-    { "idle-timeout", required_argument, NULL, IDLE_TIMEOUT_OPTION },
-    { "inject", required_argument, NULL, INJECT_OPTION },
-    { "inline-max", required_argument, NULL, INLINE_MAX_OPTION },
     { "log", required_argument, NULL, LOG_OPTION },
     { "name", required_argument, NULL, NAME_OPTION },
     { "option", required_argument, NULL, 'o' },
     { "pidfile", required_argument, NULL, 'P' },
     { "readonly", no_argument, NULL, 'r' },
     { "read-only", no_argument, NULL, 'r' },
-    { "threads-max", required_argument, NULL, THREADS_MAX_OPTION },
-    { "threads-min", required_argument, NULL, THREADS_MIN_OPTION },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
 };
@@ -86,19 +74,13 @@ typedef struct FuseMain {
     const char *pidfile;
     char *pidfile_abs;
     const char *log;
-    const char *inject;
     char *fuse_opts;
-    BlockDevCache cache;
-    bool readonly;
-    bool growable;
+    BlockDevOptions bo;       /* --readonly, --growable, --cache, ...; the
+                                 pool's in bo.pool */
     bool direct_io;
     bool foreground;
     bool debug;
     AllowOther allow_other;
-    int threads_min;
-    int threads_max;
-    unsigned idle_ms;
-    uint32_t inline_max;
 
     ThreadletQueue queue;
     IOThread *io;
@@ -116,7 +98,7 @@ usage(FILE *fp, int exitcode)
 "usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] [--cache=MODE]\n"
 "                 [--direct-io=on|off] [--growable] [--name=NAME]\n"
 "                 [--allow-other=on|off|auto] [--threads-min=N]\n"
-"                 [--threads-max=N] [--idle-timeout=SECS] [--inject=SPEC]\n"
+"                 [--threads-max=N] [--idle-timeout=TIME] [--inject=SPEC]\n"
 "                 [--inline-max=SIZE] [--log=FILE] IMAGE MOUNTPOINT\n");
     if (fp == stdout) {
         fprintf(fp,
@@ -126,7 +108,6 @@ usage(FILE *fp, int exitcode)
 "directory, in which the image appears as one file.\n"
 "\n"
 "  -r, --readonly          refuse writes\n"
-"      --cache=writeback|none   image side: page cache or O_DIRECT\n"
 "      --direct-io=on|off  FUSE side: bypass the page cache (default on)\n"
 "      --growable          writes past the end and truncate change the size\n"
 "      --name=NAME         the file's name in a directory mount\n"
@@ -134,67 +115,19 @@ usage(FILE *fp, int exitcode)
 "  -f, --foreground        do not detach\n"
 "  -P, --pidfile=FILE      write the pid there while serving\n"
 "  -o OPTS                 extra FUSE mount options\n"
-"      --threads-min=N, --threads-max=N, --idle-timeout=SECS\n"
-"                          the worker pool\n"
-"      --inject=SPEC       fault and latency injection, see paio(3)\n"
-"      --inline-max=SIZE   reads and writes up to SIZE that cannot wait on a\n"
-"                          device run on the I/O thread (default 64k; 0: none)\n"
 "      --log=FILE          where a detached daemon writes messages and\n"
 "                          statistics (default: nowhere)\n"
 "      --debug             libfuse's request trace\n"
 "  -V, --version\n"
+"The image and the threadlet pool (inline-max: reads and writes up to SIZE\n"
+"that cannot wait on a device run on the I/O thread; default 64k):\n");
+        tlbd_blockdev_help(fp);
+        fprintf(fp,
 "\n"
 "SIGINT, SIGTERM or fusermount3 -u: finish, flush, unmount, exit 0.\n"
 "SIGUSR1: statistics on stderr.  See tlbd-fuse(1).\n");
     }
     exit(exitcode);
-}
-
-static void
-print_long_options(void)
-{
-    for (size_t i = 0; long_options[i].name; i++) {
-        if (long_options[i].val != LONG_OPTIONS &&
-            long_options[i].val != SHORT_OPTIONS) {
-            printf("--%s\n", long_options[i].name);
-        }
-    }
-    exit(EXIT_SUCCESS);
-}
-
-static void
-print_short_options(void)
-{
-    for (size_t i = 0; short_options[i]; i++) {
-        if (short_options[i] != ':') {
-            printf("-%c\n", short_options[i]);
-        }
-    }
-    exit(EXIT_SUCCESS);
-}
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
-fail(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("tlbd fuse: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(EXIT_FAILURE);
-}
-
-static int
-parse_int(const char *opt, const char *arg, int min, int max)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(arg, &end, 10);
-    if (errno || end == arg || *end || v < min || v > max) {
-        fail("%s: '%s' is not a number from %d to %d", opt, arg, min, max);
-    }
-    return (int)v;
 }
 
 static bool
@@ -206,7 +139,7 @@ parse_on_off(const char *opt, const char *arg)
     if (!strcmp(arg, "off") || !strcmp(arg, "no") || !strcmp(arg, "0")) {
         return false;
     }
-    fail("%s: '%s' is neither on nor off", opt, arg);
+    tlbd_fatal("%s: '%s' is neither on nor off", opt, arg);
 }
 
 static void
@@ -215,14 +148,14 @@ add_fuse_opts(FuseMain *m, const char *opts)
     char *s;
     if (m->fuse_opts) {
         if (asprintf(&s, "%s,%s", m->fuse_opts, opts) < 0) {
-            fail("out of memory");
+            tlbd_fatal("out of memory");
         }
         free(m->fuse_opts);
     } else {
         s = strdup(opts);
     }
     if (!s) {
-        fail("out of memory");
+        tlbd_fatal("out of memory");
     }
     m->fuse_opts = s;
 }
@@ -230,19 +163,19 @@ add_fuse_opts(FuseMain *m, const char *opts)
 static void
 parse_args(FuseMain *m, int argc, char **argv)
 {
+    const struct option *long_options = tlbd_long_options(own_options);
+    int idx;
     int c;
 
     while ((c = getopt_long(argc, argv, short_options, long_options,
-                            NULL)) != -1) {
+                            &idx)) != -1) {
         switch (c) {
         case HELP_OPTION:
             usage(stdout, EXIT_SUCCESS);
         case LONG_OPTIONS:
-            print_long_options();
-            break;
+            tlbd_print_options(long_options, short_options, true);
         case SHORT_OPTIONS:
-            print_short_options();
-            break;
+            tlbd_print_options(long_options, short_options, false);
         case 'V':
             printf("tlbd fuse %s (libfuse %s)\n", TLBD_VERSION,
                    fexp_libfuse_version());
@@ -257,18 +190,19 @@ parse_args(FuseMain *m, int argc, char **argv)
             m->pidfile = optarg;
             break;
         case 'r':
-            m->readonly = true;
+            m->bo.readonly = true;
             break;
-        case CACHE_OPTION:
-            if (blockdev_parse_cache(optarg, &m->cache) < 0) {
-                fail("--cache: '%s' is neither writeback nor none", optarg);
+        case TLBD_BLOCKDEV_OPTION:
+            if (!tlbd_blockdev_option(&m->bo, long_options[idx].name,
+                                      optarg)) {
+                exit(EXIT_FAILURE);
             }
             break;
         case DIRECT_IO_OPTION:
             m->direct_io = parse_on_off("--direct-io", optarg);
             break;
         case GROWABLE_OPTION:
-            m->growable = true;
+            m->bo.growable = true;
             break;
         case ALLOW_OTHER_OPTION:
             if (!strcmp(optarg, "auto")) {
@@ -279,30 +213,11 @@ parse_args(FuseMain *m, int argc, char **argv)
                                      : ALLOW_OFF;
             }
             break;
-        case THREADS_MIN_OPTION:
-            m->threads_min = parse_int("--threads-min", optarg, 0, 1024);
-            break;
-        case THREADS_MAX_OPTION:
-            m->threads_max = parse_int("--threads-max", optarg, 1, 1024);
-            break;
-        case IDLE_TIMEOUT_OPTION:
-            m->idle_ms = 1000u * (unsigned)parse_int("--idle-timeout", optarg,
-                                                     0, 86400);
-            break;
-        case INJECT_OPTION:
-            m->inject = optarg;
-            break;
-        case INLINE_MAX_OPTION:
-            if (blockdev_parse_inline_max(optarg, &m->inline_max) < 0) {
-                fail("--inline-max: '%s' is not a size of at most 32M",
-                     optarg);
-            }
-            break;
         case NAME_OPTION:
             free(m->name);
             m->name = strdup(optarg);
             if (!m->name) {
-                fail("out of memory");
+                tlbd_fatal("out of memory");
             }
             break;
         case LOG_OPTION:
@@ -360,42 +275,42 @@ check_args(FuseMain *m)
     struct stat st;
     const char *mp = m->mountpoint;
 
-    if (m->readonly && m->growable) {
-        fail("--readonly and --growable exclude each other");
+    if (m->bo.readonly && m->bo.growable) {
+        tlbd_fatal("--readonly and --growable exclude each other");
     }
-    if (m->threads_max && m->threads_min > m->threads_max) {
-        fail("--threads-min=%d is above --threads-max=%d", m->threads_min,
-             m->threads_max);
+    if (!tlbd_blockdev_check(&m->bo)) {
+        exit(EXIT_FAILURE);
     }
     if (stat(m->image, &st) < 0) {
-        fail("cannot open '%s': %s", m->image, strerror(errno));
+        tlbd_fatal("cannot open '%s': %s", m->image, strerror(errno));
     }
     if (S_ISDIR(st.st_mode)) {
-        fail("image '%s' is a directory, not a file or block device",
-             m->image);
+        tlbd_fatal("image '%s' is a directory, not a file or block device",
+                   m->image);
     }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        fail("image '%s' is not a regular file or block device", m->image);
+        tlbd_fatal("image '%s' is not a regular file or block device",
+                   m->image);
     }
 
     char *abs = absolute_path(mp);
     if (!abs) {
-        fail("cannot use mountpoint '%s': %s", mp, strerror(errno));
+        tlbd_fatal("cannot use mountpoint '%s': %s", mp, strerror(errno));
     }
     if (fexp_is_mounted(abs)) {
-        fail("mountpoint '%s' is already a tlbd mount (unmount it with"
-             " 'fusermount3 -u %s')", mp, abs);
+        tlbd_fatal("mountpoint '%s' is already a tlbd mount (unmount it with"
+                   " 'fusermount3 -u %s')", mp, abs);
     }
     if (stat(abs, &st) < 0) {
         if (errno == ENOTCONN) {
-            fail("cannot use mountpoint '%s': %s (a dead FUSE mount:"
-                 " 'fusermount3 -u %s' clears it)", mp, strerror(errno),
-                 abs);
+            tlbd_fatal("cannot use mountpoint '%s': %s (a dead FUSE mount:"
+                       " 'fusermount3 -u %s' clears it)", mp, strerror(errno),
+                       abs);
         }
-        fail("cannot use mountpoint '%s': %s", mp, strerror(errno));
+        tlbd_fatal("cannot use mountpoint '%s': %s", mp, strerror(errno));
     }
     if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-        fail("mountpoint '%s' is not a regular file or directory", mp);
+        tlbd_fatal("mountpoint '%s' is not a regular file or directory", mp);
     }
     m->mountpoint = abs;
 
@@ -403,22 +318,23 @@ check_args(FuseMain *m)
         if (!m->name) {
             char *copy = strdup(m->image);
             if (!copy) {
-                fail("out of memory");
+                tlbd_fatal("out of memory");
             }
             m->name = strdup(basename(copy));
             free(copy);
         }
         if (!m->name || !*m->name || strchr(m->name, '/') ||
             !strcmp(m->name, ".") || !strcmp(m->name, "..")) {
-            fail("--name: '%s' is not a file name", m->name ? m->name : "");
+            tlbd_fatal("--name: '%s' is not a file name",
+                       m->name ? m->name : "");
         }
     } else if (m->name) {
-        fail("--name needs MOUNTPOINT '%s' to be a directory", mp);
+        tlbd_fatal("--name needs MOUNTPOINT '%s' to be a directory", mp);
     }
 
     int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
     if (fd < 0) {
-        fail("cannot open /dev/fuse: %s", strerror(errno));
+        tlbd_fatal("cannot open /dev/fuse: %s", strerror(errno));
     }
     close(fd);
 
@@ -427,8 +343,8 @@ check_args(FuseMain *m)
                              ? strdup(m->pidfile)
                              : absolute_path(m->pidfile);
         if (!m->pidfile_abs) {
-            fail("--pidfile: cannot use '%s': %s", m->pidfile,
-                 strerror(errno));
+            tlbd_fatal("--pidfile: cannot use '%s': %s", m->pidfile,
+                       strerror(errno));
         }
     }
 }
@@ -546,13 +462,13 @@ detach(void)
     int status;
 
     if (pipe2(p, O_CLOEXEC) < 0) {
-        fail("pipe: %s", strerror(errno));
+        tlbd_fatal("pipe: %s", strerror(errno));
     }
     fflush(stdout);
     fflush(stderr);
     pid = fork();
     if (pid < 0) {
-        fail("fork: %s", strerror(errno));
+        tlbd_fatal("fork: %s", strerror(errno));
     }
     if (pid > 0) {
         close(p[1]);
@@ -581,14 +497,15 @@ open_outputs(FuseMain *m)
 {
     m->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (m->null_fd < 0) {
-        fail("cannot open /dev/null: %s", strerror(errno));
+        tlbd_fatal("cannot open /dev/null: %s", strerror(errno));
     }
     m->err_fd = m->null_fd;
     if (m->log) {
         m->err_fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
                          0644);
         if (m->err_fd < 0) {
-            fail("--log: cannot open '%s': %s", m->log, strerror(errno));
+            tlbd_fatal("--log: cannot open '%s': %s", m->log,
+                       strerror(errno));
         }
     }
 }
@@ -634,38 +551,34 @@ serve(FuseMain *m, int ready_fd)
     signal(SIGPIPE, SIG_IGN);
     m->sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (m->sfd < 0) {
-        fail("signalfd: %s", strerror(errno));
+        tlbd_fatal("signalfd: %s", strerror(errno));
     }
 
-    ret = threadlet_queue_init_named(&m->queue, "fuse", m->threads_max,
-                                     m->threads_min);
+    ret = threadlet_queue_init_named(&m->queue, "fuse",
+                                     m->bo.pool.threads_max,
+                                     m->bo.pool.threads_min);
     if (ret < 0) {
-        fail("cannot start the worker pool: %s", strerror(-ret));
+        tlbd_fatal("cannot start the worker pool: %s", strerror(-ret));
     }
-    threadlet_queue_set_idle_timeout(&m->queue, m->idle_ms);
+    threadlet_queue_set_idle_timeout(&m->queue, m->bo.pool.idle_timeout_ms);
     ret = iothread_new("fuse", &m->io);
     if (ret < 0) {
-        fail("cannot create the I/O thread: %s", strerror(-ret));
+        tlbd_fatal("cannot create the I/O thread: %s", strerror(-ret));
     }
 
-    blockdev_options_init(&bo);
-    bo.readonly = m->readonly;
-    bo.growable = m->growable;
-    bo.cache = m->cache;
-    bo.inject = m->inject;
-    bo.inline_max = m->inline_max;
+    bo = m->bo;
     bo.queue = &m->queue;
     bo.iothread = m->io;
     ret = blockdev_open(m->image, &bo, &m->bd, &errmsg);
     if (ret < 0) {
-        fail("%s", errmsg ? errmsg : strerror(-ret));
+        tlbd_fatal("%s", errmsg ? errmsg : strerror(-ret));
     }
 
     memset(&fo, 0, sizeof(fo));
     fo.mountpoint = m->mountpoint;
     fo.name = m->name;
     fo.image = m->image;
-    fo.growable = m->growable;
+    fo.growable = m->bo.growable;
     fo.direct_io = m->direct_io;
     fo.allow_other = want_allow_other(m);
     fo.fuse_opts = m->fuse_opts;
@@ -673,21 +586,21 @@ serve(FuseMain *m, int ready_fd)
     ret = fexp_new(m->bd, m->io, &fo, &m->exp, &errmsg);
     if (ret < 0) {
         blockdev_close(m->bd);
-        fail("%s", errmsg ? errmsg : strerror(-ret));
+        tlbd_fatal("%s", errmsg ? errmsg : strerror(-ret));
     }
     ret = iothread_add_fd(m->io, m->sfd, EPOLLIN, signal_readable, m);
     if (ret < 0) {
         fexp_free(m->exp);
         blockdev_close(m->bd);
-        fail("cannot watch signals: %s", strerror(-ret));
+        tlbd_fatal("cannot watch signals: %s", strerror(-ret));
     }
     ret = write_pidfile(m);
     if (ret < 0) {
         fexp_free(m->exp);
         blockdev_close(m->bd);
         unlink(m->pidfile_abs);
-        fail("cannot write pid file '%s': %s", m->pidfile_abs,
-             strerror(-ret));
+        tlbd_fatal("cannot write pid file '%s': %s", m->pidfile_abs,
+                   strerror(-ret));
     }
     if (ready_fd >= 0) {
         report_ready(m, ready_fd);
@@ -725,20 +638,13 @@ tlbd_fuse_main(int argc, char **argv)
     int status;
 
     memset(&m, 0, sizeof(m));
+    blockdev_options_init(&m.bo);
     m.direct_io = true;
     m.allow_other = ALLOW_AUTO;
-    m.threads_min = 1;
-    m.idle_ms = THREADLET_DEFAULT_IDLE_MS;
-    m.inline_max = BLOCKDEV_INLINE_MAX_DEFAULT;
     m.sfd = -1;
 
+    tlbd_set_program("tlbd fuse");
     parse_args(&m, argc, argv);
-    if (!m.threads_max) {
-        m.threads_max = threadlet_default_max_threads();
-        if (m.threads_min > m.threads_max) {
-            m.threads_max = m.threads_min;
-        }
-    }
     check_args(&m);
     if (!m.foreground) {
         open_outputs(&m);

@@ -40,14 +40,9 @@
 typedef struct NbdArgs {
     const char *image;
     bool readonly;
-    const char *cache;        /* plugin keys; NULL: the plugin's default */
-    const char *discard;
-    const char *threads_min;
-    const char *threads_max;
-    const char *idle_timeout;
-    const char *inject;
-    const char *inline_max;
-    const char *offload;
+    const char **keys;        /* BlockDev options for the plugin, as given */
+    const char **values;
+    int nkeys;
     const char *socket;       /* --socket PATH */
     const char *port;         /* --port N: TCP on localhost */
     const char *run;          /* --run CMD */
@@ -84,25 +79,16 @@ usage(FILE *fp, int exitcode)
 "NBD URI.  Stops on SIGINT or SIGTERM.\n"
 "\n"
 "  -r, --readonly, --read-only  serve read-only\n"
-"  --cache MODE        writeback (default) or none (O_DIRECT)\n"
-"  --discard MODE      unmap (default) or ignore\n"
-"  --threads-min N     threadlet workers kept warm\n"
-"  --threads-max N     threadlet workers at most\n"
-"  --idle-timeout TIME idle workers above the minimum leave after TIME\n"
-"                      (500ms, 10s, 2m; default 10s)\n"
-"  --inject SPEC       fault and latency injection, see paio(3)\n"
-"  --offload MODE      which requests the threadlet pool runs: never\n"
-"                      (default: nbdkit's threads run them), blocking\n"
-"                      (those that may wait on a device) or always\n"
-"  --inline-max SIZE   --offload blocking: reads and writes up to SIZE\n"
-"                      that cannot wait on a device run on nbdkit's\n"
-"                      thread (default 32M: all; 0: none)\n"
 "  --socket PATH       listen on this Unix socket\n"
 "  --port PORT         listen on TCP port PORT of localhost (127.0.0.1)\n"
 "  --run CMD           run CMD with $uri set, then stop (as nbdkit --run)\n"
 "  -v, --verbose       nbdkit -v\n"
 "  -- NBDKIT-ARGS      more nbdkit options (--filter=...) and filter\n"
 "                      parameters (KEY=VALUE)\n"
+"The image and the threadlet pool (the plugin's keys of the same names;\n"
+"its defaults, e.g. offload never and inline-max 32M):\n");
+        tlbd_blockdev_help(fp);
+        fprintf(fp,
 "Options may come before or after IMAGE, but before \"--\".\n"
 "\n"
 "See tlbd(1) and nbdkit-tlbd-plugin(1).\n");
@@ -114,34 +100,18 @@ enum {
     HELP_OPTION = 256,
     LONG_OPTIONS,
     SHORT_OPTIONS,
-    CACHE_OPTION,
-    DISCARD_OPTION,
-    THREADS_MIN_OPTION,
-    THREADS_MAX_OPTION,
-    IDLE_TIMEOUT_OPTION,
-    INJECT_OPTION,
-    INLINE_MAX_OPTION,
-    OFFLOAD_OPTION,
     SOCKET_OPTION,
     PORT_OPTION,
     RUN_OPTION,
 };
 
 static const char short_options[] = "hrv";
-static const struct option long_options[] = {
+static const struct option own_options[] = {
     { "help", no_argument, NULL, HELP_OPTION },
     { "long-options", no_argument, NULL, LONG_OPTIONS },
     { "short-options", no_argument, NULL, SHORT_OPTIONS },
     { "readonly", no_argument, NULL, 'r' },
     { "read-only", no_argument, NULL, 'r' },
-    { "cache", required_argument, NULL, CACHE_OPTION },
-    { "discard", required_argument, NULL, DISCARD_OPTION },
-    { "threads-min", required_argument, NULL, THREADS_MIN_OPTION },
-    { "threads-max", required_argument, NULL, THREADS_MAX_OPTION },
-    { "idle-timeout", required_argument, NULL, IDLE_TIMEOUT_OPTION },
-    { "inject", required_argument, NULL, INJECT_OPTION },
-    { "inline-max", required_argument, NULL, INLINE_MAX_OPTION },
-    { "offload", required_argument, NULL, OFFLOAD_OPTION },
     { "socket", required_argument, NULL, SOCKET_OPTION },
     { "port", required_argument, NULL, PORT_OPTION },
     { "run", required_argument, NULL, RUN_OPTION },
@@ -164,15 +134,19 @@ number_opt(const char *option, const char *value, uint64_t min, uint64_t max)
 static void
 parse_args(int argc, char **argv, NbdArgs *a)
 {
-    BlockDevCache cache;
-    BlockDevDiscard discard;
-    BlockDevOffload offload;
-    uint64_t ns;
-    uint32_t inline_max;
+    const struct option *long_options = tlbd_long_options(own_options);
+    BlockDevOptions bo;
     int dashes = 1;
+    int idx;
     int c;
 
     memset(a, 0, sizeof(*a));
+    blockdev_options_init(&bo);
+    a->keys = calloc((size_t)argc, sizeof(*a->keys));
+    a->values = calloc((size_t)argc, sizeof(*a->values));
+    if (!a->keys || !a->values) {
+        tlbd_die("calloc", ENOMEM);
+    }
     argv[0] = (char *)"tlbd"; /* getopt's messages: "tlbd: ..." */
     /* Options go anywhere before "--"; what follows it is nbdkit's, so
      * getopt (which permutes) never sees it. */
@@ -184,7 +158,7 @@ parse_args(int argc, char **argv, NbdArgs *a)
         a->nextra = argc - dashes - 1;
     }
     optind = 1;
-    while ((c = getopt_long(dashes, argv, "hrv", long_options, NULL)) !=
+    while ((c = getopt_long(dashes, argv, "hrv", long_options, &idx)) !=
            -1) {
         switch (c) {
         case 'h':
@@ -200,55 +174,13 @@ parse_args(int argc, char **argv, NbdArgs *a)
         case 'v':
             a->verbose = true;
             break;
-        case CACHE_OPTION:
-            if (blockdev_parse_cache(optarg, &cache) < 0) {
-                tlbd_bad_value("--cache", optarg, "expected writeback or none");
+        case TLBD_BLOCKDEV_OPTION:
+            /* Checked here as the plugin will check it, then passed on. */
+            if (!tlbd_blockdev_option(&bo, long_options[idx].name, optarg)) {
                 usage(stderr, EXIT_FAILURE);
             }
-            a->cache = optarg;
-            break;
-        case DISCARD_OPTION:
-            if (blockdev_parse_discard(optarg, &discard) < 0) {
-                tlbd_bad_value("--discard", optarg,
-                               "expected unmap or ignore");
-                usage(stderr, EXIT_FAILURE);
-            }
-            a->discard = optarg;
-            break;
-        case THREADS_MIN_OPTION:
-            a->threads_min = number_opt("--threads-min", optarg, 0, 4096);
-            break;
-        case THREADS_MAX_OPTION:
-            a->threads_max = number_opt("--threads-max", optarg, 1, 4096);
-            break;
-        case IDLE_TIMEOUT_OPTION:
-            if (tlbd_parse_duration(optarg, &ns) < 0 || ns == 0 ||
-                ns > 24 * 3600 * 1000000000ull ||
-                strchr(optarg, 'h') != NULL) {
-                tlbd_bad_value("--idle-timeout", optarg,
-                               "expected a time such as 500ms, 10s or 2m");
-                usage(stderr, EXIT_FAILURE);
-            }
-            a->idle_timeout = optarg;
-            break;
-        case INJECT_OPTION:
-            a->inject = optarg;
-            break;
-        case INLINE_MAX_OPTION:
-            if (blockdev_parse_inline_max(optarg, &inline_max) < 0) {
-                tlbd_bad_value("--inline-max", optarg,
-                               "expected a size of at most 32M, such as 64k");
-                usage(stderr, EXIT_FAILURE);
-            }
-            a->inline_max = optarg;
-            break;
-        case OFFLOAD_OPTION:
-            if (blockdev_parse_offload(optarg, &offload) < 0) {
-                tlbd_bad_value("--offload", optarg,
-                               "expected never, blocking or always");
-                usage(stderr, EXIT_FAILURE);
-            }
-            a->offload = optarg;
+            a->keys[a->nkeys] = long_options[idx].name;
+            a->values[a->nkeys++] = optarg;
             break;
         case SOCKET_OPTION:
             a->socket = optarg;
@@ -278,11 +210,7 @@ parse_args(int argc, char **argv, NbdArgs *a)
                         "other\n");
         usage(stderr, EXIT_FAILURE);
     }
-    if (a->threads_min && a->threads_max &&
-        strtoull(a->threads_min, NULL, 10) >
-            strtoull(a->threads_max, NULL, 10)) {
-        fprintf(stderr, "tlbd: --threads-min %s is larger than "
-                        "--threads-max %s\n", a->threads_min, a->threads_max);
+    if (!tlbd_blockdev_check(&bo)) {
         usage(stderr, EXIT_FAILURE);
     }
 }
@@ -341,7 +269,8 @@ static char **
 build_argv(const NbdArgs *a, const char *nbdkit, const char *plugin,
            const char *socket, const char *pidfile)
 {
-    char **argv = calloc(32 + (size_t)a->nextra, sizeof(*argv));
+    char **argv = calloc(32 + (size_t)a->nkeys + (size_t)a->nextra,
+                         sizeof(*argv));
     int n = 0;
 
     if (!argv) {
@@ -378,14 +307,9 @@ build_argv(const NbdArgs *a, const char *nbdkit, const char *plugin,
     }
     argv[n++] = (char *)plugin;
     add_param(argv, &n, "file", a->image);
-    add_param(argv, &n, "cache", a->cache);
-    add_param(argv, &n, "discard", a->discard);
-    add_param(argv, &n, "threads-min", a->threads_min);
-    add_param(argv, &n, "threads-max", a->threads_max);
-    add_param(argv, &n, "idle-timeout", a->idle_timeout);
-    add_param(argv, &n, "inject", a->inject);
-    add_param(argv, &n, "inline-max", a->inline_max);
-    add_param(argv, &n, "offload", a->offload);
+    for (int i = 0; i < a->nkeys; i++) {
+        add_param(argv, &n, a->keys[i], a->values[i]);
+    }
     for (int i = 0; i < a->nextra; i++) {
         if (is_param(a->extra[i])) {
             argv[n++] = a->extra[i];
@@ -447,6 +371,8 @@ tlbd_nbd_main(int argc, char **argv)
     if (stat(a.image, &st) < 0) {
         fprintf(stderr, "tlbd: cannot open '%s': %s\n", a.image,
                 strerror(errno));
+        free(a.keys);
+        free(a.values);
         return EXIT_FAILURE;
     }
     if (!nbdkit || !*nbdkit) {
@@ -463,6 +389,8 @@ tlbd_nbd_main(int argc, char **argv)
         fprintf(stderr, "tlbd: cannot create a directory in '%s': %s\n",
                 tmpdir && *tmpdir ? tmpdir : "/tmp", strerror(errno));
         free(plugin);
+        free(a.keys);
+        free(a.values);
         return EXIT_FAILURE;
     }
     snprintf(sockpath, sizeof(sockpath), "%s/nbd.sock", tmpl);
@@ -519,5 +447,7 @@ out:
     rmdir(tmpl);
     free(nargv);
     free(plugin);
+    free(a.keys);
+    free(a.values);
     return exit_status(status);
 }

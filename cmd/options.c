@@ -1,46 +1,118 @@
-/* tlbd: command-line value parsing and JSON strings for the subcommands
- * (see options.h).
- * Main thread only.
+/* tlbd: command-line options and messages shared by the subcommands, and
+ * JSON strings (see options.h).  Main thread only.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "options.h"
+#include "util.h"
 
-int
-tlbd_parse_duration(const char *str, uint64_t *out_ns)
+static const char *program = "tlbd";
+
+void
+tlbd_set_program(const char *name)
 {
-    static const struct {
-        const char *unit;
-        uint64_t ns;
-    } units[] = {
-        { "", 1000000000ull },     { "s", 1000000000ull },
-        { "ms", 1000000ull },      { "m", 60000000000ull },
-        { "h", 3600000000000ull },
-    };
-    const char *end;
-    uint64_t v;
-    int ret = tlbd_parse_number(str, &v, &end);
+    program = name;
+}
 
+void
+tlbd_fatal(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", program);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(EXIT_FAILURE);
+}
+
+/* tlbd_long_options' table: one subcommand runs per process. */
+static struct option *long_table;
+
+struct option *
+tlbd_long_options(const struct option *own)
+{
+    size_t nown = 0;
+    size_t nshared = 0;
+    struct option *table;
+
+    while (own[nown].name) {
+        nown++;
+    }
+    while (blockdev_shared_option(nshared, NULL, NULL)) {
+        nshared++;
+    }
+    table = calloc(nown + nshared + 1, sizeof(*table));
+    if (!table) {
+        tlbd_die("calloc", ENOMEM);
+    }
+    memcpy(table, own, nown * sizeof(*table));
+    for (size_t i = 0; i < nshared; i++) {
+        table[nown + i].name = blockdev_shared_option(i, NULL, NULL);
+        table[nown + i].has_arg = required_argument;
+        table[nown + i].val = TLBD_BLOCKDEV_OPTION;
+    }
+    free(long_table);
+    long_table = table;
+    return table;
+}
+
+/* Print blockdrv's message for RET (0 or -errno) and say whether RET is 0.
+ * Frees ERRMSG.
+ */
+static bool
+report(int ret, char *errmsg)
+{
     if (ret < 0) {
-        return ret;
+        fprintf(stderr, "%s: %s\n", program,
+                errmsg ? errmsg : strerror(-ret));
     }
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (!strcmp(end, units[i].unit)) {
-            if (v > UINT64_MAX / units[i].ns) {
-                return -ERANGE;
-            }
-            *out_ns = v * units[i].ns;
-            return 0;
+    free(errmsg);
+    return ret == 0;
+}
+
+bool
+tlbd_blockdev_option(BlockDevOptions *opts, const char *name,
+                     const char *value)
+{
+    char *errmsg = NULL;
+    int ret = blockdev_parse_option(opts, name, value, &errmsg);
+
+    return report(ret, errmsg);
+}
+
+bool
+tlbd_blockdev_check(BlockDevOptions *opts)
+{
+    char *errmsg = NULL;
+    int ret = blockdev_check_pool(&opts->pool, &errmsg);
+
+    return report(ret, errmsg);
+}
+
+void
+tlbd_blockdev_help(FILE *fp)
+{
+    const char *key;
+    const char *arg;
+    const char *help;
+
+    for (size_t i = 0; (key = blockdev_shared_option(i, &arg, &help)); i++) {
+        int n = fprintf(fp, "  --%s=%s", key, arg);
+        if (n >= 26) {
+            fputc('\n', fp);
+            n = 0;
         }
+        fprintf(fp, "%*s%s\n", 26 - n, "", help);
     }
-    return -EINVAL;
 }
 
 bool
@@ -82,7 +154,8 @@ tlbd_print_options(const struct option *long_options,
 void
 tlbd_bad_value(const char *option, const char *str, const char *reason)
 {
-    fprintf(stderr, "tlbd: %s: bad value '%s': %s\n", option, str, reason);
+    fprintf(stderr, "%s: %s: bad value '%s': %s\n", program, option, str,
+            reason);
 }
 
 void

@@ -1,4 +1,4 @@
-/* tlbd: parsing of numbers and sizes given by users (see parse.h).
+/* tlbd: parsing of numbers, sizes and durations given by users (see parse.h).
  * Any thread; no state.
  */
 #include <ctype.h>
@@ -79,4 +79,34 @@ tlbd_parse_size(const char *str, uint64_t *out)
     }
     *out = v << shift;
     return 0;
+}
+
+int
+tlbd_parse_duration(const char *str, uint64_t *out_ns)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ns;
+    } units[] = {
+        { "", 1000000000ull },     { "s", 1000000000ull },
+        { "ms", 1000000ull },      { "m", 60000000000ull },
+        { "h", 3600000000000ull },
+    };
+    const char *end;
+    uint64_t v;
+    int ret = tlbd_parse_number(str, &v, &end);
+
+    if (ret < 0) {
+        return ret;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (!strcmp(end, units[i].unit)) {
+            if (v > UINT64_MAX / units[i].ns) {
+                return -ERANGE;
+            }
+            *out_ns = v * units[i].ns;
+            return 0;
+        }
+    }
+    return -EINVAL;
 }

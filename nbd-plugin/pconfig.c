@@ -15,24 +15,19 @@
 #include "cleanup.h"
 #include "parse.h"
 #include "pconfig.h"
-#include "threadlet.h"
 
 void
 pconfig_init(PluginConfig *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->threads_min = PCONFIG_DEFAULT_THREADS_MIN;
-    cfg->threads_max = threadlet_default_max_threads();
-    cfg->idle_timeout_ms = THREADLET_DEFAULT_IDLE_MS;
-    cfg->cache = BLOCKDEV_CACHE_WRITEBACK;
-    cfg->discard = BLOCKDEV_DISCARD_UNMAP;
+    blockdev_options_init(&cfg->opts);
     /* nbdkit's threads wait for their request anyway, and nbdkit runs many
      * of them: a hand-off of a copy that cannot wait on a device would buy
      * no parallelism, at any size.  The limit is for event loops. */
-    cfg->inline_max = BLOCKDEV_INLINE_MAX_LIMIT;
+    cfg->opts.inline_max = BLOCKDEV_INLINE_MAX_LIMIT;
     /* For the same reason, and because a hand-off costs two thread
      * wake-ups, requests that may wait on a device run there too. */
-    cfg->offload = BLOCKDEV_OFFLOAD_NEVER;
+    cfg->opts.offload = BLOCKDEV_OFFLOAD_NEVER;
 }
 
 void
@@ -42,6 +37,7 @@ pconfig_free(PluginConfig *cfg)
     free(cfg->inject);
     cfg->file = NULL;
     cfg->inject = NULL;
+    cfg->opts.inject = NULL;
 }
 
 /* Set *ERRMSG to a formatted message; returns ERR (a -errno). */
@@ -56,66 +52,6 @@ fail(char **errmsg, int err, const char *fmt, ...)
     }
     va_end(ap);
     return err;
-}
-
-/* A whole decimal number in [MIN, MAX]. */
-static int
-parse_int(const char *key, const char *value, int min, int max, int *out,
-          char **errmsg)
-{
-    char *end = NULL;
-    long v;
-
-    errno = 0;
-    v = strtol(value, &end, 10);
-    if (end == value || *end != '\0' || value[0] == ' ') {
-        return fail(errmsg, -EINVAL, "%s=%s: not a whole number", key, value);
-    }
-    if (errno == ERANGE || v < min || v > max) {
-        return fail(errmsg, -EINVAL, "%s=%s: must be between %d and %d", key,
-                    value, min, max);
-    }
-    *out = (int)v;
-    return 0;
-}
-
-int
-pconfig_parse_duration(const char *str, unsigned *ms, const char **why)
-{
-    char *end = NULL;
-    unsigned long long v;
-    unsigned long long scale;
-
-    if (str[0] < '0' || str[0] > '9') {
-        *why = "not a duration (use e.g. 10s or 500ms)";
-        return -EINVAL;
-    }
-    errno = 0;
-    v = strtoull(str, &end, 10);
-    if (errno == ERANGE) {
-        *why = "too long";
-        return -EINVAL;
-    }
-    if (*end == '\0' || strcmp(end, "s") == 0) {
-        scale = 1000;
-    } else if (strcmp(end, "ms") == 0) {
-        scale = 1;
-    } else if (strcmp(end, "m") == 0) {
-        scale = 60 * 1000;
-    } else {
-        *why = "unknown unit (use ms, s or m)";
-        return -EINVAL;
-    }
-    if (v > PCONFIG_IDLE_TIMEOUT_MAX_MS / scale) {
-        *why = "too long (at most 24 hours)";
-        return -EINVAL;
-    }
-    if (v == 0) {
-        *why = "must be more than zero";
-        return -EINVAL;
-    }
-    *ms = (unsigned)(v * scale);
-    return 0;
 }
 
 /* FILE made absolute against the current directory, since nbdkit --fork
@@ -156,74 +92,30 @@ int
 pconfig_set(PluginConfig *cfg, const char *key, const char *value,
             char **errmsg)
 {
-    const char *why = NULL;
+    char *copy;
+    int ret;
 
     *errmsg = NULL;
     if (strcmp(key, "file") == 0) {
         return set_file(cfg, value, errmsg);
     }
-    if (strcmp(key, "threads-min") == 0) {
-        cfg->threads_min_set = true;
-        return parse_int(key, value, 0, PCONFIG_THREADS_LIMIT,
-                         &cfg->threads_min, errmsg);
+    if (!blockdev_is_shared_option(key)) {
+        return fail(errmsg, -EINVAL,
+                    "unknown parameter '%s' (see nbdkit tlbd --help)", key);
     }
-    if (strcmp(key, "threads-max") == 0) {
-        cfg->threads_max_set = true;
-        return parse_int(key, value, 1, PCONFIG_THREADS_LIMIT,
-                         &cfg->threads_max, errmsg);
+    /* inject= keeps its value: give it one that outlives nbdkit's. */
+    copy = strdup(value);
+    if (!copy) {
+        return fail(errmsg, -ENOMEM, "%s: out of memory", key);
     }
-    if (strcmp(key, "idle-timeout") == 0) {
-        if (pconfig_parse_duration(value, &cfg->idle_timeout_ms, &why) < 0) {
-            return fail(errmsg, -EINVAL, "idle-timeout=%s: %s", value, why);
-        }
-        return 0;
-    }
-    if (strcmp(key, "cache") == 0) {
-        if (blockdev_parse_cache(value, &cfg->cache) < 0) {
-            return fail(errmsg, -EINVAL,
-                        "cache=%s: must be 'writeback' or 'none'", value);
-        }
-        return 0;
-    }
-    if (strcmp(key, "discard") == 0) {
-        if (blockdev_parse_discard(value, &cfg->discard) < 0) {
-            return fail(errmsg, -EINVAL,
-                        "discard=%s: must be 'unmap' or 'ignore'", value);
-        }
-        return 0;
-    }
-    if (strcmp(key, "inline-max") == 0) {
-        uint64_t v;
-        if (tlbd_parse_size(value, &v) == -EINVAL) {
-            return fail(errmsg, -EINVAL,
-                        "inline-max=%s: not a size (use e.g. 64k or 0)",
-                        value);
-        }
-        if (blockdev_parse_inline_max(value, &cfg->inline_max) < 0) {
-            return fail(errmsg, -EINVAL, "inline-max=%s: must be at most 32M",
-                        value);
-        }
-        return 0;
-    }
-    if (strcmp(key, "offload") == 0) {
-        if (blockdev_parse_offload(value, &cfg->offload) < 0) {
-            return fail(errmsg, -EINVAL,
-                        "offload=%s: must be 'never', 'blocking' or 'always'",
-                        value);
-        }
-        return 0;
-    }
-    if (strcmp(key, "inject") == 0) {
-        /* Checked by blockdev_open, in .get_ready, before nbdkit forks. */
+    ret = blockdev_parse_option(&cfg->opts, key, copy, errmsg);
+    if (ret == 0 && cfg->opts.inject == copy) {
         free(cfg->inject);
-        cfg->inject = strdup(value);
-        if (!cfg->inject) {
-            return fail(errmsg, -ENOMEM, "inject=: out of memory");
-        }
-        return 0;
+        cfg->inject = copy;
+    } else {
+        free(copy);
     }
-    return fail(errmsg, -EINVAL,
-                "unknown parameter '%s' (see nbdkit tlbd --help)", key);
+    return ret;
 }
 
 int
@@ -252,11 +144,5 @@ pconfig_check(PluginConfig *cfg, char **errmsg)
                     "file '%s': not a regular file or a block device",
                     cfg->file);
     }
-    if (cfg->threads_min > cfg->threads_max) {
-        return fail(errmsg, -EINVAL,
-                    "threads-min=%d is more than threads-max=%d%s",
-                    cfg->threads_min, cfg->threads_max,
-                    cfg->threads_max_set ? "" : " (the default)");
-    }
-    return 0;
+    return blockdev_check_pool(&cfg->opts.pool, errmsg);
 }

@@ -12,12 +12,13 @@
  * .get_ready, .after_fork, .cleanup and .unload.  Under the PARALLEL thread
  * model any number of nbdkit worker threads call the data callbacks at once,
  * for one connection or many.  Each data callback makes one blockdev_p*
- * call: a request that cannot wait on a device (a memory file system, data
- * in the page cache) runs on the nbdkit thread itself, since handing it
- * off would only add two wake-ups; the others run on a pool worker, which
- * wakes the sleeping nbdkit thread when done.  Either way, when a callback
- * returns, its request is finished.  nbdkit's threads are already threads
- * that may block, so the plugin needs no I/O thread of its own.
+ * call.  With offload=never (the default) the nbdkit thread runs the
+ * request itself, since it waits anyway and a hand-off would only add two
+ * wake-ups; with offload=blocking only the requests that may wait on a
+ * device go to a pool worker, and with offload=always all of them, the
+ * worker waking the sleeping nbdkit thread when done.  Either way, when a
+ * callback returns, its request is finished.  nbdkit's threads are already
+ * threads that may block, so the plugin needs no I/O thread of its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -143,17 +144,17 @@ tlbd_dump_plugin(void)
 static int
 start_threads(int min_threads)
 {
+    const BlockDevPoolOptions *p = &config.opts.pool;
     int r;
 
-    r = threadlet_queue_init_named(&pool, "nbd", config.threads_max,
-                                   min_threads);
+    r = threadlet_queue_init_named(&pool, "nbd", p->threads_max, min_threads);
     if (r < 0) {
         errno = -r;
         nbdkit_error("cannot start the threadlet pool: %m");
         return -1;
     }
     pool_started = true;
-    threadlet_queue_set_idle_timeout(&pool, config.idle_timeout_ms);
+    threadlet_queue_set_idle_timeout(&pool, p->idle_timeout_ms);
     return 0;
 }
 
@@ -185,12 +186,7 @@ open_device(void)
     CLEANUP_FREE char *err = NULL;
     int r;
 
-    blockdev_options_init(&opts);
-    opts.cache = config.cache;
-    opts.discard = config.discard;
-    opts.inject = config.inject;
-    opts.inline_max = config.inline_max;
-    opts.offload = config.offload;
+    opts = config.opts;
     opts.queue = &pool;
 
     r = blockdev_open(config.file, &opts, &bd, &err);
@@ -242,7 +238,7 @@ tlbd_get_ready(void)
 static int
 tlbd_after_fork(void)
 {
-    return start_threads(config.threads_min);
+    return start_threads(config.opts.pool.threads_min);
 }
 
 /* Stop everything, in dependency order: the BlockDev waits for its requests,
@@ -276,8 +272,8 @@ tlbd_open(int readonly)
 
 /* Free the handle once the connection has no request in flight.  nbdkit
  * calls .close only after the connection's worker threads have returned
- * from every callback, and each callback returns only after the IOThread
- * posted its request's completion, so in_flight is already 0; the wait
+ * from every callback, and each callback returns only once its request
+ * is finished (blockdev_p* block), so in_flight is already 0; the wait
  * makes that a checked property rather than an assumption.
  */
 static void

@@ -56,6 +56,22 @@ typedef enum BlockDevOffload {
     BLOCKDEV_OFFLOAD_ALWAYS,       /* all of them (inline_max is ignored) */
 } BlockDevOffload;
 
+/* The worker pool a front end creates for its BlockDev
+ * (BlockDevOptions.queue); blockdev_open itself does not read these.
+ */
+typedef struct BlockDevPoolOptions {
+    int threads_min;          /* workers kept warm; default 1 */
+    int threads_max;          /* 0 until set: blockdev_check_pool makes it
+                                 threadlet_default_max_threads(), or
+                                 threads_min if that is more */
+    unsigned idle_timeout_ms; /* idle workers above threads_min leave after
+                                 this; 0: at once.  Default
+                                 THREADLET_DEFAULT_IDLE_MS. */
+} BlockDevPoolOptions;
+
+#define BLOCKDEV_THREADS_LIMIT 4096
+#define BLOCKDEV_IDLE_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
+
 typedef struct BlockDevOptions {
     bool readonly;
     bool growable;           /* writes past the end extend a regular file */
@@ -70,6 +86,7 @@ typedef struct BlockDevOptions {
                                 thread; 0 sends everything to the pool.
                                 Default BLOCKDEV_INLINE_MAX_DEFAULT. */
     BlockDevOffload offload; /* default BLOCKDEV_OFFLOAD_BLOCKING */
+    BlockDevPoolOptions pool;
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
@@ -107,7 +124,10 @@ typedef struct BlockDevStats {
     uint64_t inline_ops; /* of the above: run on the caller's thread */
 } BlockDevStats;
 
-/* Defaults: read-write, writeback, discard=unmap, no injection. */
+/* Defaults: read-write, writeback, discard=unmap, no injection, offload
+ * blocking, inline-max 64k; a pool of 1 to (by default) the threadlet
+ * default workers, idle after 10 s.
+ */
 void blockdev_options_init(BlockDevOptions *opts);
 
 /* "writeback" | "none", "unmap" | "ignore" and "blocking" | "never" |
@@ -204,17 +224,36 @@ int64_t blockdev_allocated(BlockDev *bd);
 /* posix_fadvise(WILLNEED) on a range, for NBD_CMD_CACHE. */
 int blockdev_cache(BlockDev *bd, uint64_t offset, uint64_t length);
 
-/* Additions since the first version of this interface. */
-
-/* Set one option of OPTS from KEY=VALUE text, as the front ends take them:
- * readonly, growable (true/false, on/off, yes/no, 1/0), cache, discard,
- * inline-max, offload, inject.  VALUE is used as it is (inject keeps the pointer).  Returns 0,
- * -ENOENT for a key that is not a BlockDev option (nothing is set), or
- * -EINVAL with *ERRMSG (malloc'd, if ERRMSG is not NULL) such as
- * "cache: 'fast' is not one of writeback, none".
+/* The one parser of the options the front ends share (the plugin's
+ * KEY=VALUE, the subcommands' --KEY=VALUE): cache, discard, inline-max,
+ * offload, inject, threads-min, threads-max and idle-timeout; readonly and
+ * growable (true/false, on/off, yes/no, 1/0) too, though the front ends
+ * take those as flags or not at all.  VALUE is used as it is (inject keeps
+ * the pointer).  Returns 0, -ENOENT for a key that is not a BlockDev option
+ * (nothing is set), or -EINVAL with *ERRMSG (malloc'd, if ERRMSG is not
+ * NULL) naming the key, the value and the reason, such as
+ * "cache: 'fast' is not one of writeback, none".  Front ends print it
+ * after their own prefix and never reword it.
  */
 int blockdev_parse_option(BlockDevOptions *opts, const char *key,
                           const char *value, char **errmsg);
+
+/* The options every front end takes, in the order of their help: for
+ * I = 0, 1, ... until it returns NULL, the key, and in *ARG and *HELP (if
+ * not NULL) the value's placeholder ("MODE") and a line of help.
+ */
+const char *blockdev_shared_option(size_t i, const char **arg,
+                                   const char **help);
+
+/* True when KEY is one of blockdev_shared_option's keys. */
+bool blockdev_is_shared_option(const char *key);
+
+/* After the last option: fill in the default threads-max (raised to
+ * threads-min when only threads-min was given) and refuse threads-min
+ * above a threads-max that was given.  Returns 0 or -EINVAL with *ERRMSG
+ * as blockdev_parse_option.
+ */
+int blockdev_check_pool(BlockDevPoolOptions *pool, char **errmsg);
 
 /* A warning from blockdev_open that did not stop it (cache=none falling
  * back to writeback where the file system refuses O_DIRECT), or NULL.

@@ -40,11 +40,11 @@ refuse "is not a regular file or block device" \
        "$tlbd" fuse -f /dev/null "$mnt"
 refuse "mountpoint '/dev/null' is not a regular file or directory" \
        "$tlbd" fuse -f "$img" /dev/null
-refuse "--cache: 'fast' is neither writeback nor none" \
+refuse "cache: 'fast' is not one of writeback, none" \
        "$tlbd" fuse --cache=fast "$img" "$mnt"
 refuse "--direct-io: 'maybe' is neither on nor off" \
        "$tlbd" fuse --direct-io=maybe "$img" "$mnt"
-refuse "--threads-max: 'many' is not a number" \
+refuse "threads-max: 'many' is not a number from 1 to 4096" \
        "$tlbd" fuse --threads-max=many "$img" "$mnt"
 refuse "--readonly and --growable exclude each other" \
        "$tlbd" fuse -r --growable "$img" "$mnt"
