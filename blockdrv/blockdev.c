@@ -316,6 +316,23 @@ blockdev_shared_option(size_t i, const char **arg, const char **help)
     return NULL;
 }
 
+void
+blockdev_print_options(FILE *fp, const char *lead)
+{
+    const char *key;
+    const char *arg;
+    const char *help;
+
+    for (size_t i = 0; (key = blockdev_shared_option(i, &arg, &help)); i++) {
+        int n = fprintf(fp, "%s%s=%s", lead, key, arg);
+        if (n >= 26) {
+            fputc('\n', fp);
+            n = 0;
+        }
+        fprintf(fp, "%*s%s\n", 26 - n, "", help);
+    }
+}
+
 bool
 blockdev_is_shared_option(const char *key)
 {

@@ -78,7 +78,7 @@ usage(FILE *fp, int exitcode)
 "                      discard, zeroout (default: all three)\n"
 "The image and the threadlet pool (defaults: threads-min 0, threads-max\n"
 "%d):\n", threadlet_default_max_threads());
-        tlbd_blockdev_help(fp);
+        blockdev_print_options(fp, "  --");
         fprintf(fp, "\nSee tlbd(1).\n");
     }
     exit(exitcode);

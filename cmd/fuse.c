@@ -121,7 +121,7 @@ usage(FILE *fp, int exitcode)
 "  -V, --version\n"
 "The image and the threadlet pool (inline-max: reads and writes up to SIZE\n"
 "that cannot wait on a device run on the I/O thread; default 64k):\n");
-        tlbd_blockdev_help(fp);
+        blockdev_print_options(fp, "  --");
         fprintf(fp,
 "\n"
 "SIGINT, SIGTERM or fusermount3 -u: finish, flush, unmount, exit 0.\n"

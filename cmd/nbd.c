@@ -87,7 +87,7 @@ usage(FILE *fp, int exitcode)
 "                      parameters (KEY=VALUE)\n"
 "The image and the threadlet pool (the plugin's keys of the same names;\n"
 "its defaults, e.g. offload never and inline-max 32M):\n");
-        tlbd_blockdev_help(fp);
+        blockdev_print_options(fp, "  --");
         fprintf(fp,
 "Options may come before or after IMAGE, but before \"--\".\n"
 "\n"

@@ -98,23 +98,6 @@ tlbd_blockdev_check(BlockDevOptions *opts)
     return report(ret, errmsg);
 }
 
-void
-tlbd_blockdev_help(FILE *fp)
-{
-    const char *key;
-    const char *arg;
-    const char *help;
-
-    for (size_t i = 0; (key = blockdev_shared_option(i, &arg, &help)); i++) {
-        int n = fprintf(fp, "  --%s=%s", key, arg);
-        if (n >= 26) {
-            fputc('\n', fp);
-            n = 0;
-        }
-        fprintf(fp, "%*s%s\n", 26 - n, "", help);
-    }
-}
-
 bool
 tlbd_uint_option(const char *option, const char *value, uint64_t min,
                  uint64_t max, uint64_t *out)

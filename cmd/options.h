@@ -43,9 +43,6 @@ bool tlbd_blockdev_option(BlockDevOptions *opts, const char *name,
 /* After the last option: blockdev_check_pool, printing as above. */
 bool tlbd_blockdev_check(BlockDevOptions *opts);
 
-/* The help lines of the rows tlbd_long_options adds. */
-void tlbd_blockdev_help(FILE *fp);
-
 /* Parse an unsigned number option in [MIN, MAX] into *OUT.  On a bad value
  * print "PROGRAM: OPTION: bad value ..." and return false; the caller then
  * prints its usage line.

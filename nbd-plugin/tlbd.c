@@ -104,22 +104,11 @@ tlbd_config_complete(void)
     return 0;
 }
 
-#define tlbd_config_help                                                       \
-    "file=<FILENAME>       (required) The raw image or block device.\n"        \
-    "threads-min=<N>       Pool workers kept warm (default 1).\n"              \
-    "threads-max=<N>       Most pool workers (default 8 per CPU, 16-64).\n"    \
-    "idle-timeout=<TIME>   Idle workers above the minimum leave after\n"       \
-    "                      TIME, e.g. 10s or 500ms (default 10s).\n"           \
-    "cache=writeback|none  Page cache, or O_DIRECT (default writeback).\n"     \
-    "discard=unmap|ignore  What trim does (default unmap).\n"                  \
-    "offload=never|blocking|always\n"                                         \
-    "                      Which requests the threadlet pool runs: none\n"    \
-    "                      (nbdkit's thread runs them, the default), those\n" \
-    "                      that may wait on a device, or all.\n"             \
-    "inline-max=<SIZE>     offload=blocking: reads and writes up to SIZE\n"   \
-    "                      that cannot wait on a device run on nbdkit's\n"   \
-    "                      thread; 0 sends all to the pool (default 32M).\n" \
-    "inject=<SPEC>         Fault and latency injection, see paio(3)."
+/* The help nbdkit prints after the plugin's name: file= and blockdrv's
+ * shared options, made once when the plugin is loaded (tlbd_make_help).
+ */
+static char *config_help;
+
 
 /* Print the compiled-in features. */
 static void
@@ -575,7 +564,6 @@ static struct nbdkit_plugin plugin = {
     .unload             = tlbd_unload,
     .config             = tlbd_config,
     .config_complete    = tlbd_config_complete,
-    .config_help        = tlbd_config_help,
     .magic_config_key   = "file",
     .dump_plugin        = tlbd_dump_plugin,
     .get_ready          = tlbd_get_ready,
@@ -604,5 +592,38 @@ static struct nbdkit_plugin plugin = {
     .errno_is_preserved = 1,
 };
 /* clang-format on */
+
+/* Runs when nbdkit loads the plugin, before plugin_init hands nbdkit the
+ * table: the help text comes from blockdrv's option table, so a new shared
+ * option needs no line here.
+ */
+__attribute__((constructor)) static void
+tlbd_make_help(void)
+{
+    size_t len = 0;
+    FILE *fp = open_memstream(&config_help, &len);
+
+    if (!fp) {
+        return;
+    }
+    fprintf(fp, "%-26s%s\n", "file=<FILENAME>",
+            "(required) the raw image or block device");
+    blockdev_print_options(fp, "");
+    if (fclose(fp) != 0) {
+        free(config_help);
+        config_help = NULL;
+        return;
+    }
+    if (len > 0 && config_help[len - 1] == '\n') {
+        config_help[len - 1] = '\0'; /* nbdkit adds the last newline */
+    }
+    plugin.config_help = config_help;
+}
+
+__attribute__((destructor)) static void
+tlbd_free_help(void)
+{
+    free(config_help);
+}
 
 NBDKIT_REGISTER_PLUGIN(plugin)

@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -244,6 +245,12 @@ int blockdev_parse_option(BlockDevOptions *opts, const char *key,
  */
 const char *blockdev_shared_option(size_t i, const char **arg,
                                    const char **help);
+
+/* Print the help of every shared option on FP, one "LEADKEY=ARG" column
+ * and its line of help each: LEAD is "  --" for a command line, "" for
+ * nbdkit's key=value list.
+ */
+void blockdev_print_options(FILE *fp, const char *lead);
 
 /* True when KEY is one of blockdev_shared_option's keys. */
 bool blockdev_is_shared_option(const char *key);
