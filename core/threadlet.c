@@ -1,101 +1,62 @@
 /* tlbd: the threadlet pool.
  *
- * Submitting takes no lock.  A submit counts its item in q->pending, an
- * atomic, and pushes it onto the queue's inbox, a lock-free LIFO (one
- * compare-and-swap on q->inbox): two atomic read-modify-writes, on one
- * cache line, per item.  Workers hold q->lock, which guards only the
- * consumer side: the FIFO q->items and its length q->fifo_len, the worker
- * lists, the counters of workers, the spin window and the stats.  A worker
- * that finds the FIFO empty takes the whole inbox with one exchange,
- * appends it reversed, so items still run in the order each thread
- * submitted them, and moves its count from pending to fifo_len in one go:
- * per item, workers and submitters share no written cache line.  It
- * reverses the batch with the lock dropped (each item is a cache miss),
- * under q->moving: meanwhile other workers leave the inbox alone, and
- * cancel and destroy wait on moved_cond, so a QUEUED item is always either
- * in the inbox or on the FIFO when they look.  The queued count is
- * pending + fifo_len, and stats.submitted is q->moved (items moved to the
- * FIFO) + pending.  func runs with no lock held.
+ * Submitting takes no lock: a submit counts its item in q->pending and
+ * pushes it onto q->inbox, a lock-free stack (lfstack.h), two atomic
+ * read-modify-writes on one cache line.  q->lock guards the rest: the FIFO
+ * q->items and its length fifo_len, the workers and their counters, the
+ * spin window and the stats.  A worker that finds the FIFO empty takes the
+ * whole inbox and appends it reversed, so items run in the order each
+ * thread submitted them.  The queued count is pending + fifo_len, and
+ * stats.submitted is q->moved (items moved to the FIFO) + pending.  func
+ * runs with no lock held.
  *
- * Workers are spawned while the queued items outnumber the idle workers, up
- * to max_threads; otherwise idle workers are woken one at a time: a submit
- * signals one only when no woken worker is still on its way (q->wakes
- * counts those), and a woken worker that takes an item passes the wake on
- * while items remain.  A burst thus costs the submitter one futex call, not
- * one per item, and wakes no more workers than keep finding work.  q->wakes
- * never exceeds the workers that will return from the wait: each signal is
- * sent while idle_threads exceeds it, and each returning worker takes one
- * off.  A worker that leaves passes any wake on as well.  A worker that
- * waits idle_timeout without work leaves if more than min_threads remain.
+ * kick_needed() alone decides what queued items need: a new worker while
+ * they outnumber the idle and spinning workers (up to max_threads), else
+ * the wake-up of one idle worker unless a woken one is still on its way
+ * (q->wakes, never above idle_threads), else nothing.  A woken worker that
+ * takes an item passes the wake on while items remain, so a burst costs
+ * the submitter one futex call.  A worker that waits idle_timeout without
+ * work leaves if more than min_threads remain.
  *
- * No lost wake-ups.  The counters a submit reads (idle_threads, spinners,
- * wakes, cur_threads, max_threads) are atomics written under the lock, and
- * the submit reads them after its push, all sequentially consistent.  It
- * takes the lock only when it must spawn (queued > idle + spinners and
- * cur_threads < max_threads) or wake (idle > 0, no wake on its way, queued >
- * spinners), and decides again under the lock.  Otherwise some worker is
- * bound to see the item, because each worker publishes before it looks:
- *  - a worker about to sleep adds itself to idle_threads, then, still under
- *    the lock, checks the inbox once more and only then waits on work_cond;
- *    a submit that pushed before that check is seen by it, one that pushed
- *    after sees the idle worker and signals under the lock, which the
- *    waiter holds until it waits;
+ * No lost wake-ups.  The counters kick_needed() reads are atomics written
+ * under the lock.  A submit reads them after its push, all sequentially
+ * consistent, and locks only when they call for a kick, to decide again
+ * under the lock.  Otherwise some worker is bound to see the item, because
+ * each worker publishes before it looks:
+ *  - a worker about to sleep adds itself to idle_threads, then checks the
+ *    inbox once more under the lock and only then waits; a submit that
+ *    pushed after the check sees it idle and signals under the lock;
  *  - a spinner takes itself off spinners, then checks the inbox;
- *  - a worker that finds another one moving the inbox may sleep: the mover
- *    takes an item once the batch is on the FIFO and passes the wake on;
- *  - a woken worker takes itself off wakes, then looks for items, and
- *    passes the wake on if any remain;
+ *  - a woken worker takes itself off wakes, then looks for items;
  *  - a worker that times out takes itself off cur_threads, then reads the
- *    queued count, and stays if it is not 0 (a submit that saw it in
- *    cur_threads, and so did not spawn, counted its item before).
- * Busy workers look at the inbox whenever their FIFO runs dry.
+ *    queued count, and stays if it is not 0.
  *
  * Spinning: a worker that finds the queue empty may first poll the queued
- * count for its adaptive window, unlocked, before it waits on work_cond.
- * At most one worker spins.  A submit that finds no more queued items
- * than spinners neither signals nor spawns: the spinner relocks and
- * rechecks before it ever sleeps.  The window (q->spin_ns) belongs to the
- * queue, not to a worker, since the worker a signal wakes need not be the
- * one that last went idle: a submit that has to wake a worker adapts it
- * (tlbd_poll_adapt) from the time since the latest worker began to wait
- * (q->idle_since_ns).
+ * count, unlocked, for the queue's adaptive window q->spin_ns; one spins
+ * at a time.  A submit that wakes a worker adapts the window from the time
+ * since the latest worker began to wait (q->idle_since_ns).
  *
  * A leaving worker moves its record to the exited list and touches nothing
- * after unlocking; the next submit (which locks when q->has_exited is set),
- * set_limits or destroy joins it, so no thread outlives its queue.
+ * after unlocking; the next submit (it locks when q->has_exited is set),
+ * set_limits or destroy joins it.
  *
- * Shutdown: the inbox ends in INBOX_EMPTY while it takes pushes; NULL
- * closes it (a zeroed, never initialized queue is closed too).  q->gate
- * holds QUEUE_OPEN and counts the submits that take the lock.  Destroy
- * clears QUEUE_OPEN, waits until no submit holds the gate, then, under the
- * lock, takes the last items out of the inbox and closes it.  A submit
- * racing destroy either fails its push and returns -ESHUTDOWN, the item
- * untouched, or has pushed before the close, and its item is run
- * (THREADLET_DRAIN) or cancelled (THREADLET_CANCEL) like any other; such a
- * submit takes the lock only if it gets through the gate before destroy
- * closes it, so it never locks a destroyed mutex.  It may still read the
- * queue's atomics after destroy returned: the queue's memory must outlive
- * every call on it.
+ * Shutdown: submits hold q->gate (gate.h) while they lock; destroy closes
+ * it, which waits for them, then closes the inbox under the lock.  A
+ * submit racing destroy either fails its push (-ESHUTDOWN, the item
+ * untouched) or has its item run or cancelled like any other.  It may read
+ * the queue's atomics after destroy returned: the queue's memory must
+ * outlive every call on it.
  *
- * Sampling: q->sample_tick picks the items whose queued time is measured.
- * It is a relaxed load and store, not a read-modify-write: submits racing
- * on it may take the same tick, which only shifts the sampling.
- *
- * Work state: submit stores QUEUED before the push, a worker stores RUNNING
- * when it takes the item and DONE after func returns, cancel stores
- * CANCELLED.  Owners read it with threadlet_work_state (acquire), so
- * whatever func wrote before DONE is visible to them.  Once DONE is stored
- * the worker touches the item only to post its complete callback, which it
- * read beforehand.  Cancel first moves the inbox to the FIFO, so a QUEUED
- * item is always found there; an item's own submit and a cancel of it must
- * not race (the item is the submitter's until submit returns).  Cancel and
- * destroy clear work->queue under the lock when they take an item, so that
- * a concurrent cancel of the same item, which still reads QUEUED until
- * finish stores CANCELLED, leaves it alone.
+ * Work state: submit stores QUEUED before the push, a worker RUNNING when
+ * it takes the item and DONE after func, cancel CANCELLED; owners read it
+ * with acquire.  After DONE the worker touches the item only to post its
+ * complete callback, read beforehand.  Cancel and destroy clear
+ * work->queue under the lock when they take an item, so that a concurrent
+ * cancel of it, which reads QUEUED until finish stores CANCELLED, leaves
+ * it alone.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -105,19 +66,6 @@
 
 #include "threadlet.h"
 
-/* q->gate: set while the queue takes work; each submit that takes the lock
- * adds QUEUE_SUBMIT while it may.
- */
-#define QUEUE_OPEN 1u
-#define QUEUE_SUBMIT 2u
-
-/* q->inbox when it holds no items and takes pushes, and the end of its
- * list.  NULL means closed: never initialized, or destroy has taken the
- * last items; pushes fail.
- */
-static const char inbox_empty;
-#define INBOX_EMPTY ((ThreadletWork *)&inbox_empty)
-
 struct ThreadletWorker {
     pthread_t thread;
     ThreadletQueue *queue;
@@ -126,6 +74,9 @@ struct ThreadletWorker {
 };
 
 typedef TAILQ_HEAD(, ThreadletWorker) WorkerList;
+
+/* What queued items need: see kick_needed. */
+typedef enum Kick { KICK_NONE, KICK_WAKE, KICK_SPAWN } Kick;
 
 static void
 set_state(ThreadletWork *work, ThreadletState state)
@@ -198,27 +149,13 @@ load_counter(_Atomic unsigned *counter)
     return atomic_load_explicit(counter, memory_order_relaxed);
 }
 
-/* Push WORK onto the inbox.  Returns false when destroy has closed it. */
-static bool
-inbox_push(ThreadletQueue *q, ThreadletWork *work)
+/* Take one off *COUNTER, which must not be 0.  Returns the new value. */
+static unsigned
+counter_dec(_Atomic unsigned *counter)
 {
-    ThreadletWork *old = atomic_load_explicit(&q->inbox, memory_order_relaxed);
-    do {
-        if (old == NULL) {
-            return false;
-        }
-        work->inbox_next = old;
-    } while (!atomic_compare_exchange_weak_explicit(
-        &q->inbox, &old, work, memory_order_seq_cst, memory_order_relaxed));
-    return true;
-}
-
-/* Whether the inbox holds items (seq_cst: see the file comment). */
-static bool
-inbox_has_items(ThreadletQueue *q)
-{
-    ThreadletWork *head = atomic_load(&q->inbox);
-    return head != NULL && head != INBOX_EMPTY;
+    unsigned old = atomic_fetch_sub(counter, 1);
+    TLBD_ASSERT(old > 0);
+    return old - 1;
 }
 
 /* The items queued: in the inbox (or about to be) and on the FIFO.
@@ -230,118 +167,103 @@ queued_count(ThreadletQueue *q)
     return atomic_load(&q->pending) + load_counter(&q->fifo_len);
 }
 
-/* Count N items moved from the inbox to the FIFO. */
+/* Append the inbox's items to the FIFO, oldest first, and with CLOSE leave
+ * the inbox closed.  The inbox holds them newest first: each goes to the
+ * head of a batch, which is then appended.
+ */
 static void
-count_moved_locked(ThreadletQueue *q, unsigned n)
+take_inbox_locked(ThreadletQueue *q, bool close)
 {
+    struct ThreadletWorkList batch;
+    LfNode *node;
+    unsigned n = 0;
+
+    node = close ? lfstack_close(&q->inbox) : lfstack_take_all(&q->inbox);
+    if (!node) {
+        return;
+    }
+    TAILQ_INIT(&batch);
+    for (; node; node = node->next) {
+        TAILQ_INSERT_HEAD(&batch, container_of(node, ThreadletWork,
+                                               inbox_node), node);
+        n++;
+    }
+    TAILQ_CONCAT(&q->items, &batch, node);
     /* Onto fifo_len before off pending: unlocked readers may count the
      * items twice for a moment, never miss them.
      */
     atomic_store(&q->fifo_len, load_counter(&q->fifo_len) + n);
-    atomic_fetch_sub(&q->pending, n);
+    unsigned pending = atomic_fetch_sub(&q->pending, n);
+    TLBD_ASSERT(pending >= n);
     q->moved += n;
-}
-
-/* Wait until no worker is moving the inbox. */
-static void
-wait_moved_locked(ThreadletQueue *q)
-{
-    while (q->moving) {
-        q->move_waiters++;
-        pthread_cond_wait(&q->moved_cond, &q->lock);
-        q->move_waiters--;
-    }
-}
-
-/* Put the inbox list that starts at WORK onto BATCH, oldest first (the
- * inbox is newest first).  Returns how many items it held.
- */
-static unsigned
-inbox_to_batch(ThreadletWork *work, struct ThreadletWorkList *batch)
-{
-    ThreadletWork *next;
-    unsigned n = 0;
-
-    TAILQ_INIT(batch);
-    for (; work != INBOX_EMPTY; work = next) {
-        next = work->inbox_next;
-        TAILQ_INSERT_HEAD(batch, work, node);
-        n++;
-    }
-    return n;
-}
-
-/* Called by a worker, with the lock held, the FIFO empty and no other
- * worker moving: take the inbox and put its items on the FIFO, oldest
- * first.  Walking the items costs a cache miss each, so the lock is
- * dropped meanwhile; q->moving keeps other workers, cancel and destroy off
- * the inbox until the batch is on the FIFO, so order holds and a QUEUED
- * item is always found.  Returns with the lock held.
- */
-static void
-move_inbox_locked(ThreadletQueue *q)
-{
-    struct ThreadletWorkList batch;
-    ThreadletWork *work;
-    unsigned n;
-
-    q->moving = true;
-    work = atomic_exchange(&q->inbox, INBOX_EMPTY);
-    tlbd_mutex_unlock(&q->lock);
-
-    n = inbox_to_batch(work, &batch);
-
-    tlbd_mutex_lock(&q->lock);
-    TAILQ_CONCAT(&q->items, &batch, node); /* onto an empty FIFO */
-    count_moved_locked(q, n);
-    q->moving = false;
-    if (q->move_waiters) {
-        pthread_cond_broadcast(&q->moved_cond);
-    }
-}
-
-/* Append the items of the inbox to the FIFO, oldest first, and leave
- * EMPTY in it: INBOX_EMPTY, or NULL to close it.
- */
-static void
-take_inbox_locked(ThreadletQueue *q, ThreadletWork *empty)
-{
-    struct ThreadletWorkList batch;
-    ThreadletWork *work;
-    unsigned n;
-
-    wait_moved_locked(q);
-    if (!inbox_has_items(q) && empty != NULL) {
-        return;
-    }
-    work = atomic_exchange(&q->inbox, empty);
-    if (work == NULL) {
-        return; /* closed already */
-    }
-    n = inbox_to_batch(work, &batch);
-    TAILQ_CONCAT(&q->items, &batch, node);
-    count_moved_locked(q, n);
 }
 
 /* The oldest queued item, or NULL. */
 static ThreadletWork *
 first_item_locked(ThreadletQueue *q)
 {
-    ThreadletWork *work = TAILQ_FIRST(&q->items);
-    if (!work && !q->moving && inbox_has_items(q)) {
-        move_inbox_locked(q);
-        work = TAILQ_FIRST(&q->items);
+    if (TAILQ_EMPTY(&q->items)) {
+        take_inbox_locked(q, false);
     }
-    return work;
+    return TAILQ_FIRST(&q->items);
 }
 
 /* Take WORK, queued on Q, off the FIFO and the queued count. */
 static void
 unqueue_locked(ThreadletQueue *q, ThreadletWork *work)
 {
+    unsigned len = load_counter(&q->fifo_len);
+
+    TLBD_ASSERT(len > 0);
     TAILQ_REMOVE(&q->items, work, node);
-    atomic_store_explicit(&q->fifo_len, load_counter(&q->fifo_len) - 1,
-                          memory_order_relaxed);
+    atomic_store_explicit(&q->fifo_len, len - 1, memory_order_relaxed);
+}
+
+/* The one decision on what queued items need, given PENDING (q->pending as
+ * the caller read it): KICK_SPAWN while they outnumber the idle and
+ * spinning workers, if MAY_SPAWN and max_threads allow; else KICK_WAKE
+ * when a worker is idle and no woken one is on its way; else KICK_NONE.
+ * It reads only atomics, so that a submit can ask before it locks; under
+ * the lock the answer is exact.  fifo_len, which busy workers change all
+ * the time, is read only when it can change the answer.
+ */
+static Kick
+kick_needed(ThreadletQueue *q, unsigned pending, bool may_spawn)
+{
+    unsigned spinners = atomic_load(&q->spinners);
+    unsigned idle = atomic_load(&q->idle_threads);
+    unsigned queued = pending;
+
+    if (queued <= idle + spinners) {
+        queued += load_counter(&q->fifo_len);
+    }
+    if (queued <= spinners) {
+        return KICK_NONE; /* a spinning worker takes them, no wake-up */
+    }
+    if (may_spawn && queued > idle + spinners &&
+        atomic_load(&q->cur_threads) < load_counter(&q->max_threads)) {
+        return KICK_SPAWN;
+    }
+    return idle > 0 && atomic_load(&q->wakes) == 0 ? KICK_WAKE : KICK_NONE;
+}
+
+static void
+signal_one_locked(ThreadletQueue *q)
+{
+    TLBD_ASSERT(load_counter(&q->idle_threads) > 0);
+    atomic_store(&q->wakes, 1);
+    pthread_cond_signal(&q->work_cond);
+}
+
+/* Wake an idle worker if the queued items need one; spawn none.  A worker
+ * that takes an item passes the wake on this way.
+ */
+static void
+wake_one_locked(ThreadletQueue *q)
+{
+    if (kick_needed(q, atomic_load(&q->pending), false) == KICK_WAKE) {
+        signal_one_locked(q);
+    }
 }
 
 /* Wait for work, and for at most the idle timeout if this worker may leave.
@@ -352,12 +274,14 @@ wait_for_work_locked(ThreadletQueue *q, uint64_t now)
 {
     int err = 0;
 
-    atomic_fetch_add(&q->idle_threads, 1);
+    unsigned idle = atomic_fetch_add(&q->idle_threads, 1) + 1;
+    TLBD_ASSERT(idle + load_counter(&q->spinners) <=
+                load_counter(&q->cur_threads));
     /* A submit that pushed before the add is seen here; one that pushes
      * after it sees this worker idle and signals under the lock.
      */
-    if (inbox_has_items(q) && !q->moving) {
-        atomic_fetch_sub(&q->idle_threads, 1);
+    if (!lfstack_is_empty(&q->inbox)) {
+        counter_dec(&q->idle_threads);
         return false;
     }
     if (load_counter(&q->cur_threads) > q->min_threads) {
@@ -371,38 +295,21 @@ wait_for_work_locked(ThreadletQueue *q, uint64_t now)
         /* It may not leave: no timer.  set_limits broadcasts. */
         err = pthread_cond_wait(&q->work_cond, &q->lock);
     }
-    unsigned idle = atomic_fetch_sub(&q->idle_threads, 1) - 1;
+    idle = counter_dec(&q->idle_threads);
+    /* Off wakes before looking for items: see the file comment.  Whoever
+     * returns takes the wake, so wakes stays at most idle_threads.
+     */
     unsigned wakes = load_counter(&q->wakes);
     if (wakes > 0) {
-        wakes--;
+        atomic_store(&q->wakes, wakes - 1);
     }
-    if (wakes > idle) {
-        wakes = idle;
-    }
-    /* Off wakes before looking for items: see the file comment. */
-    atomic_store(&q->wakes, wakes);
+    TLBD_ASSERT(load_counter(&q->wakes) <= idle);
     if (err && err != ETIMEDOUT) {
         tlbd_die("pthread_cond_timedwait", err);
     }
     return err == ETIMEDOUT;
 }
 
-/* Wake an idle worker for the queued items that no spinning or woken worker
- * is coming for, unless a woken one is still on its way: that one passes the
- * wake on.
- */
-static void
-wake_one_locked(ThreadletQueue *q)
-{
-    unsigned idle = load_counter(&q->idle_threads);
-    unsigned wakes = load_counter(&q->wakes);
-
-    if (wakes == 0 && idle > 0 &&
-        queued_count(q) > load_counter(&q->spinners)) {
-        atomic_store(&q->wakes, 1);
-        pthread_cond_signal(&q->work_cond);
-    }
-}
 
 /* Poll the queued counts, unlocked, until one is not 0 or DEADLINE
  * passes.
@@ -455,7 +362,7 @@ leave_on_timeout_locked(ThreadletQueue *q)
         !TAILQ_EMPTY(&q->items)) {
         return false;
     }
-    atomic_fetch_sub(&q->cur_threads, 1);
+    counter_dec(&q->cur_threads);
     /* A submit that still counted this worker did not spawn for its item:
      * stay for it.
      */
@@ -485,7 +392,7 @@ worker_main(void *opaque)
         if (load_counter(&q->cur_threads) >
             load_counter(&q->max_threads)) {
             /* Limits were lowered; others carry on. */
-            atomic_fetch_sub(&q->cur_threads, 1);
+            counter_dec(&q->cur_threads);
             break;
         }
         work = first_item_locked(q);
@@ -493,7 +400,7 @@ worker_main(void *opaque)
             uint64_t now = 0;
 
             if (q->stopping) {
-                atomic_fetch_sub(&q->cur_threads, 1);
+                counter_dec(&q->cur_threads);
                 break;
             }
             if (!spun && q->spin_ns && load_counter(&q->spinners) == 0) {
@@ -543,7 +450,8 @@ static int
 spawn_locked(ThreadletQueue *q)
 {
     ThreadletWorker *w = calloc(1, sizeof(*w));
-    sigset_t all, old;
+    sigset_t all;
+    sigset_t old;
     int err;
 
     if (!w) {
@@ -612,7 +520,6 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
     pthread_cond_init(&q->work_cond, &attr);
     pthread_condattr_destroy(&attr);
     pthread_cond_init(&q->stopped_cond, NULL);
-    pthread_cond_init(&q->moved_cond, NULL);
     TAILQ_INIT(&q->items);
     TAILQ_INIT(&q->workers);
     TAILQ_INIT(&q->exited);
@@ -621,8 +528,8 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
     q->min_threads = (unsigned)min_threads;
     q->idle_timeout_ns = THREADLET_DEFAULT_IDLE_MS * 1000000ull;
     q->spin_max_ns = THREADLET_DEFAULT_SPIN_NS;
-    atomic_init(&q->gate, QUEUE_OPEN);
-    atomic_init(&q->inbox, INBOX_EMPTY);
+    tlbd_gate_init(&q->gate);
+    lfstack_init(&q->inbox);
 
     tlbd_mutex_lock(&q->lock);
     err = spawn_min_locked(q);
@@ -639,52 +546,21 @@ threadlet_queue_init(ThreadletQueue *q, int max_threads, int min_threads)
     return threadlet_queue_init_named(q, "q", max_threads, min_threads);
 }
 
-/* Whether a submit that made QUEUED items queued must spawn or wake a
- * worker, judged without the lock.  False means some worker is bound to
- * see the items: see the file comment.
- */
-static bool
-must_kick(ThreadletQueue *q, unsigned pending)
-{
-    unsigned spinners = atomic_load(&q->spinners);
-    unsigned idle = atomic_load(&q->idle_threads);
-
-    if (idle == 0 && spinners == 0) {
-        /* Spawn, or leave it to the busy workers. */
-        return atomic_load(&q->cur_threads) < load_counter(&q->max_threads);
-    }
-    /* The FIFO's length only now: busy workers change it all the time. */
-    unsigned queued = pending + load_counter(&q->fifo_len);
-    if (queued <= spinners) {
-        return false;
-    }
-    if (queued > idle + spinners &&
-        atomic_load(&q->cur_threads) < load_counter(&q->max_threads)) {
-        return true;
-    }
-    return idle > 0 && atomic_load(&q->wakes) == 0;
-}
-
-/* Spawn or wake a worker for WORK, just queued, as must_kick found needed.
- * Returns 0, or -errno when no worker exists and none could be spawned:
- * WORK is then taken back.
+/* Spawn or wake a worker for WORK, just queued, as kick_needed finds
+ * needed under the lock.  Returns 0, or -errno when no worker exists and
+ * none could be spawned: WORK is then taken back.
  */
 static int
 kick_locked(ThreadletQueue *q, ThreadletWork *work)
 {
-    unsigned queued = queued_count(q);
-    unsigned spinners = load_counter(&q->spinners);
-    unsigned idle = load_counter(&q->idle_threads);
+    Kick kick = kick_needed(q, atomic_load(&q->pending), true);
 
-    if (queued <= spinners) {
-        /* A spinning worker takes it without a wake-up. */
-    } else if (queued > idle + spinners &&
-               load_counter(&q->cur_threads) <
-                   load_counter(&q->max_threads)) {
+    TLBD_ASSERT(!q->stopping); /* the gate keeps submits out of destroy */
+    if (kick == KICK_SPAWN) {
         int err = spawn_locked(q);
         if (err && load_counter(&q->cur_threads) == 0) {
             /* Nobody would ever run it: hand it back. */
-            take_inbox_locked(q, INBOX_EMPTY);
+            take_inbox_locked(q, false); /* a QUEUED item is on the FIFO */
             unqueue_locked(q, work);
             q->moved--;
             set_state(work, THREADLET_NEW);
@@ -692,15 +568,15 @@ kick_locked(ThreadletQueue *q, ThreadletWork *work)
         } else if (err) {
             wake_one_locked(q);
         }
-    } else if (idle) {
-        if (q->spin_max_ns && queued == 1) {
+    } else if (kick == KICK_WAKE) {
+        if (q->spin_max_ns && queued_count(q) == 1) {
             /* How long spinning would have had to last to save this.  Only
              * the first item after the queue ran dry tells.
              */
             tlbd_poll_adapt(&q->spin_ns, tlbd_now_ns() - q->idle_since_ns,
                             q->spin_max_ns);
         }
-        wake_one_locked(q);
+        signal_one_locked(q);
     }
     return 0;
 }
@@ -730,27 +606,26 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
      * a worker can take.
      */
     unsigned pending = atomic_fetch_add(&q->pending, 1) + 1;
-    if (!inbox_push(q, work)) {
+    if (lfstack_push(&q->inbox, &work->inbox_node, true) < 0) {
         atomic_fetch_sub(&q->pending, 1);
         set_state(work, prev);
         return -ESHUTDOWN;
     }
-    if (!must_kick(q, pending) &&
+    if (kick_needed(q, pending, true) == KICK_NONE &&
         !atomic_load_explicit(&q->has_exited, memory_order_relaxed)) {
         return 0;
     }
-    /* Take the lock only while destroy lets us: once it has closed the
-     * gate, the item is its to run or cancel.
+    /* Lock only while destroy lets us: once it has closed the gate, the
+     * item is its to run or cancel.
      */
-    if (!(atomic_fetch_add(&q->gate, QUEUE_SUBMIT) & QUEUE_OPEN)) {
-        atomic_fetch_sub(&q->gate, QUEUE_SUBMIT);
+    if (!tlbd_gate_enter(&q->gate)) {
         return 0;
     }
     tlbd_mutex_lock(&q->lock);
     ret = kick_locked(q, work);
     take_exited_locked(q, &exited);
     tlbd_mutex_unlock(&q->lock);
-    atomic_fetch_sub_explicit(&q->gate, QUEUE_SUBMIT, memory_order_release);
+    tlbd_gate_leave(&q->gate);
 
     join_workers(&exited);
     return ret;
@@ -799,12 +674,11 @@ int
 cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
 {
     tlbd_mutex_lock(&q->lock);
-    wait_moved_locked(q);
     if (work->queue != q || threadlet_work_state(work) != THREADLET_QUEUED) {
         tlbd_mutex_unlock(&q->lock);
         return 1;
     }
-    take_inbox_locked(q, INBOX_EMPTY); /* a QUEUED item is in the FIFO now */
+    take_inbox_locked(q, false); /* a QUEUED item is on the FIFO now */
     unqueue_locked(q, work);
     /* The state stays QUEUED until finish: a second cancel finds this. */
     work->queue = NULL;
@@ -838,9 +712,7 @@ threadlet_queue_set_limits(ThreadletQueue *q, int max_threads,
     err = spawn_min_locked(q);
     /* Raised max: put queued work on new workers at once. */
     while (!err &&
-           queued_count(q) > load_counter(&q->idle_threads) +
-                                  load_counter(&q->spinners) &&
-           load_counter(&q->cur_threads) < (unsigned)max_threads) {
+           kick_needed(q, atomic_load(&q->pending), true) == KICK_SPAWN) {
         err = spawn_locked(q);
     }
     /* Lowered max: idle workers wake, see the surplus and leave. */
@@ -900,17 +772,14 @@ threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
     ThreadletWork *work;
 
     TAILQ_INIT(&cancelled);
-    if (!(atomic_fetch_and(&q->gate, ~QUEUE_OPEN) & QUEUE_OPEN)) {
+    /* Waits for the submits that lock; later ones find the gate closed. */
+    if (!tlbd_gate_close(&q->gate)) {
         return; /* never initialized, or destroyed already */
     }
-    /* Let the submits that lock finish; later ones see the gate closed. */
-    while (atomic_load(&q->gate) != 0) {
-        sched_yield();
-    }
     tlbd_mutex_lock(&q->lock);
+    TLBD_ASSERT(!q->stopping);
     q->stopping = true;
-    /* The last items: pushes fail from now on. */
-    take_inbox_locked(q, NULL);
+    take_inbox_locked(q, true); /* the last items: pushes fail from now */
     if (mode == THREADLET_CANCEL || load_counter(&q->cur_threads) == 0) {
         while ((work = TAILQ_FIRST(&q->items)) != NULL) {
             unqueue_locked(q, work);
@@ -923,6 +792,10 @@ threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
     while (load_counter(&q->cur_threads) > 0) {
         pthread_cond_wait(&q->stopped_cond, &q->lock);
     }
+    TLBD_ASSERT(TAILQ_EMPTY(&q->items) && load_counter(&q->fifo_len) == 0);
+    TLBD_ASSERT(load_counter(&q->idle_threads) == 0 &&
+                load_counter(&q->spinners) == 0 &&
+                load_counter(&q->wakes) == 0);
     take_exited_locked(q, &exited);
     tlbd_mutex_unlock(&q->lock);
 
@@ -933,6 +806,5 @@ threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
     }
     pthread_cond_destroy(&q->work_cond);
     pthread_cond_destroy(&q->stopped_cond);
-    pthread_cond_destroy(&q->moved_cond);
     pthread_mutex_destroy(&q->lock);
 }
