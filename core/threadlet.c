@@ -2,27 +2,21 @@
  *
  * Submitting takes no lock: a submit counts its item in q->pending and
  * pushes it onto q->inbox, a lock-free stack (lfstack.h), two atomic
- * read-modify-writes on one cache line.  q->lock guards the rest: the FIFO
- * q->items and its length fifo_len, the workers and their counters, the
- * spin window and the stats.  A worker that finds the FIFO empty takes the
- * whole inbox and appends it reversed, so items run in the order each
- * thread submitted them.  The queued count is pending + fifo_len, and
- * stats.submitted is q->moved (items moved to the FIFO) + pending.  func
- * runs with no lock held.
+ * read-modify-writes on one cache line.  q->lock guards the rest.  A
+ * worker that finds the FIFO q->items empty appends the whole inbox,
+ * reversed, so items run in the order each thread submitted them.  queued
+ * is pending + fifo_len; stats.submitted is q->moved + pending.
  *
- * kick_needed() alone decides what queued items need: a new worker while
- * they outnumber the idle and spinning workers (up to max_threads), else
- * the wake-up of one idle worker unless a woken one is still on its way
- * (q->wakes, never above idle_threads), else nothing.  A woken worker that
- * takes an item passes the wake on while items remain, so a burst costs
- * the submitter one futex call.  A worker that waits idle_timeout without
- * work leaves if more than min_threads remain.
+ * kick_needed() alone decides whether queued items need a new worker, the
+ * wake-up of one idle worker, or nothing.  A woken worker that takes an
+ * item passes the wake on while items remain, so a burst costs the
+ * submitter one futex call.  A worker idle for idle_timeout leaves if
+ * above min_threads.
  *
  * No lost wake-ups.  The counters kick_needed() reads are atomics written
- * under the lock.  A submit reads them after its push, all sequentially
- * consistent, and locks only when they call for a kick, to decide again
- * under the lock.  Otherwise some worker is bound to see the item, because
- * each worker publishes before it looks:
+ * under the lock; a submit reads them after its push, all sequentially
+ * consistent, and locks only when they call for a kick.  Otherwise some
+ * worker is bound to see the item, as each one publishes before it looks:
  *  - a worker about to sleep adds itself to idle_threads, then checks the
  *    inbox once more under the lock and only then waits; a submit that
  *    pushed after the check sees it idle and signals under the lock;
@@ -31,29 +25,19 @@
  *  - a worker that times out takes itself off cur_threads, then reads the
  *    queued count, and stays if it is not 0.
  *
- * Spinning: a worker that finds the queue empty may first poll the queued
- * count, unlocked, for the queue's adaptive window q->spin_ns; one spins
- * at a time.  A submit that wakes a worker adapts the window from the time
- * since the latest worker began to wait (q->idle_since_ns).
- *
  * A leaving worker moves its record to the exited list and touches nothing
  * after unlocking; the next submit (it locks when q->has_exited is set),
- * set_limits or destroy joins it.
+ * set_limits or destroy joins it.  Destroy closes q->gate (gate.h), which
+ * submits hold while they lock, then the inbox: a racing submit fails its
+ * push (-ESHUTDOWN) or has its item run or cancelled like any other; it
+ * may read the queue's atomics after destroy returned, so the queue's
+ * memory must outlive every call on it.
  *
- * Shutdown: submits hold q->gate (gate.h) while they lock; destroy closes
- * it, which waits for them, then closes the inbox under the lock.  A
- * submit racing destroy either fails its push (-ESHUTDOWN, the item
- * untouched) or has its item run or cancelled like any other.  It may read
- * the queue's atomics after destroy returned: the queue's memory must
- * outlive every call on it.
- *
- * Work state: submit stores QUEUED before the push, a worker RUNNING when
- * it takes the item and DONE after func, cancel CANCELLED; owners read it
- * with acquire.  After DONE the worker touches the item only to post its
- * complete callback, read beforehand.  Cancel and destroy clear
- * work->queue under the lock when they take an item, so that a concurrent
- * cancel of it, which reads QUEUED until finish stores CANCELLED, leaves
- * it alone.
+ * Work state: QUEUED before the push, RUNNING and DONE by the worker,
+ * CANCELLED by cancel; owners read it with acquire.  After DONE the worker
+ * touches the item only to post the complete callback it read before.
+ * Cancel and destroy clear work->queue when they take an item, so that a
+ * concurrent cancel of it leaves it alone.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,7 +46,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "threadlet.h"
 
@@ -107,33 +90,27 @@ finish(ThreadletWork *work, ThreadletState state)
     void (*complete)(ThreadletWork *) = work->complete;
     IOThread *io = work->iothread;
 
+    work->complete_task.fn = run_complete;
+    set_state(work, state);
     if (complete && io) {
-        work->complete_task.fn = run_complete;
-        set_state(work, state);
         iothread_post(io, &work->complete_task);
-    } else {
-        set_state(work, state);
-        if (complete) {
-            complete(work);
-        }
+    } else if (complete) {
+        complete(work);
     }
 }
 
-/* Move the exited workers out, so they can be joined without the lock. */
+/* Unlock Q, then join the workers that have left. */
 static void
-take_exited_locked(ThreadletQueue *q, WorkerList *out)
+unlock_and_join(ThreadletQueue *q)
 {
-    TAILQ_INIT(out);
-    TAILQ_CONCAT(out, &q->exited, node);
-    atomic_store_explicit(&q->has_exited, false, memory_order_relaxed);
-}
-
-static void
-join_workers(WorkerList *list)
-{
+    WorkerList exited = TAILQ_HEAD_INITIALIZER(exited);
     ThreadletWorker *w;
-    while ((w = TAILQ_FIRST(list)) != NULL) {
-        TAILQ_REMOVE(list, w, node);
+
+    TAILQ_CONCAT(&exited, &q->exited, node);
+    atomic_store_explicit(&q->has_exited, false, memory_order_relaxed);
+    tlbd_mutex_unlock(&q->lock);
+    while ((w = TAILQ_FIRST(&exited)) != NULL) {
+        TAILQ_REMOVE(&exited, w, node);
         int err = pthread_join(w->thread, NULL);
         if (err) {
             tlbd_die("pthread_join", err);
@@ -158,18 +135,16 @@ counter_dec(_Atomic unsigned *counter)
     return old - 1;
 }
 
-/* The items queued: in the inbox (or about to be) and on the FIFO.
- * Exact for the FIFO under the lock.
- */
+/* The items queued; exact for the FIFO under the lock. */
 static unsigned
 queued_count(ThreadletQueue *q)
 {
     return atomic_load(&q->pending) + load_counter(&q->fifo_len);
 }
 
-/* Append the inbox's items to the FIFO, oldest first, and with CLOSE leave
- * the inbox closed.  The inbox holds them newest first: each goes to the
- * head of a batch, which is then appended.
+/* Append the inbox's items to the FIFO, oldest first; with CLOSE, close
+ * the inbox.  Each item goes to the head of a batch (the inbox is newest
+ * first), which is then appended.
  */
 static void
 take_inbox_locked(ThreadletQueue *q, bool close)
@@ -183,10 +158,9 @@ take_inbox_locked(ThreadletQueue *q, bool close)
         return;
     }
     TAILQ_INIT(&batch);
-    for (; node; node = node->next) {
-        TAILQ_INSERT_HEAD(&batch, container_of(node, ThreadletWork,
-                                               inbox_node), node);
-        n++;
+    for (; node; node = node->next, n++) {
+        ThreadletWork *work = container_of(node, ThreadletWork, inbox_node);
+        TAILQ_INSERT_HEAD(&batch, work, node);
     }
     TAILQ_CONCAT(&q->items, &batch, node);
     /* Onto fifo_len before off pending: unlocked readers may count the
@@ -196,16 +170,6 @@ take_inbox_locked(ThreadletQueue *q, bool close)
     unsigned pending = atomic_fetch_sub(&q->pending, n);
     TLBD_ASSERT(pending >= n);
     q->moved += n;
-}
-
-/* The oldest queued item, or NULL. */
-static ThreadletWork *
-first_item_locked(ThreadletQueue *q)
-{
-    if (TAILQ_EMPTY(&q->items)) {
-        take_inbox_locked(q, false);
-    }
-    return TAILQ_FIRST(&q->items);
 }
 
 /* Take WORK, queued on Q, off the FIFO and the queued count. */
@@ -219,13 +183,24 @@ unqueue_locked(ThreadletQueue *q, ThreadletWork *work)
     atomic_store_explicit(&q->fifo_len, len - 1, memory_order_relaxed);
 }
 
-/* The one decision on what queued items need, given PENDING (q->pending as
+/* Take WORK, found QUEUED, off the FIFO for cancelling.  Its state stays
+ * QUEUED until finish: a second cancel finds work->queue cleared.
+ */
+static void
+cancel_locked(ThreadletQueue *q, ThreadletWork *work)
+{
+    unqueue_locked(q, work);
+    work->queue = NULL;
+    q->stats.cancelled++;
+}
+
+/* The one decision on what queued items need, from PENDING (q->pending as
  * the caller read it): KICK_SPAWN while they outnumber the idle and
- * spinning workers, if MAY_SPAWN and max_threads allow; else KICK_WAKE
- * when a worker is idle and no woken one is on its way; else KICK_NONE.
- * It reads only atomics, so that a submit can ask before it locks; under
- * the lock the answer is exact.  fifo_len, which busy workers change all
- * the time, is read only when it can change the answer.
+ * spinning workers, if MAY_SPAWN and max_threads allow; else KICK_WAKE if
+ * a worker is idle and no woken one is on its way; else KICK_NONE.  Only
+ * atomics are read, so a submit can ask before it locks; under the lock
+ * the answer is exact.  fifo_len, which busy workers change all the time,
+ * is read only when it can change the answer.
  */
 static Kick
 kick_needed(ThreadletQueue *q, unsigned pending, bool may_spawn)
@@ -255,8 +230,8 @@ signal_one_locked(ThreadletQueue *q)
     pthread_cond_signal(&q->work_cond);
 }
 
-/* Wake an idle worker if the queued items need one; spawn none.  A worker
- * that takes an item passes the wake on this way.
+/* Wake an idle worker if the queued items need one (spawn none): how a
+ * worker passes a wake on.
  */
 static void
 wake_one_locked(ThreadletQueue *q)
@@ -272,9 +247,9 @@ wake_one_locked(ThreadletQueue *q)
 static bool
 wait_for_work_locked(ThreadletQueue *q, uint64_t now)
 {
+    unsigned idle = atomic_fetch_add(&q->idle_threads, 1) + 1;
     int err = 0;
 
-    unsigned idle = atomic_fetch_add(&q->idle_threads, 1) + 1;
     TLBD_ASSERT(idle + load_counter(&q->spinners) <=
                 load_counter(&q->cur_threads));
     /* A submit that pushed before the add is seen here; one that pushes
@@ -295,48 +270,52 @@ wait_for_work_locked(ThreadletQueue *q, uint64_t now)
         /* It may not leave: no timer.  set_limits broadcasts. */
         err = pthread_cond_wait(&q->work_cond, &q->lock);
     }
-    idle = counter_dec(&q->idle_threads);
-    /* Off wakes before looking for items: see the file comment.  Whoever
+    if (err && err != ETIMEDOUT) {
+        tlbd_die("pthread_cond_timedwait", err);
+    }
+    /* Off wakes before looking for items (see the file comment); whoever
      * returns takes the wake, so wakes stays at most idle_threads.
      */
+    idle = counter_dec(&q->idle_threads);
     unsigned wakes = load_counter(&q->wakes);
     if (wakes > 0) {
         atomic_store(&q->wakes, wakes - 1);
     }
     TLBD_ASSERT(load_counter(&q->wakes) <= idle);
-    if (err && err != ETIMEDOUT) {
-        tlbd_die("pthread_cond_timedwait", err);
-    }
     return err == ETIMEDOUT;
 }
 
-
-/* Poll the queued counts, unlocked, until one is not 0 or DEADLINE
- * passes.
+/* Poll the queued counts, unlocked, until one is not 0 or the spin window
+ * ends.  Off spinners before the caller looks again: see the file comment.
  */
 static void
-spin_for_work(ThreadletQueue *q, uint64_t start, uint64_t deadline)
+spin_locked(ThreadletQueue *q)
 {
     TlbdSpin spin;
+    uint64_t start = tlbd_now_ns();
 
-    tlbd_spin_start(&spin, start, deadline);
+    atomic_store(&q->spinners, 1);
+    q->idle_since_ns = start;
+    tlbd_spin_start(&spin, start, start + q->spin_ns);
+    tlbd_mutex_unlock(&q->lock);
     while (!atomic_load_explicit(&q->pending, memory_order_relaxed) &&
            !load_counter(&q->fifo_len) && tlbd_spin_step(&spin)) {
     }
+    tlbd_mutex_lock(&q->lock);
+    atomic_store(&q->spinners, 0);
 }
 
-/* Run WORK, taken off the queue by a worker holding the lock, which it
- * drops meanwhile.
- */
+/* Take WORK off the FIFO and run it, with the lock dropped meanwhile. */
 static void
 run_locked(ThreadletQueue *q, ThreadletWork *work)
 {
     uint64_t submit_ns = work->submit_ns;
 
+    unqueue_locked(q, work);
+    wake_one_locked(q); /* pass the wake on */
     set_state(work, THREADLET_RUNNING);
     tlbd_mutex_unlock(&q->lock);
 
-    /* Read the clock outside the lock. */
     uint64_t waited = submit_ns ? tlbd_now_ns() - submit_ns : 0;
     work->func(work);
     finish(work, THREADLET_DONE);
@@ -363,9 +342,7 @@ leave_on_timeout_locked(ThreadletQueue *q)
         return false;
     }
     counter_dec(&q->cur_threads);
-    /* A submit that still counted this worker did not spawn for its item:
-     * stay for it.
-     */
+    /* A submit that still counted this worker did not spawn: stay. */
     if (queued_count(q) > 0) {
         atomic_fetch_add(&q->cur_threads, 1);
         return false;
@@ -378,44 +355,33 @@ worker_main(void *opaque)
 {
     ThreadletWorker *self = opaque;
     ThreadletQueue *q = self->queue;
+    bool spun = false; /* waited for this item by spinning */
+    bool left = false; /* off cur_threads already */
     char name[16];
 
     snprintf(name, sizeof(name), "tl-%s-%u", q->name, self->id);
     pthread_setname_np(pthread_self(), name);
 
-    bool spun = false; /* waited for this item by spinning */
-
     tlbd_mutex_lock(&q->lock);
-    for (;;) {
-        ThreadletWork *work;
-
-        if (load_counter(&q->cur_threads) >
-            load_counter(&q->max_threads)) {
-            /* Limits were lowered; others carry on. */
-            counter_dec(&q->cur_threads);
-            break;
+    /* Above max_threads: the limits were lowered; others carry on. */
+    while (load_counter(&q->cur_threads) <= load_counter(&q->max_threads)) {
+        if (TAILQ_EMPTY(&q->items)) {
+            take_inbox_locked(q, false);
         }
-        work = first_item_locked(q);
-        if (!work) {
-            uint64_t now = 0;
+        ThreadletWork *work = TAILQ_FIRST(&q->items);
+        uint64_t now = 0;
 
-            if (q->stopping) {
-                counter_dec(&q->cur_threads);
-                break;
-            }
-            if (!spun && q->spin_ns && load_counter(&q->spinners) == 0) {
-                spun = true;
-                atomic_store(&q->spinners, 1);
-                uint64_t start = tlbd_now_ns();
-                uint64_t deadline = start + q->spin_ns;
-                q->idle_since_ns = start;
-                tlbd_mutex_unlock(&q->lock);
-                spin_for_work(q, start, deadline);
-                tlbd_mutex_lock(&q->lock);
-                /* Off spinners before the recheck: see the file comment. */
-                atomic_store(&q->spinners, 0);
-                continue;
-            }
+        if (work) {
+            q->stats.spin_hits += spun;
+            spun = false;
+            run_locked(q, work);
+        } else if (q->stopping) {
+            break;
+        } else if (!spun && q->spin_ns &&
+                   load_counter(&q->spinners) == 0) {
+            spun = true;
+            spin_locked(q);
+        } else {
             /* Sleep.  A spinner's wait began with its spin. */
             if (!spun && q->spin_max_ns) {
                 now = tlbd_now_ns();
@@ -424,17 +390,13 @@ worker_main(void *opaque)
             spun = false;
             if (wait_for_work_locked(q, now) &&
                 leave_on_timeout_locked(q)) {
+                left = true;
                 break;
             }
-            continue;
         }
-        if (spun) {
-            q->stats.spin_hits++;
-            spun = false;
-        }
-        unqueue_locked(q, work);
-        wake_one_locked(q); /* pass the wake on */
-        run_locked(q, work);
+    }
+    if (!left) {
+        counter_dec(&q->cur_threads);
     }
     wake_one_locked(q); /* in case a wake was meant for this one */
     TAILQ_REMOVE(&q->workers, self, node);
@@ -477,29 +439,33 @@ spawn_locked(ThreadletQueue *q)
     return 0;
 }
 
+/* Start workers until min_threads run and the queued items need no more.
+ * Returns 0 or the first error.
+ */
+static int
+spawn_needed_locked(ThreadletQueue *q)
+{
+    int err = 0;
+
+    while (!err && (load_counter(&q->cur_threads) < q->min_threads ||
+                    kick_needed(q, atomic_load(&q->pending), true) ==
+                        KICK_SPAWN)) {
+        err = spawn_locked(q);
+    }
+    return err;
+}
+
 static bool
 limits_valid(int max_threads, int min_threads)
 {
     return max_threads >= 1 && min_threads >= 0 && min_threads <= max_threads;
 }
 
-/* Start workers until MIN_THREADS run.  Returns 0 or the first error. */
-static int
-spawn_min_locked(ThreadletQueue *q)
-{
-    while (load_counter(&q->cur_threads) < q->min_threads) {
-        int err = spawn_locked(q);
-        if (err) {
-            return err;
-        }
-    }
-    return 0;
-}
-
 int
 threadlet_queue_init_named(ThreadletQueue *q, const char *name,
                            int max_threads, int min_threads)
 {
+    pthread_mutexattr_t mattr;
     pthread_condattr_t attr;
     int err;
 
@@ -507,7 +473,6 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
         return -EINVAL;
     }
     memset(q, 0, sizeof(*q));
-    pthread_mutexattr_t mattr;
     pthread_mutexattr_init(&mattr);
     pthread_mutexattr_settype(&mattr, PTHREAD_MUTEX_ADAPTIVE_NP);
     err = pthread_mutex_init(&q->lock, &mattr);
@@ -532,7 +497,7 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
     lfstack_init(&q->inbox);
 
     tlbd_mutex_lock(&q->lock);
-    err = spawn_min_locked(q);
+    err = spawn_needed_locked(q);
     tlbd_mutex_unlock(&q->lock);
     if (err) {
         threadlet_queue_destroy(q, THREADLET_CANCEL);
@@ -540,15 +505,9 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
     return err;
 }
 
-int
-threadlet_queue_init(ThreadletQueue *q, int max_threads, int min_threads)
-{
-    return threadlet_queue_init_named(q, "q", max_threads, min_threads);
-}
-
-/* Spawn or wake a worker for WORK, just queued, as kick_needed finds
- * needed under the lock.  Returns 0, or -errno when no worker exists and
- * none could be spawned: WORK is then taken back.
+/* Spawn or wake a worker for WORK, just queued, as kick_needed says under
+ * the lock.  Returns 0, or -errno when no worker exists and none could be
+ * spawned: WORK is then taken back.
  */
 static int
 kick_locked(ThreadletQueue *q, ThreadletWork *work)
@@ -585,16 +544,13 @@ int
 threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
                           IOThread *io, void (*complete)(ThreadletWork *work))
 {
-    WorkerList exited;
     int ret = 0;
 
     work->complete = complete;
     work->iothread = io;
     work->queue = q;
-
-    /* Sampled items read the clock before the push: a worker may take the
-     * item as soon as it is in the inbox.  Racing submitters may both take
-     * one tick; the sampling does not mind.
+    /* Sampled items read the clock before the push, after which a worker
+     * may take them.  Racing submits may take one tick: no matter.
      */
     unsigned tick = atomic_load_explicit(&q->sample_tick,
                                          memory_order_relaxed);
@@ -615,59 +571,15 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
         !atomic_load_explicit(&q->has_exited, memory_order_relaxed)) {
         return 0;
     }
-    /* Lock only while destroy lets us: once it has closed the gate, the
-     * item is its to run or cancel.
-     */
+    /* Once destroy has closed the gate, the item is its to run or cancel. */
     if (!tlbd_gate_enter(&q->gate)) {
         return 0;
     }
     tlbd_mutex_lock(&q->lock);
     ret = kick_locked(q, work);
-    take_exited_locked(q, &exited);
-    tlbd_mutex_unlock(&q->lock);
+    unlock_and_join(q);
     tlbd_gate_leave(&q->gate);
-
-    join_workers(&exited);
     return ret;
-}
-
-int
-submit_threadlet_to_queue(ThreadletQueue *q, ThreadletWork *work)
-{
-    return threadlet_submit_complete(q, work, NULL, NULL);
-}
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static ThreadletQueue global_queue;
-static int global_err;
-
-int
-threadlet_default_max_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    long max = 8 * (n > 0 ? n : 1);
-    return (int)(max < 16 ? 16 : max > 64 ? 64 : max);
-}
-
-static void
-global_init(void)
-{
-    global_err = threadlet_queue_init_named(
-        &global_queue, "global", threadlet_default_max_threads(), 0);
-}
-
-ThreadletQueue *
-threadlet_global_queue(void)
-{
-    pthread_once(&global_once, global_init);
-    return global_err ? NULL : &global_queue;
-}
-
-int
-submit_threadlet(ThreadletWork *work)
-{
-    ThreadletQueue *q = threadlet_global_queue();
-    return q ? submit_threadlet_to_queue(q, work) : global_err;
 }
 
 int
@@ -679,10 +591,7 @@ cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
         return 1;
     }
     take_inbox_locked(q, false); /* a QUEUED item is on the FIFO now */
-    unqueue_locked(q, work);
-    /* The state stays QUEUED until finish: a second cancel finds this. */
-    work->queue = NULL;
-    q->stats.cancelled++;
+    cancel_locked(q, work);
     tlbd_mutex_unlock(&q->lock);
 
     finish(work, THREADLET_CANCELLED);
@@ -690,17 +599,9 @@ cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
 }
 
 int
-cancel_threadlet(ThreadletWork *work)
-{
-    ThreadletQueue *q = threadlet_global_queue();
-    return q ? cancel_threadlet_on_queue(q, work) : 1;
-}
-
-int
 threadlet_queue_set_limits(ThreadletQueue *q, int max_threads,
                            int min_threads)
 {
-    WorkerList exited;
     int err;
 
     if (!limits_valid(max_threads, min_threads)) {
@@ -709,18 +610,10 @@ threadlet_queue_set_limits(ThreadletQueue *q, int max_threads,
     tlbd_mutex_lock(&q->lock);
     atomic_store(&q->max_threads, (unsigned)max_threads);
     q->min_threads = (unsigned)min_threads;
-    err = spawn_min_locked(q);
-    /* Raised max: put queued work on new workers at once. */
-    while (!err &&
-           kick_needed(q, atomic_load(&q->pending), true) == KICK_SPAWN) {
-        err = spawn_locked(q);
-    }
+    err = spawn_needed_locked(q); /* raised max: queued work starts now */
     /* Lowered max: idle workers wake, see the surplus and leave. */
     pthread_cond_broadcast(&q->work_cond);
-    take_exited_locked(q, &exited);
-    tlbd_mutex_unlock(&q->lock);
-
-    join_workers(&exited);
+    unlock_and_join(q);
     return err;
 }
 
@@ -767,24 +660,21 @@ threadlet_queue_get_stats(ThreadletQueue *q, ThreadletStats *stats)
 void
 threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
 {
-    TAILQ_HEAD(, ThreadletWork) cancelled;
-    WorkerList exited;
+    struct ThreadletWorkList cancelled;
     ThreadletWork *work;
 
-    TAILQ_INIT(&cancelled);
     /* Waits for the submits that lock; later ones find the gate closed. */
     if (!tlbd_gate_close(&q->gate)) {
         return; /* never initialized, or destroyed already */
     }
+    TAILQ_INIT(&cancelled);
     tlbd_mutex_lock(&q->lock);
     TLBD_ASSERT(!q->stopping);
     q->stopping = true;
     take_inbox_locked(q, true); /* the last items: pushes fail from now */
     if (mode == THREADLET_CANCEL || load_counter(&q->cur_threads) == 0) {
         while ((work = TAILQ_FIRST(&q->items)) != NULL) {
-            unqueue_locked(q, work);
-            work->queue = NULL; /* as in cancel */
-            q->stats.cancelled++;
+            cancel_locked(q, work);
             TAILQ_INSERT_TAIL(&cancelled, work, node);
         }
     }
@@ -796,10 +686,7 @@ threadlet_queue_destroy(ThreadletQueue *q, ThreadletDestroyMode mode)
     TLBD_ASSERT(load_counter(&q->idle_threads) == 0 &&
                 load_counter(&q->spinners) == 0 &&
                 load_counter(&q->wakes) == 0);
-    take_exited_locked(q, &exited);
-    tlbd_mutex_unlock(&q->lock);
-
-    join_workers(&exited);
+    unlock_and_join(q);
     while ((work = TAILQ_FIRST(&cancelled)) != NULL) {
         TAILQ_REMOVE(&cancelled, work, node);
         finish(work, THREADLET_CANCELLED);
