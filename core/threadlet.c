@@ -194,32 +194,36 @@ cancel_locked(ThreadletQueue *q, ThreadletWork *work)
     q->stats.cancelled++;
 }
 
-/* The one decision on what queued items need, from PENDING (q->pending as
- * the caller read it): KICK_SPAWN while they outnumber the idle and
- * spinning workers, if MAY_SPAWN and max_threads allow; else KICK_WAKE if
- * a worker is idle and no woken one is on its way; else KICK_NONE.  Only
- * atomics are read, so a submit can ask before it locks; under the lock
- * the answer is exact.  fifo_len, which busy workers change all the time,
- * is read only when it can change the answer.
+/* The one decision on what queued items need: KICK_SPAWN while they
+ * outnumber the idle and spinning workers, if MAY_SPAWN and max_threads
+ * allow; else KICK_WAKE if a worker is idle and no woken one is on its
+ * way; else KICK_NONE.  It reads atomics only, so a submit can ask before
+ * it locks.  PENDING: the submit's own count, or 0 to read q->pending; it
+ * and fifo_len, on lines written all the time, are read only if needed.
  */
 static Kick
 kick_needed(ThreadletQueue *q, unsigned pending, bool may_spawn)
 {
     unsigned spinners = atomic_load(&q->spinners);
     unsigned idle = atomic_load(&q->idle_threads);
-    unsigned queued = pending;
+    bool spawn = may_spawn && atomic_load(&q->cur_threads) <
+                                  load_counter(&q->max_threads);
+    bool wake = idle > 0 && atomic_load(&q->wakes) == 0;
 
+    if (!spawn && !wake) {
+        return KICK_NONE;
+    }
+    unsigned queued = pending ? pending : atomic_load(&q->pending);
     if (queued <= idle + spinners) {
         queued += load_counter(&q->fifo_len);
     }
     if (queued <= spinners) {
         return KICK_NONE; /* a spinning worker takes them, no wake-up */
     }
-    if (may_spawn && queued > idle + spinners &&
-        atomic_load(&q->cur_threads) < load_counter(&q->max_threads)) {
+    if (spawn && queued > idle + spinners) {
         return KICK_SPAWN;
     }
-    return idle > 0 && atomic_load(&q->wakes) == 0 ? KICK_WAKE : KICK_NONE;
+    return wake ? KICK_WAKE : KICK_NONE;
 }
 
 static void
@@ -236,7 +240,7 @@ signal_one_locked(ThreadletQueue *q)
 static void
 wake_one_locked(ThreadletQueue *q)
 {
-    if (kick_needed(q, atomic_load(&q->pending), false) == KICK_WAKE) {
+    if (kick_needed(q, 0, false) == KICK_WAKE) {
         signal_one_locked(q);
     }
 }
@@ -448,8 +452,7 @@ spawn_needed_locked(ThreadletQueue *q)
     int err = 0;
 
     while (!err && (load_counter(&q->cur_threads) < q->min_threads ||
-                    kick_needed(q, atomic_load(&q->pending), true) ==
-                        KICK_SPAWN)) {
+                    kick_needed(q, 0, true) == KICK_SPAWN)) {
         err = spawn_locked(q);
     }
     return err;
@@ -512,7 +515,7 @@ threadlet_queue_init_named(ThreadletQueue *q, const char *name,
 static int
 kick_locked(ThreadletQueue *q, ThreadletWork *work)
 {
-    Kick kick = kick_needed(q, atomic_load(&q->pending), true);
+    Kick kick = kick_needed(q, 0, true);
 
     TLBD_ASSERT(!q->stopping); /* the gate keeps submits out of destroy */
     if (kick == KICK_SPAWN) {
@@ -558,9 +561,7 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
     work->submit_ns = tick % THREADLET_WAIT_SAMPLE == 0 ? tlbd_now_ns() : 0;
     ThreadletState prev = threadlet_work_state(work);
     set_state(work, THREADLET_QUEUED);
-    /* Counted before the push, so that pending never drops below the items
-     * a worker can take.
-     */
+    /* Counted before the push: pending never lags the items in the inbox. */
     unsigned pending = atomic_fetch_add(&q->pending, 1) + 1;
     if (lfstack_push(&q->inbox, &work->inbox_node, true) < 0) {
         atomic_fetch_sub(&q->pending, 1);
