@@ -7,7 +7,8 @@
  * QSLIST_INSERT_HEAD_ATOMIC and QSLIST_MOVE_ATOMIC.  The consumer may also
  * close the stack: pushes fail from then on.  A zeroed stack is closed;
  * an empty one holds its own address, so no global sentinel is needed, and
- * the lists the consumer takes end in NULL.  All operations are
+ * the lists the consumer takes end in NULL.  The compare-and-swap of a
+ * push, the exchange of a take and the load of lfstack_is_empty are
  * sequentially consistent.
  */
 #ifndef TLBD_LFSTACK_H
