@@ -1,31 +1,24 @@
 /* tlbd: the I/O thread, an epoll loop with a coalescing completion list.
  *
- * Posters (threadlet workers, nbdkit threads, anyone) push IOThreadTasks on a
- * lock-free stack and write the eventfd only when the stack was empty.  The
- * loop reads the eventfd first and then takes the whole stack with one
- * exchange, so a push that lands after the exchange sees an empty stack and
- * kicks again: no wake-up is lost.  The taken stack is reversed into posting
- * order and run outside any lock.  A poster touches the loop after its push
- * only to kick, and its task may run, and the owner free the loop, before
- * that: such a poster counts itself in `kicking` before the push, and
- * iothread_free waits for the count to drop.
+ * Posters (threadlet workers, nbdkit threads, anyone) push IOThreadTasks on
+ * a lock-free stack (lfstack.h) and write the eventfd only when it was
+ * empty.  The loop reads the eventfd, then takes the whole stack, so a push
+ * after the take finds it empty and kicks again: no wake-up is lost.  Tasks
+ * run in posting order, outside any lock.  A poster that kicks holds
+ * kick_gate (gate.h) from before its push, since its task may run and the
+ * loop be freed before the kick; iothread_free closes the gate.
  *
- * Polling: before epoll_wait the loop may spin on the stack for its adaptive
- * window (poll_ns, loop thread only, kept at most poll_max_ns) with
- * `polling` set, and a poster that finds the stack empty skips the kick while
- * it is set.  The poster pushes and then reads `polling`; the loop clears
- * `polling` and then reads the stack, all sequentially consistent: at least
- * one of them sees the other's store, so either the poster kicks or the loop
- * finds the task.
+ * Polling: before epoll_wait the loop may spin on the stack for its
+ * adaptive window with `polling` set, and posters then skip the kick.  A
+ * poster pushes, then reads `polling`; the loop clears it, then reads the
+ * stack (seq_cst): either the poster kicks or the loop finds the task.
  *
- * Fd handlers live in a list owned by the loop's thread.  A handler removed
- * while a batch of epoll events is being dispatched is only marked dead and
- * freed after the batch, so a stale event never reaches freed memory.
+ * A fd handler removed during a dispatch is only marked dead and freed
+ * after the batch, so a stale event never reaches freed memory.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -37,7 +30,9 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
+#include "gate.h"
 #include "iothread.h"
+#include "lfstack.h"
 #include "util.h"
 
 #define MAX_EVENTS 64
@@ -51,31 +46,36 @@ typedef struct FdHandler {
 } FdHandler;
 
 struct IOThread {
-    char name[16];
-    int epfd;
-    int efd;
-
-    /* atomic */
-    _Atomic(IOThreadTask *) pending;     /* lock-free stack of posted tasks */
-    _Atomic unsigned kicking;            /* posters between push and kick */
-    atomic_bool stopping;
-    _Atomic uint64_t posted;
+    /* written by posters */
+    LfStack tasks;                  /* posted, not yet taken */
+    _Atomic uint64_t posted;        /* on the line the push writes anyway */
     _Atomic uint64_t kicks;
+    _Atomic uint64_t kick_ns;       /* when a poster last kicked */
+    TlbdGate kick_gate;             /* posters that are to kick */
+    char pad1[64];
+
+    /* read by posters, written by the loop or the owner */
+    atomic_bool polling;            /* the loop spins on `tasks` */
+    atomic_bool stopping;
+    _Atomic uint64_t poll_max_ns;
+    char pad2[64];
+
+    /* written by the loop only, read by iothread_get_stats */
     _Atomic uint64_t wakeups;
     _Atomic uint64_t batches;
     _Atomic uint64_t max_batch;
     _Atomic uint64_t poll_hits;
-    _Atomic uint64_t poll_max_ns;
-    _Atomic uint64_t kick_ns;            /* when a poster last kicked */
-    atomic_bool polling;                 /* the loop spins on `pending` */
 
     /* loop thread only (or while the loop is not running) */
-    uint64_t poll_ns;                    /* adaptive poll window */
-    LIST_HEAD(, FdHandler) handlers;
-    LIST_HEAD(, FdHandler) graveyard;    /* removed during a dispatch */
+    uint64_t poll_ns;               /* adaptive poll window */
+    LIST_HEAD(FdHandlerList, FdHandler) handlers;
+    struct FdHandlerList graveyard; /* removed during a dispatch */
     bool dispatching;
 
-    /* owner only */
+    /* set up by iothread_new; thread and has_thread: owner only */
+    char name[16];
+    int epfd;
+    int efd;
     pthread_t thread;
     bool has_thread;
 };
@@ -86,41 +86,43 @@ int
 iothread_new(const char *name, IOThread **out)
 {
     IOThread *io = calloc(1, sizeof(*io));
+    int err;
+
     if (!io) {
         return -ENOMEM;
     }
     snprintf(io->name, sizeof(io->name), "io-%s", name ? name : "loop");
     LIST_INIT(&io->handlers);
     LIST_INIT(&io->graveyard);
-    atomic_init(&io->pending, NULL);
-    atomic_init(&io->stopping, false);
-    atomic_init(&io->kicking, 0);
-    atomic_init(&io->polling, false);
+    lfstack_init(&io->tasks);
+    tlbd_gate_init(&io->kick_gate);
     atomic_init(&io->poll_max_ns, IOTHREAD_DEFAULT_POLL_NS);
 
     io->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (io->epfd < 0) {
-        int err = -errno;
-        free(io);
-        return err;
+        err = -errno;
+        goto out_free;
     }
     io->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (io->efd < 0) {
-        int err = -errno;
-        close(io->epfd);
-        free(io);
-        return err;
+        err = -errno;
+        goto out_close_epfd;
     }
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->efd, &ev) < 0) {
-        int err = -errno;
-        close(io->efd);
-        close(io->epfd);
-        free(io);
-        return err;
+        err = -errno;
+        goto out_close_efd;
     }
     *out = io;
     return 0;
+
+out_close_efd:
+    close(io->efd);
+out_close_epfd:
+    close(io->epfd);
+out_free:
+    free(io);
+    return err;
 }
 
 static void
@@ -137,33 +139,21 @@ void
 iothread_post(IOThread *io, IOThreadTask *task)
 {
     bool guarded = false;
+    int was_empty;
 
     atomic_fetch_add_explicit(&io->posted, 1, memory_order_relaxed);
-    IOThreadTask *old = atomic_load_explicit(&io->pending,
-                                             memory_order_relaxed);
-    for (;;) {
-        /* A poster that finds the list empty kicks after the push, when its
-         * task may already have run and the owner freed IO: it announces
-         * itself before the push, and iothread_free waits for it.  Others
-         * touch nothing after the push.
-         */
-        if (old == NULL && !guarded) {
-            atomic_fetch_add_explicit(&io->kicking, 1, memory_order_relaxed);
-            guarded = true;
-        }
-        task->next = old;
-        if (atomic_compare_exchange_weak_explicit(&io->pending, &old, task,
-                                                  memory_order_seq_cst,
-                                                  memory_order_relaxed)) {
-            break;
-        }
+    /* Only a push onto an empty stack kicks, when the task may have run
+     * and IO been freed: it enters the gate first.  Others touch nothing
+     * after the push.
+     */
+    while ((was_empty = lfstack_push(&io->tasks, &task->node, guarded)) < 0) {
+        guarded = tlbd_gate_enter(&io->kick_gate);
+        TLBD_ASSERT(guarded); /* no post once iothread_free has begun */
     }
     /* A polling loop finds the task: see the file comment. */
-    if (old == NULL &&
+    if (was_empty &&
         !atomic_load_explicit(&io->polling, memory_order_seq_cst)) {
-        /* Stamped so that the loop's poll window adapts to when the task
-         * came, not to how long the loop itself took to wake.
-         */
+        /* For the poll window: when the task came, not when the loop woke */
         if (atomic_load_explicit(&io->poll_max_ns, memory_order_relaxed)) {
             atomic_store_explicit(&io->kick_ns, tlbd_now_ns(),
                                   memory_order_relaxed);
@@ -171,37 +161,25 @@ iothread_post(IOThread *io, IOThreadTask *task)
         kick(io);
     }
     if (guarded) {
-        atomic_fetch_sub_explicit(&io->kicking, 1, memory_order_release);
+        tlbd_gate_leave(&io->kick_gate);
     }
 }
 
-/* Run every posted task.  Returns how many ran. */
-static uint64_t
+/* Run every posted task, in posting order.  Returns how many ran. */
+static unsigned
 drain_tasks(IOThread *io)
 {
-    IOThreadTask *list = atomic_exchange_explicit(&io->pending, NULL,
-                                                  memory_order_acquire);
-    IOThreadTask *fifo = NULL;
-    uint64_t n = 0;
+    unsigned n = 0;
+    LfNode *node = lfstack_reverse(lfstack_take_all(&io->tasks), &n);
 
-    /* The stack is newest first; reverse it into posting order. */
-    while (list) {
-        IOThreadTask *next = list->next;
-        list->next = fifo;
-        fifo = list;
-        list = next;
-        n++;
-    }
-    while (fifo) {
-        IOThreadTask *next = fifo->next;
-        fifo->fn(fifo); /* may free fifo */
-        fifo = next;
+    while (node) {
+        IOThreadTask *task = container_of(node, IOThreadTask, node);
+        node = node->next;
+        task->fn(task); /* may free task */
     }
     if (n) {
         atomic_fetch_add_explicit(&io->batches, 1, memory_order_relaxed);
-        uint64_t max = atomic_load_explicit(&io->max_batch,
-                                            memory_order_relaxed);
-        if (n > max) {
+        if (n > atomic_load_explicit(&io->max_batch, memory_order_relaxed)) {
             atomic_store_explicit(&io->max_batch, n, memory_order_relaxed);
         }
     }
@@ -209,10 +187,10 @@ drain_tasks(IOThread *io)
 }
 
 static void
-reap_graveyard(IOThread *io)
+free_handlers(struct FdHandlerList *list)
 {
     FdHandler *h;
-    while ((h = LIST_FIRST(&io->graveyard)) != NULL) {
+    while ((h = LIST_FIRST(list)) != NULL) {
         LIST_REMOVE(h, next);
         free(h);
     }
@@ -228,13 +206,13 @@ poll_tasks(IOThread *io, uint64_t start, uint64_t deadline)
 
     tlbd_spin_start(&spin, start, deadline);
     atomic_store_explicit(&io->polling, true, memory_order_seq_cst);
-    while (!atomic_load_explicit(&io->pending, memory_order_relaxed) &&
+    while (lfstack_is_empty(&io->tasks) &&
            !atomic_load_explicit(&io->stopping, memory_order_relaxed) &&
            tlbd_spin_step(&spin)) {
     }
     atomic_store_explicit(&io->polling, false, memory_order_seq_cst);
     /* A poster that saw `polling` set did not kick: look once more. */
-    return atomic_load_explicit(&io->pending, memory_order_seq_cst) != NULL;
+    return !lfstack_is_empty(&io->tasks);
 }
 
 int
@@ -295,7 +273,7 @@ iothread_run(IOThread *io)
             }
         }
         io->dispatching = false;
-        reap_graveyard(io);
+        free_handlers(&io->graveyard);
     }
     /* Tasks posted before the stop still run exactly once. */
     while (drain_tasks(io)) {
@@ -316,7 +294,8 @@ loop_thread(void *opaque)
 int
 iothread_start(IOThread *io)
 {
-    sigset_t all, old;
+    sigset_t all;
+    sigset_t old;
     int err;
 
     if (io->has_thread) {
@@ -358,22 +337,15 @@ iothread_stop(IOThread *io)
 void
 iothread_free(IOThread *io)
 {
-    FdHandler *h;
-
     if (!io) {
         return;
     }
     iothread_stop(io);
     drain_tasks(io);
     /* A poster whose task already ran may still be about to kick. */
-    while (atomic_load_explicit(&io->kicking, memory_order_acquire) != 0) {
-        sched_yield();
-    }
-    while ((h = LIST_FIRST(&io->handlers)) != NULL) {
-        LIST_REMOVE(h, next);
-        free(h);
-    }
-    reap_graveyard(io);
+    tlbd_gate_close(&io->kick_gate);
+    free_handlers(&io->handlers);
+    free_handlers(&io->graveyard);
     close(io->efd);
     close(io->epfd);
     free(io);

@@ -25,6 +25,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lfstack.h"
+
 typedef struct IOThread IOThread;
 typedef struct IOThreadTask IOThreadTask;
 
@@ -35,7 +37,7 @@ struct IOThreadTask {
     /* public */
     void (*fn)(IOThreadTask *task);
     /* private */
-    IOThreadTask *next;
+    LfNode node; /* on the completion list */
 };
 
 /* Called on the loop's thread with the epoll events that fired. */

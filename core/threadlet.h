@@ -34,7 +34,9 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "gate.h"
 #include "iothread.h"
+#include "lfstack.h"
 #include "util.h" /* container_of */
 
 typedef struct ThreadletWork ThreadletWork;
@@ -59,7 +61,7 @@ struct ThreadletWork {
 
     /* private */
     TAILQ_ENTRY(ThreadletWork) node; /* in queue->items */
-    ThreadletWork *inbox_next;       /* in queue->inbox */
+    LfNode inbox_node;               /* in queue->inbox */
     ThreadletQueue *queue;
     uint64_t submit_ns; /* 0: this item's queued time is not sampled */
     IOThreadTask complete_task;
@@ -113,7 +115,7 @@ typedef enum ThreadletDestroyMode {
 
 struct ThreadletQueue {
     /* private, atomic: written by every submit without the lock */
-    _Atomic(ThreadletWork *) inbox; /* submitted items, newest first */
+    LfStack inbox;               /* submitted items, newest first */
     _Atomic unsigned pending;    /* submitted, not yet moved to items */
     _Atomic unsigned sample_tick; /* submits, roughly: picks sampled ones */
     char pad1[64];
@@ -121,7 +123,7 @@ struct ThreadletQueue {
     /* private, atomic: written under lock (gate: by submits that lock, and
      * destroy), read by submit without it
      */
-    _Atomic unsigned gate;       /* QUEUE_OPEN | 2 per submit locking */
+    TlbdGate gate;               /* submits that lock; destroy closes it */
     _Atomic unsigned idle_threads; /* waiting on work_cond */
     _Atomic unsigned spinners;   /* polling for work; at most one */
     _Atomic unsigned wakes;      /* signalled, not yet back from the wait */
@@ -134,12 +136,9 @@ struct ThreadletQueue {
     pthread_mutex_t lock;
     pthread_cond_t work_cond;    /* idle workers wait here, one woken/item */
     pthread_cond_t stopped_cond; /* a worker left */
-    pthread_cond_t moved_cond;   /* a worker has moved the inbox */
     TAILQ_HEAD(ThreadletWorkList, ThreadletWork) items; /* oldest first */
     _Atomic unsigned fifo_len;   /* on items; also read without the lock */
     uint64_t moved;              /* items moved from the inbox to items */
-    bool moving;                 /* a worker moves the inbox, unlocked */
-    unsigned move_waiters;       /* waiting on moved_cond */
     TAILQ_HEAD(, ThreadletWorker) workers; /* live ones */
     TAILQ_HEAD(, ThreadletWorker) exited;  /* left, not yet joined */
     unsigned min_threads;

@@ -1,7 +1,8 @@
-/* tlbd: small helpers shared by every module: container_of, checked pthread
- * calls (a failing mutex operation is a broken invariant and aborts), the
- * monotonic clock, and the adaptive window of a thread that polls briefly
- * before it sleeps.  Any thread may call these.
+/* tlbd: small helpers shared by every module: container_of, an assert
+ * that stays on in every build, checked pthread calls (a failing mutex
+ * operation is a broken invariant and aborts), the monotonic clock, and the
+ * adaptive window of a thread that polls briefly before it sleeps.  Any
+ * thread may call these.
  */
 #ifndef TLBD_UTIL_H
 #define TLBD_UTIL_H
@@ -29,6 +30,19 @@
         fprintf(stderr, "tlbd: %s:%d: %s: %s\n", __FILE__, __LINE__,        \
                 (what), strerror(err));                                     \
         abort();                                                            \
+    } while (0)
+
+/* Abort with file:line and EXPR unless EXPR holds.  Unlike assert(3) it
+ * stays on under NDEBUG (CMake's Release and RelWithDebInfo): use it for
+ * invariants that a bug elsewhere could break, never for input.
+ */
+#define TLBD_ASSERT(expr)                                                   \
+    do {                                                                    \
+        if (__builtin_expect(!(expr), 0)) {                                 \
+            fprintf(stderr, "tlbd: %s:%d: assertion failed: %s\n",          \
+                    __FILE__, __LINE__, #expr);                             \
+            abort();                                                        \
+        }                                                                   \
     } while (0)
 
 static inline void
