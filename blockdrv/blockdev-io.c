@@ -49,8 +49,8 @@ aio_done(PaioRequest *req)
 }
 
 static AioReq *
-aio_new(BlockDev *bd, PaioType type, uint64_t offset, unsigned flags,
-        int niov, BlockDevCompleteFn *cb, void *opaque)
+aio_new(BlockDev *bd, PaioType type, uint64_t offset, unsigned flags, int niov,
+        BlockDevCompleteFn *cb, void *opaque)
 {
     AioReq *a;
 
@@ -202,11 +202,9 @@ blockdev_aio_discard(BlockDev *bd, uint64_t offset, uint64_t length,
 
 int
 blockdev_aio_write_zeroes(BlockDev *bd, uint64_t offset, uint64_t length,
-                          unsigned flags, BlockDevCompleteFn *cb,
-                          void *opaque)
+                          unsigned flags, BlockDevCompleteFn *cb, void *opaque)
 {
-    return aio_simple(bd, PAIO_WRITE_ZEROES, offset, length, flags, cb,
-                      opaque);
+    return aio_simple(bd, PAIO_WRITE_ZEROES, offset, length, flags, cb, opaque);
 }
 
 int
@@ -330,8 +328,7 @@ blockdev_flush(BlockDev *bd)
 }
 
 int
-blockdev_discard(BlockDev *bd, uint64_t offset, uint64_t length,
-                 unsigned flags)
+blockdev_discard(BlockDev *bd, uint64_t offset, uint64_t length, unsigned flags)
 {
     return (int)run_simple(bd, PAIO_DISCARD, offset, length, flags);
 }

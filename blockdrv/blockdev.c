@@ -126,8 +126,7 @@ blockdev_parse_inline_max(const char *str, uint32_t *out)
 {
     uint64_t v;
 
-    if (!str || tlbd_parse_size(str, &v) < 0 ||
-        v > BLOCKDEV_INLINE_MAX_LIMIT) {
+    if (!str || tlbd_parse_size(str, &v) < 0 || v > BLOCKDEV_INLINE_MAX_LIMIT) {
         return -EINVAL;
     }
     *out = (uint32_t)v;
@@ -235,7 +234,7 @@ set_idle_timeout(BlockDevOptions *opts, const char *value, char **errmsg)
     return 0;
 }
 
-#define STR(x) #x
+#define STR(x)  #x
 #define XSTR(x) STR(x)
 
 /* Every option, in the order of the front ends' help.  A new option is
@@ -247,7 +246,7 @@ static const struct {
     int (*set)(BlockDevOptions *opts, const char *value, char **errmsg);
     const char *reason; /* "KEY: 'VALUE' REASON" */
     bool shared;
-    const char *arg;    /* --KEY=ARG in help */
+    const char *arg; /* --KEY=ARG in help */
     const char *help;
 } options[] = {
     { "cache", set_cache, "is not one of writeback, none", true,
@@ -278,8 +277,8 @@ static const struct {
 };
 
 int
-blockdev_parse_option(BlockDevOptions *opts, const char *key,
-                      const char *value, char **errmsg)
+blockdev_parse_option(BlockDevOptions *opts, const char *key, const char *value,
+                      char **errmsg)
 {
     if (errmsg) {
         *errmsg = NULL;
@@ -288,8 +287,8 @@ blockdev_parse_option(BlockDevOptions *opts, const char *key,
         if (strcmp(key, options[i].key) == 0) {
             int ret = options[i].set(opts, value, errmsg);
             if (ret < 0 && (!errmsg || !*errmsg)) {
-                return fail(errmsg, ret, "%s: '%s' %s", key,
-                            value ? value : "", options[i].reason);
+                return fail(errmsg, ret, "%s: '%s' %s", key, value ? value : "",
+                            options[i].reason);
             }
             return ret;
         }
@@ -377,12 +376,16 @@ check_options(const char *path, const BlockDevOptions *opts, char **errmsg)
         return fail(errmsg, -EINVAL, "no image path given");
     }
     if ((unsigned)opts->cache > BLOCKDEV_CACHE_NONE) {
-        return fail(errmsg, -EINVAL, "cache: %d is not one of writeback, "
-                    "none", (int)opts->cache);
+        return fail(errmsg, -EINVAL,
+                    "cache: %d is not one of writeback, "
+                    "none",
+                    (int)opts->cache);
     }
     if ((unsigned)opts->discard > BLOCKDEV_DISCARD_IGNORE) {
-        return fail(errmsg, -EINVAL, "discard: %d is not one of unmap, "
-                    "ignore", (int)opts->discard);
+        return fail(errmsg, -EINVAL,
+                    "discard: %d is not one of unmap, "
+                    "ignore",
+                    (int)opts->discard);
     }
     ret = paio_inject_parse(opts->inject, &inj, errmsg);
     paio_inject_free(inj);
@@ -407,8 +410,10 @@ open_path(BlockDev *bd, const BlockDevOptions *opts, char **errmsg)
         if (errno != EINVAL) {
             goto failed;
         }
-        if (asprintf(&bd->warning, "'%s': the file system refuses O_DIRECT; "
-                     "cache=none falls back to writeback", bd->path) < 0) {
+        if (asprintf(&bd->warning,
+                     "'%s': the file system refuses O_DIRECT; "
+                     "cache=none falls back to writeback",
+                     bd->path) < 0) {
             bd->warning = NULL;
         }
     }
@@ -420,13 +425,13 @@ failed:
     if (errno == EISDIR) {
         return fail(errmsg, -EISDIR, "'%s': is a directory", bd->path);
     }
-    if (!opts->readonly &&
-        (errno == EROFS || errno == EACCES || errno == EPERM ||
-         errno == ETXTBSY)) {
+    if (!opts->readonly && (errno == EROFS || errno == EACCES ||
+                            errno == EPERM || errno == ETXTBSY)) {
         int err = errno;
-        return fail(errmsg, -err, "cannot open '%s' for writing: %s "
-                    "(readonly=true opens it read-only)", bd->path,
-                    strerror(err));
+        return fail(errmsg, -err,
+                    "cannot open '%s' for writing: %s "
+                    "(readonly=true opens it read-only)",
+                    bd->path, strerror(err));
     }
     return fail(errmsg, -errno, "cannot open '%s': %s", bd->path,
                 strerror(errno));
@@ -466,7 +471,8 @@ check_readonly(BlockDev *bd, char **errmsg)
                     strerror((int)-ret));
     }
     if (ro && !bd->readonly) {
-        return fail(errmsg, -EROFS, "cannot open '%s' for writing: the "
+        return fail(errmsg, -EROFS,
+                    "cannot open '%s' for writing: the "
                     "device is read-only (readonly=true opens it read-only)",
                     bd->path);
     }
@@ -555,8 +561,10 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         goto out_close;
     }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        ret = fail(errmsg, -EINVAL, "'%s': not a regular file or block "
-                   "device", path);
+        ret = fail(errmsg, -EINVAL,
+                   "'%s': not a regular file or block "
+                   "device",
+                   path);
         goto out_close;
     }
     bd->is_blockdev = S_ISBLK(st.st_mode);

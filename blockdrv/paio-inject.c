@@ -27,18 +27,18 @@
 
 #include "paio-inject.h"
 
-#define OP_OTHER_MASK                                                       \
+#define OP_OTHER_MASK                                                          \
     ((1u << PAIO_LSEEK) | (1u << PAIO_FADVISE) | (1u << PAIO_FSTAT))
 
 typedef struct InjectRule {
-    unsigned ops;      /* bit per PaioType */
-    int err;           /* -errno, or 0 for delay only */
+    unsigned ops; /* bit per PaioType */
+    int err;      /* -errno, or 0 for delay only */
     uint64_t delay_ns;
-    double rate;       /* 0..1 */
+    double rate; /* 0..1 */
     uint64_t after;
-    uint64_t every;    /* 0: every request */
-    uint64_t count;    /* 0: no limit */
-    uint64_t seen;     /* matching requests so far */
+    uint64_t every; /* 0: every request */
+    uint64_t count; /* 0: no limit */
+    uint64_t seen;  /* matching requests so far */
     uint64_t fired;
 } InjectRule;
 
@@ -52,14 +52,10 @@ static const struct {
     const char *name;
     unsigned ops;
 } op_names[] = {
-    { "read", 1u << PAIO_READ },
-    { "write", 1u << PAIO_WRITE },
-    { "flush", 1u << PAIO_FLUSH },
-    { "discard", 1u << PAIO_DISCARD },
-    { "zero", 1u << PAIO_WRITE_ZEROES },
-    { "ioctl", 1u << PAIO_IOCTL },
-    { "truncate", 1u << PAIO_TRUNCATE },
-    { "other", OP_OTHER_MASK },
+    { "read", 1u << PAIO_READ },          { "write", 1u << PAIO_WRITE },
+    { "flush", 1u << PAIO_FLUSH },        { "discard", 1u << PAIO_DISCARD },
+    { "zero", 1u << PAIO_WRITE_ZEROES },  { "ioctl", 1u << PAIO_IOCTL },
+    { "truncate", 1u << PAIO_TRUNCATE },  { "other", OP_OTHER_MASK },
     { "any", (1u << PAIO_NR_TYPES) - 1 },
 };
 
@@ -67,13 +63,20 @@ static const struct {
     const char *name;
     int err;
 } err_names[] = {
-    { "eio", EIO },           { "enospc", ENOSPC },
-    { "edquot", EDQUOT },     { "efbig", EFBIG },
-    { "erofs", EROFS },       { "enotsup", ENOTSUP },
-    { "eopnotsupp", EOPNOTSUPP }, { "enomem", ENOMEM },
-    { "eagain", EAGAIN },     { "ebusy", EBUSY },
-    { "einval", EINVAL },     { "eperm", EPERM },
-    { "etimedout", ETIMEDOUT }, { "enxio", ENXIO },
+    { "eio", EIO },
+    { "enospc", ENOSPC },
+    { "edquot", EDQUOT },
+    { "efbig", EFBIG },
+    { "erofs", EROFS },
+    { "enotsup", ENOTSUP },
+    { "eopnotsupp", EOPNOTSUPP },
+    { "enomem", ENOMEM },
+    { "eagain", EAGAIN },
+    { "ebusy", EBUSY },
+    { "einval", EINVAL },
+    { "eperm", EPERM },
+    { "etimedout", ETIMEDOUT },
+    { "enxio", ENXIO },
     { "eshutdown", ESHUTDOWN },
 };
 
@@ -125,8 +128,9 @@ parse_delay(const char *s, size_t len, uint64_t *ns)
     static const struct {
         const char *suffix;
         uint64_t mul;
-    } units[] = { { "ns", 1 }, { "us", 1000 }, { "ms", 1000000 },
-                  { "s", 1000000000 } };
+    } units[] = {
+        { "ns", 1 }, { "us", 1000 }, { "ms", 1000000 }, { "s", 1000000000 }
+    };
     size_t digits = 0;
     uint64_t v;
     uint64_t mul = 1000000;
@@ -221,15 +225,15 @@ parse_term(const char *spec, const char *tok, size_t len, InjectRule *r,
         }
     } else if (token_is(tok, klen, "after") || token_is(tok, klen, "every") ||
                token_is(tok, klen, "count")) {
-        uint64_t *dst = tok[0] == 'a' ? &r->after
-                        : tok[0] == 'e' ? &r->every : &r->count;
+        uint64_t *dst = tok[0] == 'a'   ? &r->after
+                        : tok[0] == 'e' ? &r->every
+                                        : &r->count;
         if (!parse_u64(val, vlen, dst) || (tok[0] != 'a' && *dst == 0)) {
             return bad(errmsg, spec, vcol, "bad number '%.*s' for '%.*s'",
                        (int)vlen, val, (int)klen, tok);
         }
     } else {
-        return bad(errmsg, spec, col, "unknown setting '%.*s'", (int)klen,
-                   tok);
+        return bad(errmsg, spec, col, "unknown setting '%.*s'", (int)klen, tok);
     }
     return 0;
 }

@@ -61,9 +61,9 @@ static bool
 try_rw(PaioDev *dev, PaioRequest *req)
 {
     bool write = req->type == PAIO_WRITE;
-    bool nowait = atomic_load_explicit(
-        write ? &dev->has_nowait_write : &dev->has_nowait_read,
-        memory_order_relaxed);
+    bool nowait = atomic_load_explicit(write ? &dev->has_nowait_write
+                                             : &dev->has_nowait_read,
+                                       memory_order_relaxed);
     /* PAIO_MAY_WAIT: the caller waits for nothing else meanwhile, so a
      * write of any size may run here, and a buffered write to a regular
      * file even where RWF_NOWAIT is refused, as a plain pwritev. */
@@ -79,8 +79,8 @@ try_rw(PaioDev *dev, PaioRequest *req)
     if (total == 0 || (total > dev->inline_max && !may_wait)) {
         return false;
     }
-    if (dev->direct &&
-        !paio_iov_aligned(dev, req->u.rw.iov, req->u.rw.niov, req->offset, total)) {
+    if (dev->direct && !paio_iov_aligned(dev, req->u.rw.iov, req->u.rw.niov,
+                                         req->offset, total)) {
         return false; /* bounce buffer */
     }
     if (write && (dev->readonly ||

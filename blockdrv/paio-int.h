@@ -27,18 +27,18 @@ struct PaioDev {
     unsigned alignment;
     unsigned sector_size; /* block devices: BLKSSZGET */
     ThreadletQueue *queue;
-    bool mem_fs;          /* tmpfs or ramfs: I/O never waits on a device */
+    bool mem_fs; /* tmpfs or ramfs: I/O never waits on a device */
     uint32_t inline_max;
     bool caller_runs;
 
     /* atomic: learnt while running */
-    _Atomic uint64_t size;        /* grows with growable writes, truncate */
-    _Atomic bool has_discard;     /* cleared after the first -ENOTSUP */
-    _Atomic bool has_zero_range;  /* FALLOC_FL_ZERO_RANGE */
-    _Atomic bool has_punch_zero;  /* PUNCH_HOLE (+ fallocate) to zero */
-    _Atomic bool has_zeroout;     /* BLKZEROOUT */
-    _Atomic int flush_err;        /* first failed fdatasync, latched */
-    _Atomic bool has_nowait_read; /* preadv2(RWF_NOWAIT) works here */
+    _Atomic uint64_t size;         /* grows with growable writes, truncate */
+    _Atomic bool has_discard;      /* cleared after the first -ENOTSUP */
+    _Atomic bool has_zero_range;   /* FALLOC_FL_ZERO_RANGE */
+    _Atomic bool has_punch_zero;   /* PUNCH_HOLE (+ fallocate) to zero */
+    _Atomic bool has_zeroout;      /* BLKZEROOUT */
+    _Atomic int flush_err;         /* first failed fdatasync, latched */
+    _Atomic bool has_nowait_read;  /* preadv2(RWF_NOWAIT) works here */
     _Atomic bool has_nowait_write; /* pwritev2(RWF_NOWAIT) works here */
     _Atomic uint64_t stat_inline;
     _Atomic uint64_t stat_ops[PAIO_NR_TYPES];

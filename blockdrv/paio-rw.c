@@ -149,7 +149,7 @@ rw_loop(int fd, const struct iovec *iov, int niov, uint64_t offset,
 
 bool
 paio_iov_aligned(const PaioDev *dev, const struct iovec *iov, int niov,
-           uint64_t offset, uint64_t total)
+                 uint64_t offset, uint64_t total)
 {
     uint64_t mask = dev->alignment - 1;
 
@@ -307,7 +307,8 @@ paio_write_range(PaioDev *dev, const struct iovec *iov, int niov,
 {
     uint64_t mask = dev->alignment - 1;
     PaioRmwMode mode = paio_rmw_mode(dev, offset, total);
-    bool bounce = dev->direct && !paio_iov_aligned(dev, iov, niov, offset, total);
+    bool bounce =
+        dev->direct && !paio_iov_aligned(dev, iov, niov, offset, total);
     int64_t n;
 
     if (bounce && ((offset & mask) || (total & mask))) {
@@ -342,8 +343,8 @@ paio_handle_write(PaioRequest *req)
         return ret;
     }
     if (total > 0) {
-        n = paio_write_range(dev, req->u.rw.iov, req->u.rw.niov,
-                             req->offset, total);
+        n = paio_write_range(dev, req->u.rw.iov, req->u.rw.niov, req->offset,
+                             total);
         if (n < 0) {
             return n;
         }

@@ -126,8 +126,9 @@ paio_handle_discard(PaioRequest *req)
     if (dev->is_blockdev) {
         ret = paio_range_ioctl(dev->fd, BLKDISCARD, start, end - start);
     } else {
-        ret = paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
-                             FALLOC_FL_KEEP_SIZE, start, end - start);
+        ret =
+            paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           start, end - start);
     }
     paio_rmw_unlock(dev, mode);
     return flush_if_fua(req, clear_if_notsup(&dev->has_discard, ret));
@@ -162,28 +163,28 @@ zero_file_fast(PaioDev *dev, uint64_t offset, uint64_t length, unsigned flags)
 
     if ((flags & PAIO_MAY_TRIM) && atomic_load(&dev->has_punch_zero)) {
         /* A hole is allowed and frees the blocks: try it first. */
-        ret = clear_if_notsup(&dev->has_punch_zero,
-                              paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
-                                             FALLOC_FL_KEEP_SIZE, offset,
-                                             length));
+        ret = clear_if_notsup(
+            &dev->has_punch_zero,
+            paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           offset, length));
         if (ret != -ENOTSUP) {
             return ret;
         }
     }
     if (atomic_load(&dev->has_zero_range)) {
-        ret = clear_if_notsup(&dev->has_zero_range,
-                              paio_fallocate(dev->fd, FALLOC_FL_ZERO_RANGE |
-                                             FALLOC_FL_KEEP_SIZE, offset,
-                                             length));
+        ret = clear_if_notsup(
+            &dev->has_zero_range,
+            paio_fallocate(dev->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                           offset, length));
         if (ret != -ENOTSUP) {
             return ret;
         }
     }
     if (atomic_load(&dev->has_punch_zero)) {
-        ret = clear_if_notsup(&dev->has_punch_zero,
-                              paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE |
-                                             FALLOC_FL_KEEP_SIZE, offset,
-                                             length));
+        ret = clear_if_notsup(
+            &dev->has_punch_zero,
+            paio_fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           offset, length));
         if (ret == 0 && !(flags & PAIO_MAY_TRIM)) {
             /* The range reads as zeroes now; allocate it again. */
             ret = paio_fallocate(dev->fd, FALLOC_FL_KEEP_SIZE, offset, length);
@@ -226,18 +227,18 @@ zero_sectors(PaioDev *dev, uint64_t start, uint64_t end, unsigned flags)
 
     if (flags & PAIO_NO_FALLBACK) {
         if ((flags & PAIO_MAY_TRIM) && atomic_load(&dev->has_discard)) {
-            ret = clear_if_notsup(&dev->has_discard,
-                                  paio_fallocate(dev->fd,
-                                                 FALLOC_FL_PUNCH_HOLE |
-                                                 FALLOC_FL_KEEP_SIZE, start,
-                                                 end - start));
+            ret = clear_if_notsup(
+                &dev->has_discard,
+                paio_fallocate(dev->fd,
+                               FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                               start, end - start));
         }
         return ret;
     }
     if (atomic_load(&dev->has_zeroout)) {
-        ret = clear_if_notsup(&dev->has_zeroout,
-                              paio_range_ioctl(dev->fd, BLKZEROOUT, start,
-                                               end - start));
+        ret = clear_if_notsup(
+            &dev->has_zeroout,
+            paio_range_ioctl(dev->fd, BLKZEROOUT, start, end - start));
     }
     return ret;
 }

@@ -30,11 +30,11 @@
 #include "paio-int.h"
 
 static const char *const type_names[PAIO_NR_TYPES] = {
-    [PAIO_READ] = "read",       [PAIO_WRITE] = "write",
-    [PAIO_FLUSH] = "flush",     [PAIO_DISCARD] = "discard",
+    [PAIO_READ] = "read",         [PAIO_WRITE] = "write",
+    [PAIO_FLUSH] = "flush",       [PAIO_DISCARD] = "discard",
     [PAIO_WRITE_ZEROES] = "zero", [PAIO_IOCTL] = "ioctl",
     [PAIO_TRUNCATE] = "truncate", [PAIO_LSEEK] = "lseek",
-    [PAIO_FADVISE] = "fadvise", [PAIO_FSTAT] = "fstat",
+    [PAIO_FADVISE] = "fadvise",   [PAIO_FSTAT] = "fstat",
 };
 
 const char *
@@ -161,7 +161,7 @@ paio_dev_set_caps(PaioDev *dev, unsigned caps, bool on)
  * callback has not returned (what paio_dev_drain waits for).
  */
 #define IN_FLIGHT_PENDING 1ull         /* low half */
-#define IN_FLIGHT_HELD (1ull << 32)    /* high half */
+#define IN_FLIGHT_HELD    (1ull << 32) /* high half */
 
 static uint64_t
 in_flight_pending(uint64_t n)
@@ -462,9 +462,8 @@ paio_cancel(PaioRequest *req)
     if (cancel_threadlet_on_queue(req->dev->queue, &req->work) == 0) {
         return PAIO_CANCELLED;
     }
-    return threadlet_work_state(&req->work) == THREADLET_RUNNING
-               ? PAIO_RUNNING
-               : PAIO_DONE;
+    return threadlet_work_state(&req->work) == THREADLET_RUNNING ? PAIO_RUNNING
+                                                                 : PAIO_DONE;
 }
 
 static void

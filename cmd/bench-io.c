@@ -34,12 +34,9 @@
 #include "util.h"
 
 static const char *const op_names[] = {
-    [BENCH_OP_READ] = "read",
-    [BENCH_OP_WRITE] = "write",
-    [BENCH_OP_FLUSH] = "flush",
-    [BENCH_OP_GETSIZE] = "BLKGETSIZE64",
-    [BENCH_OP_DISCARD] = "discard",
-    [BENCH_OP_ZEROOUT] = "zeroout",
+    [BENCH_OP_READ] = "read",       [BENCH_OP_WRITE] = "write",
+    [BENCH_OP_FLUSH] = "flush",     [BENCH_OP_GETSIZE] = "BLKGETSIZE64",
+    [BENCH_OP_DISCARD] = "discard", [BENCH_OP_ZEROOUT] = "zeroout",
 };
 
 bool
@@ -142,8 +139,8 @@ overlaps_locked(BenchVcpu *v, uint64_t offset, uint64_t len)
 {
     for (unsigned i = 0; i < v->bench->cfg.iodepth; i++) {
         const BenchReq *r = &v->reqs[i];
-        if (r->busy && r->op != BENCH_OP_FLUSH &&
-            offset < r->offset + r->len && r->offset < offset + len) {
+        if (r->busy && r->op != BENCH_OP_FLUSH && offset < r->offset + r->len &&
+            r->offset < offset + len) {
             return true;
         }
     }
@@ -268,8 +265,10 @@ corrupt_hook(Bench *b, const BenchReq *r)
                    r->offset, strerror(errno));
         return;
     }
-    fprintf(stderr, "tlbd: bench: test hook: corrupted the block at offset "
-                    "%" PRIu64 "\n", r->offset);
+    fprintf(stderr,
+            "tlbd: bench: test hook: corrupted the block at offset "
+            "%" PRIu64 "\n",
+            r->offset);
     atomic_store(&b->stop, true);
 }
 
@@ -298,9 +297,9 @@ complete(void *opaque, int64_t ret)
         if (r->op == BENCH_OP_FLUSH) {
             bench_fail(b, "flush failed: %s", strerror((int)-ret));
         } else {
-            bench_fail(b, "%s of %" PRIu64 " bytes at offset %" PRIu64
-                          " failed: %s", op_names[r->op], r->len, r->offset,
-                       strerror((int)-ret));
+            bench_fail(
+                b, "%s of %" PRIu64 " bytes at offset %" PRIu64 " failed: %s",
+                op_names[r->op], r->len, r->offset, strerror((int)-ret));
         }
     } else if (r->final) {
         check_read(b, r, &b->count.final_blocks);
@@ -379,8 +378,7 @@ submit(BenchVcpu *v, BenchReq *r)
         break;
     case BENCH_OP_WRITE:
         ret = blockdev_aio_pwritev(b->bd, r->offset, &r->iov, 1,
-                                   b->cfg.fua ? BLOCKDEV_FUA : 0, complete,
-                                   r);
+                                   b->cfg.fua ? BLOCKDEV_FUA : 0, complete, r);
         break;
     case BENCH_OP_FLUSH:
         ret = blockdev_aio_flush(b->bd, complete, r);

@@ -74,14 +74,15 @@ bench_ioctl_setup(Bench *b)
         b->ioctl_kinds &= BENCH_IOCTL_GETSIZE;
     }
     if (cfg->ioctl_mix && !b->ioctl_kinds) {
-        fprintf(stderr, "tlbd: --ioctl-kinds: none applies to '%s': getsize "
-                        "needs a block device, discard and zeroout a run "
-                        "that writes\n", cfg->image);
+        fprintf(stderr,
+                "tlbd: --ioctl-kinds: none applies to '%s': getsize "
+                "needs a block device, discard and zeroout a run "
+                "that writes\n",
+                cfg->image);
         return -1;
     }
-    b->sector = blockdev_is_blockdev(b->bd)
-                    ? blockdev_logical_block_size(b->bd)
-                    : 1;
+    b->sector =
+        blockdev_is_blockdev(b->bd) ? blockdev_logical_block_size(b->bd) : 1;
     b->zero_hash = bench_zero_hash(b);
     return 0;
 }
@@ -135,8 +136,7 @@ mark_zero(Bench *b, uint64_t start, uint64_t end)
     if (!b->blocks) {
         return;
     }
-    for (uint64_t u = (start + b->unit - 1) / b->unit; u < end / b->unit;
-         u++) {
+    for (uint64_t u = (start + b->unit - 1) / b->unit; u < end / b->unit; u++) {
         b->blocks[u].gen = 0;
         b->blocks[u].hash = b->zero_hash;
         b->blocks[u].zeroed = true;
@@ -154,8 +154,10 @@ bench_ioctl_complete(Bench *b, BenchReq *r)
         b->count.getsizes++;
         memcpy(&size, r->buf, sizeof(size));
         if (size != blockdev_size(b->bd)) {
-            bench_fail(b, "BLKGETSIZE64 said %" PRIu64 " bytes; the image "
-                          "has %" PRIu64, size, blockdev_size(b->bd));
+            bench_fail(b,
+                       "BLKGETSIZE64 said %" PRIu64 " bytes; the image "
+                       "has %" PRIu64,
+                       size, blockdev_size(b->bd));
         }
         break;
     case BENCH_OP_DISCARD:

@@ -117,8 +117,7 @@ compute(const Bench *b, Figures *f)
 }
 
 static const double percentiles[] = { 50.0, 90.0, 99.0, 99.9 };
-static const char *const percentile_names[] = { "p50", "p90", "p99",
-                                                 "p99.9" };
+static const char *const percentile_names[] = { "p50", "p90", "p99", "p99.9" };
 
 static void
 text_latency(const char *label, const Histogram *h)
@@ -161,13 +160,13 @@ report_text(const Bench *b, const Figures *f, const ThreadletStats *pool,
            f->requests, c->reads, c->writes, c->flushes);
     if (cfg->ioctl_mix) {
         printf("  ioctls    %u%%: getsize %" PRIu64 ", discard %" PRIu64
-               ", zeroout %" PRIu64 "\n", cfg->ioctl_mix, c->getsizes,
-               c->discards, c->zeroouts);
+               ", zeroout %" PRIu64 "\n",
+               cfg->ioctl_mix, c->getsizes, c->discards, c->zeroouts);
     }
-    printf("  IOPS      %.0f (read %.0f, write %.0f)\n", f->iops,
-           f->read_iops, f->write_iops);
-    printf("  MB/s      %.1f (read %.1f, write %.1f)\n", f->mbps,
-           f->read_mbps, f->write_mbps);
+    printf("  IOPS      %.0f (read %.0f, write %.0f)\n", f->iops, f->read_iops,
+           f->write_iops);
+    printf("  MB/s      %.1f (read %.1f, write %.1f)\n", f->mbps, f->read_mbps,
+           f->write_mbps);
     text_latency("latency", &b->lat_all);
     if (c->reads && c->writes) {
         text_latency("reads", &b->lat_read);
@@ -177,16 +176,15 @@ report_text(const Bench *b, const Figures *f, const ThreadletStats *pool,
            ", min %u max %u; submitted %" PRIu64 ", completed %" PRIu64
            ", cancelled %" PRIu64 "; queued avg %.1f us, max %.1f us\n",
            pool->cur_threads, pool->idle_threads, pool->peak_threads,
-           pool->spawned, pool->min_threads, pool->max_threads,
-           pool->submitted, pool->completed, pool->cancelled,
+           pool->spawned, pool->min_threads, pool->max_threads, pool->submitted,
+           pool->completed, pool->cancelled,
            pool->wait_samples ? us(pool->wait_ns_total / pool->wait_samples)
                               : 0.0,
            us(pool->wait_ns_max));
     printf("  iothread  completions %" PRIu64 ", kicks %" PRIu64
-           ", wake-ups %" PRIu64 ", batches %" PRIu64 ", largest batch %"
-           PRIu64 "\n",
-           ios->posted, ios->kicks, ios->wakeups, ios->batches,
-           ios->max_batch);
+           ", wake-ups %" PRIu64 ", batches %" PRIu64 ", largest batch %" PRIu64
+           "\n",
+           ios->posted, ios->kicks, ios->wakeups, ios->batches, ios->max_batch);
     if (!strcmp(f->result, "failed")) {
         printf("  verify    FAILED: %s\n",
                b->failure ? b->failure : "I/O errors");
@@ -205,69 +203,77 @@ json_latency(FILE *fp, const char *name, const Histogram *h, const char *sep)
     fprintf(fp, "  \"%s\": {", name);
     for (size_t i = 0; i < TLBD_ARRAY_SIZE(percentiles); i++) {
         fprintf(fp, "\"%s\": %.1f, ", percentile_names[i],
-               us(hist_percentile(h, percentiles[i])));
+                us(hist_percentile(h, percentiles[i])));
     }
     fprintf(fp, "\"max\": %.1f, \"mean\": %.1f, \"count\": %" PRIu64 "}%s\n",
-           us(h->count ? h->max : 0), us(hist_mean(h)), h->count, sep);
+            us(h->count ? h->max : 0), us(hist_mean(h)), h->count, sep);
 }
 
 static void
-report_json(FILE *fp, const Bench *b, const Figures *f, const ThreadletStats *pool,
-            const IOThreadStats *ios)
+report_json(FILE *fp, const Bench *b, const Figures *f,
+            const ThreadletStats *pool, const IOThreadStats *ios)
 {
     const BenchConfig *cfg = &b->cfg;
     const BenchCounters *c = &b->count;
 
     fprintf(fp, "{\n  \"image\": ");
     tlbd_json_string(fp, cfg->image);
-    fprintf(fp, ",\n  \"size\": %" PRIu64 ",\n  \"cache\": ",
-           b->nunits * b->unit);
+    fprintf(fp,
+            ",\n  \"size\": %" PRIu64 ",\n  \"cache\": ", b->nunits * b->unit);
     tlbd_json_string(fp, cfg->cache_name);
-    fprintf(fp, ",\n  \"vcpus\": %u,\n  \"iodepth\": %u,\n  \"rw\": \"%s\",\n"
-           "  \"mix\": %u,\n  \"bs_min\": %" PRIu64 ",\n  \"bs_max\": %" PRIu64
-           ",\n  \"flush_every\": %" PRIu64 ",\n  \"fua\": %s,\n"
-           "  \"seed\": %" PRIu64 ",\n  \"verify\": %s,\n",
-           cfg->vcpus, cfg->iodepth, bench_rw_name(cfg->rw), cfg->mix,
-           cfg->bs_min, cfg->bs_max, cfg->flush_every,
-           cfg->fua ? "true" : "false", cfg->seed,
-           cfg->verify ? "true" : "false");
-    fprintf(fp, "  \"elapsed_s\": %.2f,\n  \"requests\": %" PRIu64 ",\n"
-           "  \"reads\": %" PRIu64 ",\n  \"writes\": %" PRIu64 ",\n"
-           "  \"flushes\": %" PRIu64 ",\n  \"bytes_read\": %" PRIu64 ",\n"
-           "  \"bytes_written\": %" PRIu64 ",\n",
-           f->elapsed_s, f->requests, c->reads, c->writes, c->flushes,
-           c->bytes_read, c->bytes_written);
-    fprintf(fp, "  \"ioctl_mix\": %u,\n  \"getsizes\": %" PRIu64 ",\n"
-           "  \"discards\": %" PRIu64 ",\n  \"zeroouts\": %" PRIu64 ",\n",
-           cfg->ioctl_mix, c->getsizes, c->discards, c->zeroouts);
-    fprintf(fp, "  \"iops\": %.0f,\n  \"read_iops\": %.0f,\n"
-           "  \"write_iops\": %.0f,\n  \"mbps\": %.1f,\n"
-           "  \"read_mbps\": %.1f,\n  \"write_mbps\": %.1f,\n",
-           f->iops, f->read_iops, f->write_iops, f->mbps, f->read_mbps,
-           f->write_mbps);
+    fprintf(fp,
+            ",\n  \"vcpus\": %u,\n  \"iodepth\": %u,\n  \"rw\": \"%s\",\n"
+            "  \"mix\": %u,\n  \"bs_min\": %" PRIu64 ",\n  \"bs_max\": %" PRIu64
+            ",\n  \"flush_every\": %" PRIu64 ",\n  \"fua\": %s,\n"
+            "  \"seed\": %" PRIu64 ",\n  \"verify\": %s,\n",
+            cfg->vcpus, cfg->iodepth, bench_rw_name(cfg->rw), cfg->mix,
+            cfg->bs_min, cfg->bs_max, cfg->flush_every,
+            cfg->fua ? "true" : "false", cfg->seed,
+            cfg->verify ? "true" : "false");
+    fprintf(fp,
+            "  \"elapsed_s\": %.2f,\n  \"requests\": %" PRIu64 ",\n"
+            "  \"reads\": %" PRIu64 ",\n  \"writes\": %" PRIu64 ",\n"
+            "  \"flushes\": %" PRIu64 ",\n  \"bytes_read\": %" PRIu64 ",\n"
+            "  \"bytes_written\": %" PRIu64 ",\n",
+            f->elapsed_s, f->requests, c->reads, c->writes, c->flushes,
+            c->bytes_read, c->bytes_written);
+    fprintf(fp,
+            "  \"ioctl_mix\": %u,\n  \"getsizes\": %" PRIu64 ",\n"
+            "  \"discards\": %" PRIu64 ",\n  \"zeroouts\": %" PRIu64 ",\n",
+            cfg->ioctl_mix, c->getsizes, c->discards, c->zeroouts);
+    fprintf(fp,
+            "  \"iops\": %.0f,\n  \"read_iops\": %.0f,\n"
+            "  \"write_iops\": %.0f,\n  \"mbps\": %.1f,\n"
+            "  \"read_mbps\": %.1f,\n  \"write_mbps\": %.1f,\n",
+            f->iops, f->read_iops, f->write_iops, f->mbps, f->read_mbps,
+            f->write_mbps);
     json_latency(fp, "latency_us", &b->lat_all, ",");
     json_latency(fp, "read_latency_us", &b->lat_read, ",");
     json_latency(fp, "write_latency_us", &b->lat_write, ",");
-    fprintf(fp, "  \"pool\": {\"threads\": %u, \"idle\": %u, \"peak\": %u, "
-           "\"spawned\": %" PRIu64 ", \"min\": %u, \"max\": %u, "
-           "\"submitted\": %" PRIu64 ", \"completed\": %" PRIu64
-           ", \"cancelled\": %" PRIu64 ", \"queued_avg_us\": %.1f, "
-           "\"queued_max_us\": %.1f},\n",
-           pool->cur_threads, pool->idle_threads, pool->peak_threads,
-           pool->spawned, pool->min_threads, pool->max_threads,
-           pool->submitted, pool->completed, pool->cancelled,
-           pool->wait_samples ? us(pool->wait_ns_total / pool->wait_samples)
-                              : 0.0,
-           us(pool->wait_ns_max));
-    fprintf(fp, "  \"iothread\": {\"completions\": %" PRIu64 ", \"kicks\": %" PRIu64
-           ", \"wakeups\": %" PRIu64 ", \"batches\": %" PRIu64
-           ", \"max_batch\": %" PRIu64 "},\n",
-           ios->posted, ios->kicks, ios->wakeups, ios->batches,
-           ios->max_batch);
-    fprintf(fp, "  \"verification\": {\"result\": \"%s\", \"blocks_checked\": %"
-           PRIu64 ", \"final_blocks\": %" PRIu64 ", \"final_s\": %.2f, "
-           "\"failure\": ",
-           f->result, c->blocks_checked, c->final_blocks, f->final_s);
+    fprintf(fp,
+            "  \"pool\": {\"threads\": %u, \"idle\": %u, \"peak\": %u, "
+            "\"spawned\": %" PRIu64 ", \"min\": %u, \"max\": %u, "
+            "\"submitted\": %" PRIu64 ", \"completed\": %" PRIu64
+            ", \"cancelled\": %" PRIu64 ", \"queued_avg_us\": %.1f, "
+            "\"queued_max_us\": %.1f},\n",
+            pool->cur_threads, pool->idle_threads, pool->peak_threads,
+            pool->spawned, pool->min_threads, pool->max_threads,
+            pool->submitted, pool->completed, pool->cancelled,
+            pool->wait_samples ? us(pool->wait_ns_total / pool->wait_samples)
+                               : 0.0,
+            us(pool->wait_ns_max));
+    fprintf(fp,
+            "  \"iothread\": {\"completions\": %" PRIu64 ", \"kicks\": %" PRIu64
+            ", \"wakeups\": %" PRIu64 ", \"batches\": %" PRIu64
+            ", \"max_batch\": %" PRIu64 "},\n",
+            ios->posted, ios->kicks, ios->wakeups, ios->batches,
+            ios->max_batch);
+    fprintf(
+        fp,
+        "  \"verification\": {\"result\": \"%s\", \"blocks_checked\": %" PRIu64
+        ", \"final_blocks\": %" PRIu64 ", \"final_s\": %.2f, "
+        "\"failure\": ",
+        f->result, c->blocks_checked, c->final_blocks, f->final_s);
     if (b->failure) {
         tlbd_json_string(fp, b->failure);
     } else {
@@ -296,14 +302,14 @@ bench_report(Bench *b, const ThreadletStats *pool, const IOThreadStats *ios)
     if (b->cfg.json_file) {
         FILE *fp = fopen(b->cfg.json_file, "w");
         if (!fp) {
-            fprintf(stderr, "tlbd: cannot create '%s': %s\n",
-                    b->cfg.json_file, strerror(errno));
+            fprintf(stderr, "tlbd: cannot create '%s': %s\n", b->cfg.json_file,
+                    strerror(errno));
             return -1;
         }
         report_json(fp, b, &f, pool, ios);
         if (fclose(fp) == EOF) {
-            fprintf(stderr, "tlbd: cannot write '%s': %s\n",
-                    b->cfg.json_file, strerror(errno));
+            fprintf(stderr, "tlbd: cannot write '%s': %s\n", b->cfg.json_file,
+                    strerror(errno));
             return -1;
         }
     }

@@ -26,12 +26,12 @@
 
 typedef struct BenchHeader {
     uint32_t magic;
-    uint32_t unit;            /* block size */
-    uint64_t offset;          /* where the block belongs */
+    uint32_t unit;   /* block size */
+    uint64_t offset; /* where the block belongs */
     uint64_t run;
     uint32_t gen;
     uint32_t reserved;
-    uint64_t checksum;        /* over the block with this field zero */
+    uint64_t checksum; /* over the block with this field zero */
 } BenchHeader;
 
 #define K1 0x9e3779b97f4a7c15ull
@@ -60,8 +60,7 @@ block_checksum(const void *block, uint64_t unit)
     memcpy(&h, block, sizeof(h));
     h.checksum = 0;
     uint64_t sum = hash_words(K1, &h, sizeof(h));
-    return hash_words(sum, (const char *)block + sizeof(h),
-                      unit - sizeof(h));
+    return hash_words(sum, (const char *)block + sizeof(h), unit - sizeof(h));
 }
 
 void
@@ -222,8 +221,8 @@ bench_check(Bench *b, const void *block, uint64_t offset)
         return false;
     }
     /* First sight of a block this run did not write. */
-    if (stamped && (h.offset != offset ||
-                    block_checksum(block, b->unit) != h.checksum) &&
+    if (stamped &&
+        (h.offset != offset || block_checksum(block, b->unit) != h.checksum) &&
         !holds_smaller_blocks(b, block, offset)) {
         describe(b, block, offset, found, sizeof(found));
         bench_fail(b,

@@ -27,9 +27,9 @@
 #include "subcommands.h"
 #include "util.h"
 
-#define MAX_VCPUS 256
+#define MAX_VCPUS   256
 #define MAX_IODEPTH 1024
-#define MAX_BS (64ull << 20)
+#define MAX_BS      (64ull << 20)
 #define FINAL_CHUNK (64u << 10)
 
 static volatile sig_atomic_t interrupted;
@@ -41,43 +41,58 @@ on_signal(int sig)
     interrupted = 1;
 }
 
-static void __attribute__((noreturn))
-usage(FILE *fp, int exitcode)
+static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
-    fprintf(fp,
-"usage: tlbd bench [--vcpus N] [--iodepth D] [--rw MODE] [--mix PCT]\n"
-"                  [--bs SIZE|MIN-MAX] [--flush-every N] [--fua]\n"
-"                  [--duration T] [--ops N] [--seed S] [--[no-]verify]\n"
-"                  [--size SIZE] [--cache writeback|none] [--threads-min N]\n"
-"                  [--threads-max N] [--inject SPEC] [--json[=FILE]]\n"
-"                  [--[no-]progress] [--ioctl-mix PCT]\n"
-"                  [--ioctl-kinds LIST] IMAGE\n");
+    fprintf(
+        fp,
+        "usage: tlbd bench [--vcpus N] [--iodepth D] [--rw MODE] [--mix PCT]\n"
+        "                  [--bs SIZE|MIN-MAX] [--flush-every N] [--fua]\n"
+        "                  [--duration T] [--ops N] [--seed S] "
+        "[--[no-]verify]\n"
+        "                  [--size SIZE] [--cache writeback|none] "
+        "[--threads-min N]\n"
+        "                  [--threads-max N] [--inject SPEC] [--json[=FILE]]\n"
+        "                  [--[no-]progress] [--ioctl-mix PCT]\n"
+        "                  [--ioctl-kinds LIST] IMAGE\n");
     if (fp == stdout) {
-        fprintf(fp,
-"\n"
-"Drive IMAGE with N vcpu threads, each keeping D requests in flight through\n"
-"the I/O thread into the threadlet pool, and verify every block read.\n"
-"\n"
-"  --vcpus N           vcpu threads (default 2)\n"
-"  --iodepth D         requests in flight per vcpu (default 16)\n"
-"  --rw MODE           read, write, randread, randwrite or randrw (default)\n"
-"  --mix PCT           percent of reads with randrw (default 50)\n"
-"  --bs SIZE|MIN-MAX   request size, or a range (default 4k)\n"
-"  --flush-every N     a flush after every N writes of a vcpu\n"
-"  --fua               writes are FUA (durable on completion)\n"
-"  --duration T        run for T (10, 10s, 500ms, 2m; default 10s)\n"
-"  --ops N             stop after N requests\n"
-"  --seed S            seed of the request pattern\n"
-"  --verify, --no-verify  check every read (default: on when writing)\n"
-"  --size SIZE         create IMAGE with SIZE bytes when it is missing\n"
-"  --json[=FILE]       print the summary as JSON (to FILE: as well)\n"
-"  --progress, --no-progress  a progress line each second on stderr\n"
-"                      (default: when stderr is a terminal)\n"
-"  --ioctl-mix PCT     percent of requests that are ioctl kinds (default 0)\n"
-"  --ioctl-kinds LIST  of getsize (BLKGETSIZE64, block devices only),\n"
-"                      discard, zeroout (default: all three)\n"
-"The image and the threadlet pool (defaults: threads-min 0, threads-max\n"
-"%d):\n", threadlet_default_max_threads());
+        fprintf(
+            fp,
+            "\n"
+            "Drive IMAGE with N vcpu threads, each keeping D requests in "
+            "flight through\n"
+            "the I/O thread into the threadlet pool, and verify every block "
+            "read.\n"
+            "\n"
+            "  --vcpus N           vcpu threads (default 2)\n"
+            "  --iodepth D         requests in flight per vcpu (default 16)\n"
+            "  --rw MODE           read, write, randread, randwrite or randrw "
+            "(default)\n"
+            "  --mix PCT           percent of reads with randrw (default 50)\n"
+            "  --bs SIZE|MIN-MAX   request size, or a range (default 4k)\n"
+            "  --flush-every N     a flush after every N writes of a vcpu\n"
+            "  --fua               writes are FUA (durable on completion)\n"
+            "  --duration T        run for T (10, 10s, 500ms, 2m; default "
+            "10s)\n"
+            "  --ops N             stop after N requests\n"
+            "  --seed S            seed of the request pattern\n"
+            "  --verify, --no-verify  check every read (default: on when "
+            "writing)\n"
+            "  --size SIZE         create IMAGE with SIZE bytes when it is "
+            "missing\n"
+            "  --json[=FILE]       print the summary as JSON (to FILE: as "
+            "well)\n"
+            "  --progress, --no-progress  a progress line each second on "
+            "stderr\n"
+            "                      (default: when stderr is a terminal)\n"
+            "  --ioctl-mix PCT     percent of requests that are ioctl kinds "
+            "(default 0)\n"
+            "  --ioctl-kinds LIST  of getsize (BLKGETSIZE64, block devices "
+            "only),\n"
+            "                      discard, zeroout (default: all three)\n"
+            "The image and the threadlet pool (defaults: threads-min 0, "
+            "threads-max\n"
+            "%d):\n",
+            threadlet_default_max_threads());
         blockdev_print_options(fp, "  --");
         fprintf(fp, "\nSee tlbd(1).\n");
     }
@@ -135,8 +150,8 @@ static const struct option own_options[] = {
 };
 
 static const char *const rw_names[] = {
-    [BENCH_READ] = "read",           [BENCH_WRITE] = "write",
-    [BENCH_RANDREAD] = "randread",   [BENCH_RANDWRITE] = "randwrite",
+    [BENCH_READ] = "read",         [BENCH_WRITE] = "write",
+    [BENCH_RANDREAD] = "randread", [BENCH_RANDWRITE] = "randwrite",
     [BENCH_RANDRW] = "randrw",
 };
 
@@ -220,8 +235,8 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
 
     argv[0] = (char *)"tlbd"; /* getopt's messages: "tlbd: ..." */
     optind = 1;
-    while ((c = getopt_long(argc, argv, short_options, long_options,
-                            &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, short_options, long_options, &idx)) !=
+           -1) {
         switch (c) {
         case 'h':
         case HELP_OPTION:
@@ -234,8 +249,7 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
             cfg->vcpus = parse_uint_opt("--vcpus", optarg, 1, MAX_VCPUS);
             break;
         case IODEPTH_OPTION:
-            cfg->iodepth = parse_uint_opt("--iodepth", optarg, 1,
-                                          MAX_IODEPTH);
+            cfg->iodepth = parse_uint_opt("--iodepth", optarg, 1, MAX_IODEPTH);
             break;
         case RW_OPTION: {
             size_t i;
@@ -259,8 +273,8 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
             parse_bs(optarg, cfg);
             break;
         case FLUSH_EVERY_OPTION:
-            cfg->flush_every = parse_uint_opt("--flush-every", optarg, 1,
-                                              UINT32_MAX);
+            cfg->flush_every =
+                parse_uint_opt("--flush-every", optarg, 1, UINT32_MAX);
             break;
         case FUA_OPTION:
             cfg->fua = true;
@@ -336,8 +350,8 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
     if (!tlbd_blockdev_check(&cfg->bdopts)) {
         usage(stderr, EXIT_FAILURE);
     }
-    cfg->cache_name = cfg->bdopts.cache == BLOCKDEV_CACHE_NONE ? "none"
-                                                               : "writeback";
+    cfg->cache_name =
+        cfg->bdopts.cache == BLOCKDEV_CACHE_NONE ? "none" : "writeback";
     if (!duration_set && cfg->ops == 0) {
         cfg->duration_ns = 10 * 1000000000ull;
     }
@@ -350,8 +364,8 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
 
     const char *hook = getenv("TLBD_BENCH_CORRUPT_AFTER");
     if (hook && *hook) {
-        cfg->corrupt_after = parse_uint_opt("TLBD_BENCH_CORRUPT_AFTER", hook,
-                                            1, UINT64_MAX);
+        cfg->corrupt_after =
+            parse_uint_opt("TLBD_BENCH_CORRUPT_AFTER", hook, 1, UINT64_MAX);
     }
     if (!seed_set) {
         cfg->seed = (tlbd_now_ns() ^ ((uint64_t)getpid() << 32)) & INT64_MAX;
@@ -376,8 +390,8 @@ create_image(const BenchConfig *cfg)
         return -1;
     }
     if (ftruncate(fd, (off_t)cfg->size) < 0) {
-        fprintf(stderr, "tlbd: cannot set the size of '%s': %s\n",
-                cfg->image, strerror(errno));
+        fprintf(stderr, "tlbd: cannot set the size of '%s': %s\n", cfg->image,
+                strerror(errno));
         close(fd);
         unlink(cfg->image);
         return -1;
@@ -408,15 +422,17 @@ setup_geometry(Bench *b)
 
     b->unit = choose_unit(cfg);
     if (b->unit % align) {
-        fprintf(stderr, "tlbd: --bs: requests must be multiples of %u, "
-                        "the alignment of '%s' with --cache none\n",
+        fprintf(stderr,
+                "tlbd: --bs: requests must be multiples of %u, "
+                "the alignment of '%s' with --cache none\n",
                 align, cfg->image);
         return -1;
     }
     b->nunits = blockdev_size(b->bd) / b->unit;
     if (b->nunits / cfg->vcpus < cfg->bs_max / b->unit) {
-        fprintf(stderr, "tlbd: '%s' (%" PRIu64 " bytes) is too small for %u "
-                        "vcpus with requests of %" PRIu64 " bytes\n",
+        fprintf(stderr,
+                "tlbd: '%s' (%" PRIu64 " bytes) is too small for %u "
+                "vcpus with requests of %" PRIu64 " bytes\n",
                 cfg->image, blockdev_size(b->bd), cfg->vcpus, cfg->bs_max);
         return -1;
     }
@@ -424,8 +440,9 @@ setup_geometry(Bench *b)
     if (cfg->verify || bench_writes(cfg)) {
         b->blocks = calloc(b->nunits, sizeof(*b->blocks));
         if (!b->blocks) {
-            fprintf(stderr, "tlbd: '%s' is too large to track (%" PRIu64
-                            " blocks); try --no-verify or a larger --bs\n",
+            fprintf(stderr,
+                    "tlbd: '%s' is too large to track (%" PRIu64
+                    " blocks); try --no-verify or a larger --bs\n",
                     cfg->image, b->nunits);
             return -1;
         }
@@ -569,8 +586,8 @@ static void
 run_final(Bench *b)
 {
     tlbd_mutex_lock(&b->lock);
-    b->do_final = b->cfg.verify && bench_writes(&b->cfg) &&
-                  !atomic_load(&b->failed);
+    b->do_final =
+        b->cfg.verify && bench_writes(&b->cfg) && !atomic_load(&b->failed);
     b->final_go = true;
     pthread_cond_broadcast(&b->cond);
     tlbd_mutex_unlock(&b->lock);

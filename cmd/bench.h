@@ -46,40 +46,40 @@ typedef enum BenchRw {
 typedef struct BenchConfig {
     const char *image;
     unsigned vcpus;
-    unsigned iodepth;         /* per vcpu */
+    unsigned iodepth; /* per vcpu */
     BenchRw rw;
-    unsigned mix;             /* percent of reads (randrw) */
+    unsigned mix; /* percent of reads (randrw) */
     uint64_t bs_min;
     uint64_t bs_max;
-    uint64_t flush_every;     /* writes per vcpu between flushes; 0: none */
+    uint64_t flush_every; /* writes per vcpu between flushes; 0: none */
     bool fua;
-    uint64_t duration_ns;     /* 0: until --ops */
-    uint64_t ops;             /* 0: until --duration */
+    uint64_t duration_ns; /* 0: until --ops */
+    uint64_t ops;         /* 0: until --duration */
     uint64_t seed;
     bool verify;
-    uint64_t size;            /* --size; 0 when not given */
-    BlockDevOptions bdopts;   /* --cache, --threads-max...; the pool's in
-                                 bdopts.pool */
+    uint64_t size;          /* --size; 0 when not given */
+    BlockDevOptions bdopts; /* --cache, --threads-max...; the pool's in
+                               bdopts.pool */
     const char *cache_name;
     bool json;
-    const char *json_file;    /* --json=FILE; NULL: JSON on stdout */
-    bool progress;            /* a progress line each second on stderr */
-    uint64_t corrupt_after;   /* test hook; 0: off */
-    unsigned ioctl_mix;       /* percent of ioctl-kind requests */
-    unsigned ioctl_kinds;     /* BENCH_IOCTL_* */
+    const char *json_file;  /* --json=FILE; NULL: JSON on stdout */
+    bool progress;          /* a progress line each second on stderr */
+    uint64_t corrupt_after; /* test hook; 0: off */
+    unsigned ioctl_mix;     /* percent of ioctl-kind requests */
+    unsigned ioctl_kinds;   /* BENCH_IOCTL_* */
 } BenchConfig;
 
 /* --ioctl-kinds (bench-ioctl.c) */
 #define BENCH_IOCTL_GETSIZE (1u << 0)
 #define BENCH_IOCTL_DISCARD (1u << 1)
 #define BENCH_IOCTL_ZEROOUT (1u << 2)
-#define BENCH_IOCTL_ALL 7u
+#define BENCH_IOCTL_ALL     7u
 
 typedef enum BenchOp {
     BENCH_OP_READ,
     BENCH_OP_WRITE,
     BENCH_OP_FLUSH,
-    BENCH_OP_GETSIZE,         /* the ioctl mix, bench-ioctl.c */
+    BENCH_OP_GETSIZE, /* the ioctl mix, bench-ioctl.c */
     BENCH_OP_DISCARD,
     BENCH_OP_ZEROOUT,
 } BenchOp;
@@ -93,14 +93,14 @@ typedef struct Bench Bench;
 typedef struct BenchReq {
     BenchVcpu *vcpu;
     BenchOp op;
-    bool final;               /* a read of the final verification pass */
-    bool busy;                /* in flight; protected by vcpu->lock */
+    bool final; /* a read of the final verification pass */
+    bool busy;  /* in flight; protected by vcpu->lock */
     uint64_t offset;
     uint64_t len;
-    uint32_t gen;             /* writes: generation stamped in each block */
+    uint32_t gen; /* writes: generation stamped in each block */
     uint64_t start_ns;
     struct iovec iov;
-    void *buf;                /* Bench.bufsize bytes, aligned */
+    void *buf; /* Bench.bufsize bytes, aligned */
     SLIST_ENTRY(BenchReq) next_free;
 } BenchReq;
 
@@ -111,42 +111,42 @@ struct BenchVcpu {
     bool started;
 
     /* vcpu thread only */
-    uint64_t first_unit;      /* its region of the image, in units */
+    uint64_t first_unit; /* its region of the image, in units */
     uint64_t nunits;
-    uint64_t seq_next;        /* next unit for sequential modes */
+    uint64_t seq_next; /* next unit for sequential modes */
     uint64_t rng;
-    uint64_t writes;          /* for --flush-every */
+    uint64_t writes; /* for --flush-every */
     uint32_t next_gen;
-    BenchReq *reqs;           /* iodepth slots */
+    BenchReq *reqs; /* iodepth slots */
 
     /* protected by lock */
     pthread_mutex_t lock;
-    pthread_cond_t cond;      /* a slot came back */
+    pthread_cond_t cond; /* a slot came back */
     SLIST_HEAD(, BenchReq) free;
     unsigned nfree;
 };
 
 /* What the image held at one block, as far as this run knows. */
 typedef struct BenchBlock {
-    uint32_t gen;             /* last completed write of this run; 0: none */
-    uint32_t hash;            /* gen == 0: hash of the first read, 0: not
-                                 read yet */
-    bool zeroed;              /* a discard or zeroout left zeros here */
+    uint32_t gen;  /* last completed write of this run; 0: none */
+    uint32_t hash; /* gen == 0: hash of the first read, 0: not
+                      read yet */
+    bool zeroed;   /* a discard or zeroout left zeros here */
 } BenchBlock;
 
 typedef struct BenchCounters {
     uint64_t reads;
     uint64_t writes;
     uint64_t flushes;
-    uint64_t getsizes;        /* the ioctl mix */
+    uint64_t getsizes; /* the ioctl mix */
     uint64_t discards;
     uint64_t zeroouts;
     uint64_t bytes_read;
     uint64_t bytes_written;
-    uint64_t blocks_checked;  /* blocks verified by reads of the run */
-    uint64_t final_blocks;    /* blocks verified by the final pass */
+    uint64_t blocks_checked; /* blocks verified by reads of the run */
+    uint64_t final_blocks;   /* blocks verified by the final pass */
     uint64_t final_bytes;
-    uint64_t errors;          /* I/O errors and verification failures */
+    uint64_t errors; /* I/O errors and verification failures */
     uint64_t verify_failures;
 } BenchCounters;
 
@@ -159,45 +159,45 @@ struct Bench {
     BenchVcpu *vcpus;
 
     /* geometry, fixed before the vcpus start */
-    uint64_t unit;            /* verification block size */
+    uint64_t unit; /* verification block size */
     uint64_t nunits;
-    uint64_t bufsize;         /* per slot */
+    uint64_t bufsize; /* per slot */
     uint64_t run_id;
-    bool known_zero;          /* the image was created by this run */
-    int corrupt_fd;           /* test hook; -1 when off */
-    unsigned ioctl_kinds;     /* the kinds that apply to this image */
-    uint64_t sector;          /* block devices: logical sector; files: 1 */
-    uint32_t zero_hash;       /* the table's hash of a zero block */
+    bool known_zero;      /* the image was created by this run */
+    int corrupt_fd;       /* test hook; -1 when off */
+    unsigned ioctl_kinds; /* the kinds that apply to this image */
+    uint64_t sector;      /* block devices: logical sector; files: 1 */
+    uint32_t zero_hash;   /* the table's hash of a zero block */
 
     /* atomic */
-    atomic_bool stop;         /* issue no new requests */
-    atomic_bool failed;       /* a failure was recorded: stop everything */
+    atomic_bool stop;             /* issue no new requests */
+    atomic_bool failed;           /* a failure was recorded: stop everything */
     atomic_uint_fast64_t tickets; /* requests issued, for --ops */
     atomic_uint in_flight;
 
     /* I/O thread only */
-    BenchBlock *blocks;       /* nunits entries */
+    BenchBlock *blocks; /* nunits entries */
     BenchCounters count;
     Histogram lat_all;
     Histogram lat_read;
     Histogram lat_write;
-    BenchCounters icount;     /* since the last progress line */
+    BenchCounters icount; /* since the last progress line */
     Histogram ilat;
     uint64_t corrupted_offset;
     bool corrupted;
-    char *failure;            /* the first failure, one line. Can be NULL. */
+    char *failure; /* the first failure, one line. Can be NULL. */
 
     /* protected by lock */
     pthread_mutex_t lock;
-    pthread_cond_t cond;      /* a vcpu finished a phase */
-    unsigned running;         /* vcpus still in the timed phase */
-    bool final_go;            /* the timed phase is over */
-    bool do_final;            /* run the final verification pass */
-    unsigned finishing;       /* vcpus still in the final pass */
+    pthread_cond_t cond; /* a vcpu finished a phase */
+    unsigned running;    /* vcpus still in the timed phase */
+    bool final_go;       /* the timed phase is over */
+    bool do_final;       /* run the final verification pass */
+    unsigned finishing;  /* vcpus still in the final pass */
 
     /* main thread only */
     uint64_t start_ns;
-    uint64_t end_ns;          /* end of the timed phase */
+    uint64_t end_ns; /* end of the timed phase */
     uint64_t final_end_ns;
 };
 

@@ -69,14 +69,14 @@ typedef enum { ALLOW_OFF, ALLOW_ON, ALLOW_AUTO } AllowOther;
 /* Everything the command line says, and what the daemon holds. */
 typedef struct FuseMain {
     const char *image;
-    char *mountpoint;         /* absolute */
-    char *name;               /* directory mounts */
+    char *mountpoint; /* absolute */
+    char *name;       /* directory mounts */
     const char *pidfile;
     char *pidfile_abs;
     const char *log;
     char *fuse_opts;
-    BlockDevOptions bo;       /* --readonly, --growable, --cache, ...; the
-                                 pool's in bo.pool */
+    BlockDevOptions bo; /* --readonly, --growable, --cache, ...; the
+                           pool's in bo.pool */
     bool direct_io;
     bool foreground;
     bool debug;
@@ -87,45 +87,56 @@ typedef struct FuseMain {
     BlockDev *bd;
     FuseExport *exp;
     int sfd;
-    int null_fd;              /* detached: stdin, stdout */
-    int err_fd;               /* detached: stderr (--log or /dev/null) */
+    int null_fd; /* detached: stdin, stdout */
+    int err_fd;  /* detached: stderr (--log or /dev/null) */
 } FuseMain;
 
-static void __attribute__((noreturn))
-usage(FILE *fp, int exitcode)
+static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
-    fprintf(fp,
-"usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] [--cache=MODE]\n"
-"                 [--direct-io=on|off] [--growable] [--name=NAME]\n"
-"                 [--allow-other=on|off|auto] [--threads-min=N]\n"
-"                 [--threads-max=N] [--idle-timeout=TIME] [--inject=SPEC]\n"
-"                 [--inline-max=SIZE] [--log=FILE] IMAGE MOUNTPOINT\n");
+    fprintf(
+        fp,
+        "usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] "
+        "[--cache=MODE]\n"
+        "                 [--direct-io=on|off] [--growable] [--name=NAME]\n"
+        "                 [--allow-other=on|off|auto] [--threads-min=N]\n"
+        "                 [--threads-max=N] [--idle-timeout=TIME] "
+        "[--inject=SPEC]\n"
+        "                 [--inline-max=SIZE] [--log=FILE] IMAGE MOUNTPOINT\n");
     if (fp == stdout) {
-        fprintf(fp,
-"\n"
-"Present IMAGE (a raw image file or block device) as a FUSE-mounted file.\n"
-"MOUNTPOINT is a regular file, mounted over (it may be IMAGE itself), or a\n"
-"directory, in which the image appears as one file.\n"
-"\n"
-"  -r, --readonly          refuse writes\n"
-"      --direct-io=on|off  FUSE side: bypass the page cache (default on)\n"
-"      --growable          writes past the end and truncate change the size\n"
-"      --name=NAME         the file's name in a directory mount\n"
-"      --allow-other=on|off|auto   let other users in (default auto)\n"
-"  -f, --foreground        do not detach\n"
-"  -P, --pidfile=FILE      write the pid there while serving\n"
-"  -o OPTS                 extra FUSE mount options\n"
-"      --log=FILE          where a detached daemon writes messages and\n"
-"                          statistics (default: nowhere)\n"
-"      --debug             libfuse's request trace\n"
-"  -V, --version\n"
-"The image and the threadlet pool (inline-max: reads and writes up to SIZE\n"
-"that cannot wait on a device run on the I/O thread; default 64k):\n");
+        fprintf(
+            fp,
+            "\n"
+            "Present IMAGE (a raw image file or block device) as a "
+            "FUSE-mounted file.\n"
+            "MOUNTPOINT is a regular file, mounted over (it may be IMAGE "
+            "itself), or a\n"
+            "directory, in which the image appears as one file.\n"
+            "\n"
+            "  -r, --readonly          refuse writes\n"
+            "      --direct-io=on|off  FUSE side: bypass the page cache "
+            "(default on)\n"
+            "      --growable          writes past the end and truncate change "
+            "the size\n"
+            "      --name=NAME         the file's name in a directory mount\n"
+            "      --allow-other=on|off|auto   let other users in (default "
+            "auto)\n"
+            "  -f, --foreground        do not detach\n"
+            "  -P, --pidfile=FILE      write the pid there while serving\n"
+            "  -o OPTS                 extra FUSE mount options\n"
+            "      --log=FILE          where a detached daemon writes messages "
+            "and\n"
+            "                          statistics (default: nowhere)\n"
+            "      --debug             libfuse's request trace\n"
+            "  -V, --version\n"
+            "The image and the threadlet pool (inline-max: reads and writes up "
+            "to SIZE\n"
+            "that cannot wait on a device run on the I/O thread; default "
+            "64k):\n");
         blockdev_print_options(fp, "  --");
-        fprintf(fp,
-"\n"
-"SIGINT, SIGTERM or fusermount3 -u: finish, flush, unmount, exit 0.\n"
-"SIGUSR1: statistics on stderr.  See tlbd-fuse(1).\n");
+        fprintf(fp, "\n"
+                    "SIGINT, SIGTERM or fusermount3 -u: finish, flush, "
+                    "unmount, exit 0.\n"
+                    "SIGUSR1: statistics on stderr.  See tlbd-fuse(1).\n");
     }
     exit(exitcode);
 }
@@ -167,8 +178,8 @@ parse_args(FuseMain *m, int argc, char **argv)
     int idx;
     int c;
 
-    while ((c = getopt_long(argc, argv, short_options, long_options,
-                            &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, short_options, long_options, &idx)) !=
+           -1) {
         switch (c) {
         case HELP_OPTION:
             usage(stdout, EXIT_SUCCESS);
@@ -193,8 +204,7 @@ parse_args(FuseMain *m, int argc, char **argv)
             m->bo.readonly = true;
             break;
         case TLBD_BLOCKDEV_OPTION:
-            if (!tlbd_blockdev_option(&m->bo, long_options[idx].name,
-                                      optarg)) {
+            if (!tlbd_blockdev_option(&m->bo, long_options[idx].name, optarg)) {
                 exit(EXIT_FAILURE);
             }
             break;
@@ -299,13 +309,14 @@ check_args(FuseMain *m)
     }
     if (fexp_is_mounted(abs)) {
         tlbd_fatal("mountpoint '%s' is already a tlbd mount (unmount it with"
-                   " 'fusermount3 -u %s')", mp, abs);
+                   " 'fusermount3 -u %s')",
+                   mp, abs);
     }
     if (stat(abs, &st) < 0) {
         if (errno == ENOTCONN) {
             tlbd_fatal("cannot use mountpoint '%s': %s (a dead FUSE mount:"
-                       " 'fusermount3 -u %s' clears it)", mp, strerror(errno),
-                       abs);
+                       " 'fusermount3 -u %s' clears it)",
+                       mp, strerror(errno), abs);
         }
         tlbd_fatal("cannot use mountpoint '%s': %s", mp, strerror(errno));
     }
@@ -339,9 +350,8 @@ check_args(FuseMain *m)
     close(fd);
 
     if (m->pidfile) {
-        m->pidfile_abs = m->pidfile[0] == '/'
-                             ? strdup(m->pidfile)
-                             : absolute_path(m->pidfile);
+        m->pidfile_abs = m->pidfile[0] == '/' ? strdup(m->pidfile)
+                                              : absolute_path(m->pidfile);
         if (!m->pidfile_abs) {
             tlbd_fatal("--pidfile: cannot use '%s': %s", m->pidfile,
                        strerror(errno));
@@ -391,10 +401,8 @@ dump_stats(FuseMain *m, FILE *fp)
     blockdev_get_stats(m->bd, &bs);
     fprintf(fp,
             "  image: reads %" PRIu64 ", writes %" PRIu64 ", flushes %" PRIu64
-            ", discards %" PRIu64 ", zeroes %" PRIu64 ", errors %" PRIu64
-            "\n",
-            bs.reads, bs.writes, bs.flushes, bs.discards, bs.zeroes,
-            bs.errors);
+            ", discards %" PRIu64 ", zeroes %" PRIu64 ", errors %" PRIu64 "\n",
+            bs.reads, bs.writes, bs.flushes, bs.discards, bs.zeroes, bs.errors);
     threadlet_queue_get_stats(&m->queue, &ts);
     fprintf(fp,
             "  workers: %u now, %u idle, %u peak, %u..%u; submitted %" PRIu64
@@ -501,11 +509,10 @@ open_outputs(FuseMain *m)
     }
     m->err_fd = m->null_fd;
     if (m->log) {
-        m->err_fd = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                         0644);
+        m->err_fd =
+            open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (m->err_fd < 0) {
-            tlbd_fatal("--log: cannot open '%s': %s", m->log,
-                       strerror(errno));
+            tlbd_fatal("--log: cannot open '%s': %s", m->log, strerror(errno));
         }
     }
 }
@@ -554,8 +561,7 @@ serve(FuseMain *m, int ready_fd)
         tlbd_fatal("signalfd: %s", strerror(errno));
     }
 
-    ret = threadlet_queue_init_named(&m->queue, "fuse",
-                                     m->bo.pool.threads_max,
+    ret = threadlet_queue_init_named(&m->queue, "fuse", m->bo.pool.threads_max,
                                      m->bo.pool.threads_min);
     if (ret < 0) {
         tlbd_fatal("cannot start the worker pool: %s", strerror(-ret));
@@ -612,8 +618,7 @@ serve(FuseMain *m, int ready_fd)
     } else {
         ret = fexp_status(m->exp);
         if (ret < 0) {
-            fprintf(stderr, "tlbd fuse: '%s': %s\n", m->image,
-                    strerror(-ret));
+            fprintf(stderr, "tlbd fuse: '%s': %s\n", m->image, strerror(-ret));
         }
     }
 

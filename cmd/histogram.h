@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #define HIST_SUB_BITS 5
-#define HIST_SUB (1u << HIST_SUB_BITS)            /* 32 buckets per octave */
-#define HIST_BUCKETS ((64 - HIST_SUB_BITS) * HIST_SUB + HIST_SUB)
+#define HIST_SUB      (1u << HIST_SUB_BITS) /* 32 buckets per octave */
+#define HIST_BUCKETS  ((64 - HIST_SUB_BITS) * HIST_SUB + HIST_SUB)
 
 typedef struct Histogram {
     uint64_t count;

@@ -34,23 +34,22 @@ typedef struct ImageInfo {
     bool blockdev;
     bool writable;
     bool direct;
-    unsigned direct_align;    /* smallest aligned read that worked */
-    int direct_err;           /* why O_DIRECT failed, or 0 */
+    unsigned direct_align; /* smallest aligned read that worked */
+    int direct_err;        /* why O_DIRECT failed, or 0 */
 } ImageInfo;
 
-static void __attribute__((noreturn))
-usage(FILE *fp, int exitcode)
+static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
     fprintf(fp, "usage: tlbd info [--json] IMAGE\n");
     if (fp == stdout) {
-        fprintf(fp,
-"\n"
-"Show IMAGE's size, allocated and hole bytes, block sizes, and whether\n"
-"O_DIRECT (--cache none) works there.\n"
-"\n"
-"  --json              print the same as JSON\n"
-"\n"
-"See tlbd(1).\n");
+        fprintf(fp, "\n"
+                    "Show IMAGE's size, allocated and hole bytes, block sizes, "
+                    "and whether\n"
+                    "O_DIRECT (--cache none) works there.\n"
+                    "\n"
+                    "  --json              print the same as JSON\n"
+                    "\n"
+                    "See tlbd(1).\n");
     }
     exit(exitcode);
 }
@@ -144,16 +143,16 @@ print_text(const char *path, const ImageInfo *info)
     char h[32];
 
     printf("image         %s\n", path);
-    printf("type          %s\n", info->blockdev ? "block device"
-                                                : "regular file");
+    printf("type          %s\n",
+           info->blockdev ? "block device" : "regular file");
     printf("size          %" PRIu64 " (%s)\n", info->size,
            human(info->size, h, sizeof(h)));
     printf("allocated     %" PRId64 " (%s)\n", info->allocated,
            human((uint64_t)info->allocated, h, sizeof(h)));
     printf("data          %" PRIu64 " in %" PRIu64 " extent%s\n", info->data,
            info->data_runs, info->data_runs == 1 ? "" : "s");
-    printf("holes         %" PRIu64 " in %" PRIu64 " extent%s\n",
-           info->holes, info->hole_runs, info->hole_runs == 1 ? "" : "s");
+    printf("holes         %" PRIu64 " in %" PRIu64 " extent%s\n", info->holes,
+           info->hole_runs, info->hole_runs == 1 ? "" : "s");
     printf("block size    logical %u, physical %u\n", info->logical,
            info->physical);
     if (info->direct) {
@@ -196,8 +195,8 @@ tlbd_info_main(int argc, char **argv)
 
     argv[0] = (char *)"tlbd"; /* getopt's messages: "tlbd: ..." */
     optind = 1;
-    while ((c = getopt_long(argc, argv, short_options, long_options,
-                            NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, short_options, long_options, NULL)) !=
+           -1) {
         switch (c) {
         case 'h':
         case HELP_OPTION:

@@ -40,14 +40,14 @@
 typedef struct NbdArgs {
     const char *image;
     bool readonly;
-    const char **keys;        /* BlockDev options for the plugin, as given */
+    const char **keys; /* BlockDev options for the plugin, as given */
     const char **values;
     int nkeys;
-    const char *socket;       /* --socket PATH */
-    const char *port;         /* --port N: TCP on localhost */
-    const char *run;          /* --run CMD */
+    const char *socket; /* --socket PATH */
+    const char *port;   /* --port N: TCP on localhost */
+    const char *run;    /* --run CMD */
     bool verbose;
-    char **extra;             /* after "--" */
+    char **extra; /* after "--" */
     int nextra;
 } NbdArgs;
 
@@ -61,37 +61,44 @@ forward_signal(int sig)
     }
 }
 
-static void __attribute__((noreturn))
-usage(FILE *fp, int exitcode)
+static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
-    fprintf(fp,
-"usage: tlbd nbd [-r] [--cache writeback|none] [--discard unmap|ignore]\n"
-"                [--threads-min N] [--threads-max N] [--idle-timeout TIME]\n"
-"                [--inject SPEC] [--offload never|blocking|always]\n"
-"                [--inline-max SIZE]\n"
-"                [--socket PATH | --port PORT] [--run CMD]\n"
-"                [-v] IMAGE [-- NBDKIT-ARGS...]\n");
+    fprintf(
+        fp,
+        "usage: tlbd nbd [-r] [--cache writeback|none] [--discard "
+        "unmap|ignore]\n"
+        "                [--threads-min N] [--threads-max N] [--idle-timeout "
+        "TIME]\n"
+        "                [--inject SPEC] [--offload never|blocking|always]\n"
+        "                [--inline-max SIZE]\n"
+        "                [--socket PATH | --port PORT] [--run CMD]\n"
+        "                [-v] IMAGE [-- NBDKIT-ARGS...]\n");
     if (fp == stdout) {
-        fprintf(fp,
-"\n"
-"Serve IMAGE over NBD with nbdkit and the tlbd plugin, on a Unix socket in\n"
-"a temporary directory unless --socket or --port is given, and print the\n"
-"NBD URI.  Stops on SIGINT or SIGTERM.\n"
-"\n"
-"  -r, --readonly, --read-only  serve read-only\n"
-"  --socket PATH       listen on this Unix socket\n"
-"  --port PORT         listen on TCP port PORT of localhost (127.0.0.1)\n"
-"  --run CMD           run CMD with $uri set, then stop (as nbdkit --run)\n"
-"  -v, --verbose       nbdkit -v\n"
-"  -- NBDKIT-ARGS      more nbdkit options (--filter=...) and filter\n"
-"                      parameters (KEY=VALUE)\n"
-"The image and the threadlet pool (the plugin's keys of the same names;\n"
-"its defaults, e.g. offload never and inline-max 32M):\n");
+        fprintf(fp, "\n"
+                    "Serve IMAGE over NBD with nbdkit and the tlbd plugin, on "
+                    "a Unix socket in\n"
+                    "a temporary directory unless --socket or --port is given, "
+                    "and print the\n"
+                    "NBD URI.  Stops on SIGINT or SIGTERM.\n"
+                    "\n"
+                    "  -r, --readonly, --read-only  serve read-only\n"
+                    "  --socket PATH       listen on this Unix socket\n"
+                    "  --port PORT         listen on TCP port PORT of "
+                    "localhost (127.0.0.1)\n"
+                    "  --run CMD           run CMD with $uri set, then stop "
+                    "(as nbdkit --run)\n"
+                    "  -v, --verbose       nbdkit -v\n"
+                    "  -- NBDKIT-ARGS      more nbdkit options (--filter=...) "
+                    "and filter\n"
+                    "                      parameters (KEY=VALUE)\n"
+                    "The image and the threadlet pool (the plugin's keys of "
+                    "the same names;\n"
+                    "its defaults, e.g. offload never and inline-max 32M):\n");
         blockdev_print_options(fp, "  --");
         fprintf(fp,
-"Options may come before or after IMAGE, but before \"--\".\n"
-"\n"
-"See tlbd(1) and nbdkit-tlbd-plugin(1).\n");
+                "Options may come before or after IMAGE, but before \"--\".\n"
+                "\n"
+                "See tlbd(1) and nbdkit-tlbd-plugin(1).\n");
     }
     exit(exitcode);
 }
@@ -158,8 +165,7 @@ parse_args(int argc, char **argv, NbdArgs *a)
         a->nextra = argc - dashes - 1;
     }
     optind = 1;
-    while ((c = getopt_long(dashes, argv, "hrv", long_options, &idx)) !=
-           -1) {
+    while ((c = getopt_long(dashes, argv, "hrv", long_options, &idx)) != -1) {
         switch (c) {
         case 'h':
         case HELP_OPTION:
@@ -201,8 +207,10 @@ parse_args(int argc, char **argv, NbdArgs *a)
     }
     a->image = argv[optind++];
     if (optind < dashes) {
-        fprintf(stderr, "tlbd: nbd: unexpected argument '%s' (nbdkit "
-                        "arguments go after \"--\")\n", argv[optind]);
+        fprintf(stderr,
+                "tlbd: nbd: unexpected argument '%s' (nbdkit "
+                "arguments go after \"--\")\n",
+                argv[optind]);
         usage(stderr, EXIT_FAILURE);
     }
     if (a->socket && a->port) {
@@ -232,8 +240,8 @@ find_plugin(void)
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n > 0) {
         exe[n] = '\0';
-        if (asprintf(&path, "%s/../nbd-plugin/" PLUGIN_FILE,
-                     dirname(exe)) < 0) {
+        if (asprintf(&path, "%s/../nbd-plugin/" PLUGIN_FILE, dirname(exe)) <
+            0) {
             path = NULL;
         } else if (access(path, R_OK) == 0) {
             return path;
@@ -269,8 +277,8 @@ static char **
 build_argv(const NbdArgs *a, const char *nbdkit, const char *plugin,
            const char *socket, const char *pidfile)
 {
-    char **argv = calloc(32 + (size_t)a->nkeys + (size_t)a->nextra,
-                         sizeof(*argv));
+    char **argv =
+        calloc(32 + (size_t)a->nkeys + (size_t)a->nextra, sizeof(*argv));
     int n = 0;
 
     if (!argv) {
@@ -415,8 +423,7 @@ tlbd_nbd_main(int argc, char **argv)
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         execvp(nbdkit, nargv);
-        fprintf(stderr, "tlbd: cannot run '%s': %s\n", nbdkit,
-                strerror(errno));
+        fprintf(stderr, "tlbd: cannot run '%s': %s\n", nbdkit, strerror(errno));
         _exit(127);
     }
     child_pid = pid;

@@ -72,16 +72,14 @@ static bool
 report(int ret, char *errmsg)
 {
     if (ret < 0) {
-        fprintf(stderr, "%s: %s\n", program,
-                errmsg ? errmsg : strerror(-ret));
+        fprintf(stderr, "%s: %s\n", program, errmsg ? errmsg : strerror(-ret));
     }
     free(errmsg);
     return ret == 0;
 }
 
 bool
-tlbd_blockdev_option(BlockDevOptions *opts, const char *name,
-                     const char *value)
+tlbd_blockdev_option(BlockDevOptions *opts, const char *name, const char *value)
 {
     char *errmsg = NULL;
     int ret = blockdev_parse_option(opts, name, value, &errmsg);
@@ -114,8 +112,8 @@ tlbd_uint_option(const char *option, const char *value, uint64_t min,
 }
 
 void
-tlbd_print_options(const struct option *long_options,
-                   const char *short_options, bool long_ones)
+tlbd_print_options(const struct option *long_options, const char *short_options,
+                   bool long_ones)
 {
     if (long_ones) {
         for (size_t i = 0; long_options[i].name; i++) {

@@ -29,8 +29,7 @@ static const struct subcommand {
     { NULL, NULL, NULL },
 };
 
-static void __attribute__((noreturn))
-usage(FILE *fp, int exitcode)
+static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
     fprintf(fp, "usage: tlbd [--help | --version] COMMAND [OPTIONS] ...\n");
     if (fp == stdout) {

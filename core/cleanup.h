@@ -27,10 +27,9 @@ cleanup_unlock(pthread_mutex_t **ptr)
 }
 
 #define CLEANUP_CONCAT_(a, b) a##b
-#define CLEANUP_CONCAT(a, b) CLEANUP_CONCAT_(a, b)
-#define ACQUIRE_LOCK_FOR_CURRENT_SCOPE(mutex)                               \
-    __attribute__((cleanup(cleanup_unlock), unused))                        \
-    pthread_mutex_t *CLEANUP_CONCAT(lock_guard_, __COUNTER__) =             \
-        tlbd_mutex_lock_ret(mutex)
+#define CLEANUP_CONCAT(a, b)  CLEANUP_CONCAT_(a, b)
+#define ACQUIRE_LOCK_FOR_CURRENT_SCOPE(mutex)                                  \
+    __attribute__((cleanup(cleanup_unlock), unused)) pthread_mutex_t *         \
+    CLEANUP_CONCAT(lock_guard_, __COUNTER__) = tlbd_mutex_lock_ret(mutex)
 
 #endif /* TLBD_CLEANUP_H */

@@ -14,7 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#define TLBD_GATE_OPEN 1u
+#define TLBD_GATE_OPEN   1u
 #define TLBD_GATE_INSIDE 2u /* per thread inside */
 
 typedef struct TlbdGate {
@@ -31,8 +31,7 @@ tlbd_gate_init(TlbdGate *g)
 static inline void
 tlbd_gate_leave(TlbdGate *g)
 {
-    atomic_fetch_sub_explicit(&g->word, TLBD_GATE_INSIDE,
-                              memory_order_release);
+    atomic_fetch_sub_explicit(&g->word, TLBD_GATE_INSIDE, memory_order_release);
 }
 
 /* Enter G.  Returns false, having left again, when G is closed. */

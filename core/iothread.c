@@ -47,15 +47,15 @@ typedef struct FdHandler {
 
 struct IOThread {
     /* written by posters */
-    LfStack tasks;                  /* posted, not yet taken */
-    _Atomic uint64_t posted;        /* on the line the push writes anyway */
+    LfStack tasks;           /* posted, not yet taken */
+    _Atomic uint64_t posted; /* on the line the push writes anyway */
     _Atomic uint64_t kicks;
-    _Atomic uint64_t kick_ns;       /* when a poster last kicked */
-    TlbdGate kick_gate;             /* posters that are to kick */
+    _Atomic uint64_t kick_ns; /* when a poster last kicked */
+    TlbdGate kick_gate;       /* posters that are to kick */
     char pad1[64];
 
     /* read by posters, written by the loop or the owner */
-    atomic_bool polling;            /* the loop spins on `tasks` */
+    atomic_bool polling; /* the loop spins on `tasks` */
     atomic_bool stopping;
     _Atomic uint64_t poll_max_ns;
     char pad2[64];
@@ -67,7 +67,7 @@ struct IOThread {
     _Atomic uint64_t poll_hits;
 
     /* loop thread only (or while the loop is not running) */
-    uint64_t poll_ns;               /* adaptive poll window */
+    uint64_t poll_ns; /* adaptive poll window */
     LIST_HEAD(FdHandlerList, FdHandler) handlers;
     struct FdHandlerList graveyard; /* removed during a dispatch */
     bool dispatching;
@@ -224,8 +224,8 @@ iothread_run(IOThread *io)
     current_iothread = io;
 
     while (!atomic_load_explicit(&io->stopping, memory_order_acquire)) {
-        uint64_t max = atomic_load_explicit(&io->poll_max_ns,
-                                            memory_order_relaxed);
+        uint64_t max =
+            atomic_load_explicit(&io->poll_max_ns, memory_order_relaxed);
         uint64_t t0 = max ? tlbd_now_ns() : 0;
         int timeout = -1;
 
@@ -233,8 +233,7 @@ iothread_run(IOThread *io)
             io->poll_ns = max;
         }
         if (io->poll_ns && poll_tasks(io, t0, t0 + io->poll_ns)) {
-            atomic_fetch_add_explicit(&io->poll_hits, 1,
-                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&io->poll_hits, 1, memory_order_relaxed);
             drain_tasks(io);
             if (LIST_EMPTY(&io->handlers)) {
                 continue;
@@ -243,8 +242,8 @@ iothread_run(IOThread *io)
         }
         int n = epoll_wait(io->epfd, events, MAX_EVENTS, timeout);
         if (max && timeout < 0) {
-            uint64_t t1 = atomic_load_explicit(&io->kick_ns,
-                                               memory_order_relaxed);
+            uint64_t t1 =
+                atomic_load_explicit(&io->kick_ns, memory_order_relaxed);
             if (t1 <= t0) {
                 t1 = tlbd_now_ns(); /* woken by an fd, or kicked before */
             }
@@ -406,7 +405,8 @@ int
 iothread_del_fd(IOThread *io, int fd)
 {
     FdHandler *h;
-    LIST_FOREACH(h, &io->handlers, next) {
+    LIST_FOREACH(h, &io->handlers, next)
+    {
         if (h->fd == fd && !h->dead) {
             break;
         }

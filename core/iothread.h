@@ -44,12 +44,12 @@ struct IOThreadTask {
 typedef void IOHandler(void *opaque, int fd, uint32_t events);
 
 typedef struct IOThreadStats {
-    uint64_t posted;     /* tasks posted */
-    uint64_t kicks;      /* eventfd writes by posters */
-    uint64_t wakeups;    /* times the loop found the eventfd readable */
-    uint64_t batches;    /* non-empty completion lists drained */
-    uint64_t max_batch;  /* most tasks drained in one go */
-    uint64_t poll_hits;  /* batches found by polling, with no wake-up */
+    uint64_t posted;    /* tasks posted */
+    uint64_t kicks;     /* eventfd writes by posters */
+    uint64_t wakeups;   /* times the loop found the eventfd readable */
+    uint64_t batches;   /* non-empty completion lists drained */
+    uint64_t max_batch; /* most tasks drained in one go */
+    uint64_t poll_hits; /* batches found by polling, with no wake-up */
 } IOThreadStats;
 
 /* The default and the largest poll window (see iothread_set_poll_max_ns).
@@ -57,7 +57,7 @@ typedef struct IOThreadStats {
  * from the threads doing the work.
  */
 #define IOTHREAD_DEFAULT_POLL_NS 0
-#define IOTHREAD_MAX_POLL_NS 1000000
+#define IOTHREAD_MAX_POLL_NS     1000000
 
 /* Create a loop named NAME (used for the thread name "io-NAME").  Returns
  * 0 or -errno.

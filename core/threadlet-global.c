@@ -33,8 +33,8 @@ threadlet_default_max_threads(void)
 static void
 global_init(void)
 {
-    global_err = threadlet_queue_init_named(
-        &global_queue, "global", threadlet_default_max_threads(), 0);
+    global_err = threadlet_queue_init_named(&global_queue, "global",
+                                            threadlet_default_max_threads(), 0);
 }
 
 ThreadletQueue *

@@ -70,8 +70,8 @@ set_state(ThreadletWork *work, ThreadletState state)
 ThreadletState
 threadlet_work_state(const ThreadletWork *work)
 {
-    return (ThreadletState)atomic_load_explicit(
-        (_Atomic int *)&work->state, memory_order_acquire);
+    return (ThreadletState)atomic_load_explicit((_Atomic int *)&work->state,
+                                                memory_order_acquire);
 }
 
 static void
@@ -206,8 +206,8 @@ kick_needed(ThreadletQueue *q, unsigned pending, bool may_spawn)
 {
     unsigned spinners = atomic_load(&q->spinners);
     unsigned idle = atomic_load(&q->idle_threads);
-    bool spawn = may_spawn && atomic_load(&q->cur_threads) <
-                                  load_counter(&q->max_threads);
+    bool spawn = may_spawn &&
+                 atomic_load(&q->cur_threads) < load_counter(&q->max_threads);
     bool wake = idle > 0 && atomic_load(&q->wakes) == 0;
 
     if (!spawn && !wake) {
@@ -381,8 +381,7 @@ worker_main(void *opaque)
             run_locked(q, work);
         } else if (q->stopping) {
             break;
-        } else if (!spun && q->spin_ns &&
-                   load_counter(&q->spinners) == 0) {
+        } else if (!spun && q->spin_ns && load_counter(&q->spinners) == 0) {
             spun = true;
             spin_locked(q);
         } else {
@@ -392,8 +391,7 @@ worker_main(void *opaque)
                 q->idle_since_ns = now;
             }
             spun = false;
-            if (wait_for_work_locked(q, now) &&
-                leave_on_timeout_locked(q)) {
+            if (wait_for_work_locked(q, now) && leave_on_timeout_locked(q)) {
                 left = true;
                 break;
             }
@@ -465,8 +463,8 @@ limits_valid(int max_threads, int min_threads)
 }
 
 int
-threadlet_queue_init_named(ThreadletQueue *q, const char *name,
-                           int max_threads, int min_threads)
+threadlet_queue_init_named(ThreadletQueue *q, const char *name, int max_threads,
+                           int min_threads)
 {
     pthread_mutexattr_t mattr;
     pthread_condattr_t attr;
@@ -544,8 +542,8 @@ kick_locked(ThreadletQueue *q, ThreadletWork *work)
 }
 
 int
-threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
-                          IOThread *io, void (*complete)(ThreadletWork *work))
+threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work, IOThread *io,
+                          void (*complete)(ThreadletWork *work))
 {
     int ret = 0;
 
@@ -555,8 +553,7 @@ threadlet_submit_complete(ThreadletQueue *q, ThreadletWork *work,
     /* Sampled items read the clock before the push, after which a worker
      * may take them.  Racing submits may take one tick: no matter.
      */
-    unsigned tick = atomic_load_explicit(&q->sample_tick,
-                                         memory_order_relaxed);
+    unsigned tick = atomic_load_explicit(&q->sample_tick, memory_order_relaxed);
     atomic_store_explicit(&q->sample_tick, tick + 1, memory_order_relaxed);
     work->submit_ns = tick % THREADLET_WAIT_SAMPLE == 0 ? tlbd_now_ns() : 0;
     ThreadletState prev = threadlet_work_state(work);
@@ -600,8 +597,7 @@ cancel_threadlet_on_queue(ThreadletQueue *q, ThreadletWork *work)
 }
 
 int
-threadlet_queue_set_limits(ThreadletQueue *q, int max_threads,
-                           int min_threads)
+threadlet_queue_set_limits(ThreadletQueue *q, int max_threads, int min_threads)
 {
     int err;
 

@@ -71,16 +71,16 @@ struct ThreadletWork {
 /* What a queue has done so far (counters) and looks like now (gauges). */
 typedef struct ThreadletStats {
     uint64_t submitted;
-    uint64_t completed;     /* func returned */
+    uint64_t completed; /* func returned */
     uint64_t cancelled;
-    uint64_t queued;        /* now waiting */
+    uint64_t queued; /* now waiting */
     unsigned cur_threads;
-    unsigned idle_threads;  /* waiting for work, spinning ones included */
+    unsigned idle_threads; /* waiting for work, spinning ones included */
     unsigned peak_threads;
     unsigned max_threads;
     unsigned min_threads;
-    uint64_t spawned;       /* threads created over the queue's life */
-    uint64_t spin_hits;     /* items a spinning worker took: no wake-up */
+    uint64_t spawned;   /* threads created over the queue's life */
+    uint64_t spin_hits; /* items a spinning worker took: no wake-up */
     /* Queued time, measured on one submitted item in THREADLET_WAIT_SAMPLE
      * (the first, then every THREADLET_WAIT_SAMPLE-th, exactly so with one
      * submitting thread): the average is wait_ns_total / wait_samples.
@@ -111,25 +111,25 @@ typedef enum ThreadletDestroyMode {
  * threads, spinning takes CPU time from the threads doing the work.
  */
 #define THREADLET_DEFAULT_SPIN_NS 0
-#define THREADLET_MAX_SPIN_NS 1000000
+#define THREADLET_MAX_SPIN_NS     1000000
 
 struct ThreadletQueue {
     /* private, atomic: written by every submit without the lock */
-    LfStack inbox;               /* submitted items, newest first */
-    _Atomic unsigned pending;    /* submitted, not yet moved to items */
+    LfStack inbox;                /* submitted items, newest first */
+    _Atomic unsigned pending;     /* submitted, not yet moved to items */
     _Atomic unsigned sample_tick; /* submits, roughly: picks sampled ones */
     char pad1[64];
 
     /* private, atomic: written under lock (gate: by submits that lock, and
      * destroy), read by submit without it
      */
-    TlbdGate gate;               /* submits that lock; destroy closes it */
+    TlbdGate gate;                 /* submits that lock; destroy closes it */
     _Atomic unsigned idle_threads; /* waiting on work_cond */
-    _Atomic unsigned spinners;   /* polling for work; at most one */
-    _Atomic unsigned wakes;      /* signalled, not yet back from the wait */
+    _Atomic unsigned spinners;     /* polling for work; at most one */
+    _Atomic unsigned wakes;        /* signalled, not yet back from the wait */
     _Atomic unsigned cur_threads;
     _Atomic unsigned max_threads;
-    _Atomic bool has_exited;     /* the exited list is not empty */
+    _Atomic bool has_exited; /* the exited list is not empty */
     char pad2[64];
 
     /* private: protected by lock */
@@ -137,19 +137,19 @@ struct ThreadletQueue {
     pthread_cond_t work_cond;    /* idle workers wait here, one woken/item */
     pthread_cond_t stopped_cond; /* a worker left */
     TAILQ_HEAD(ThreadletWorkList, ThreadletWork) items; /* oldest first */
-    _Atomic unsigned fifo_len;   /* on items; also read without the lock */
-    uint64_t moved;              /* items moved from the inbox to items */
+    _Atomic unsigned fifo_len; /* on items; also read without the lock */
+    uint64_t moved;            /* items moved from the inbox to items */
     TAILQ_HEAD(, ThreadletWorker) workers; /* live ones */
     TAILQ_HEAD(, ThreadletWorker) exited;  /* left, not yet joined */
     unsigned min_threads;
     unsigned peak_threads;
     unsigned next_id;
     uint64_t idle_timeout_ns;
-    uint64_t spin_max_ns;        /* 0: workers never spin */
-    uint64_t spin_ns;            /* adaptive window, <= spin_max_ns */
-    uint64_t idle_since_ns;      /* when the latest worker began to wait */
-    bool stopping;               /* destroy runs: workers leave when dry */
-    ThreadletStats stats;        /* submitted and queued: computed */
+    uint64_t spin_max_ns;   /* 0: workers never spin */
+    uint64_t spin_ns;       /* adaptive window, <= spin_max_ns */
+    uint64_t idle_since_ns; /* when the latest worker began to wait */
+    bool stopping;          /* destroy runs: workers leave when dry */
+    ThreadletStats stats;   /* submitted and queued: computed */
     char name[8];
 };
 
@@ -203,8 +203,7 @@ int threadlet_queue_set_limits(ThreadletQueue *queue, int max_threads,
                                int min_threads);
 
 /* Workers above min_threads leave after IDLE_MS without work. */
-void threadlet_queue_set_idle_timeout(ThreadletQueue *queue,
-                                      unsigned idle_ms);
+void threadlet_queue_set_idle_timeout(ThreadletQueue *queue, unsigned idle_ms);
 
 /* Let a worker that finds the queue empty first poll it for a while, so that
  * an item submitted soon after needs no wake-up: the window adapts between 0

@@ -18,31 +18,31 @@
 #include <time.h>
 
 #ifndef container_of
-#define container_of(ptr, type, member)                                     \
-    ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member)                                        \
+    ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 #define TLBD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Abort with a message: only for broken invariants. */
-#define tlbd_die(what, err)                                                 \
-    do {                                                                    \
-        fprintf(stderr, "tlbd: %s:%d: %s: %s\n", __FILE__, __LINE__,        \
-                (what), strerror(err));                                     \
-        abort();                                                            \
+#define tlbd_die(what, err)                                                    \
+    do {                                                                       \
+        fprintf(stderr, "tlbd: %s:%d: %s: %s\n", __FILE__, __LINE__, (what),   \
+                strerror(err));                                                \
+        abort();                                                               \
     } while (0)
 
 /* Abort with file:line and EXPR unless EXPR holds.  Unlike assert(3) it
  * stays on under NDEBUG (CMake's Release and RelWithDebInfo): use it for
  * invariants that a bug elsewhere could break, never for input.
  */
-#define TLBD_ASSERT(expr)                                                   \
-    do {                                                                    \
-        if (__builtin_expect(!(expr), 0)) {                                 \
-            fprintf(stderr, "tlbd: %s:%d: assertion failed: %s\n",          \
-                    __FILE__, __LINE__, #expr);                             \
-            abort();                                                        \
-        }                                                                   \
+#define TLBD_ASSERT(expr)                                                      \
+    do {                                                                       \
+        if (__builtin_expect(!(expr), 0)) {                                    \
+            fprintf(stderr, "tlbd: %s:%d: assertion failed: %s\n", __FILE__,   \
+                    __LINE__, #expr);                                          \
+            abort();                                                           \
+        }                                                                      \
     } while (0)
 
 static inline void

@@ -25,35 +25,35 @@ struct FuseExport {
     BlockDev *bd;
     IOThread *io;
     struct fuse_session *se;
-    int fd;                   /* the session's /dev/fuse fd */
+    int fd; /* the session's /dev/fuse fd */
     char *mountpoint;
-    char *name;               /* directory mounts only */
+    char *name; /* directory mounts only */
     char *image;
     bool dir_mode;
     bool readonly;
     bool growable;
     bool direct_io;
-    unsigned max_read;        /* from -o max_read=, 0 if not given */
-    mode_t base_mode;         /* the most the file's mode may grant */
-    mode_t file_mode;         /* permission bits of the file */
-    mode_t dir_mode_bits;     /* permission bits of the root directory */
+    unsigned max_read;    /* from -o max_read=, 0 if not given */
+    mode_t base_mode;     /* the most the file's mode may grant */
+    mode_t file_mode;     /* permission bits of the file */
+    mode_t dir_mode_bits; /* permission bits of the root directory */
     uid_t uid;
     gid_t gid;
 
     /* I/O thread only */
-    struct fuse_buf rbuf;     /* the next request is received here */
-    void *cur_buf;            /* buffer of the request being processed;
-                                 NULL once a write took it over */
-    uint64_t cur_unique;      /* its unique id */
-    size_t buf_size;          /* of every pooled buffer */
-    void *free_bufs;          /* buffers to reuse, linked through their
-                                 first word */
+    struct fuse_buf rbuf; /* the next request is received here */
+    void *cur_buf;        /* buffer of the request being processed;
+                             NULL once a write took it over */
+    uint64_t cur_unique;  /* its unique id */
+    size_t buf_size;      /* of every pooled buffer */
+    void *free_bufs;      /* buffers to reuse, linked through their
+                             first word */
     unsigned n_free_bufs;
     bool mounted;
-    bool watching;            /* the fd handler is registered */
-    bool stopping;            /* fexp_shutdown or session gone */
-    bool finishing;           /* the final flush is in flight */
-    int status;               /* 0 or -errno, see fexp_status */
+    bool watching;  /* the fd handler is registered */
+    bool stopping;  /* fexp_shutdown or session gone */
+    bool finishing; /* the final flush is in flight */
+    int status;     /* 0 or -errno, see fexp_status */
     FexpStats stats;
 };
 
@@ -63,11 +63,11 @@ typedef struct FexpReq {
     fuse_req_t req;
     uint64_t offset;
     uint64_t length;
-    void *buf;                /* read data, or the write's receive buffer */
-    bool buf_pooled;          /* buf goes back with fexp_buf_put */
-    bool is_write;            /* counted in writes_in_flight */
+    void *buf;       /* read data, or the write's receive buffer */
+    bool buf_pooled; /* buf goes back with fexp_buf_put */
+    bool is_write;   /* counted in writes_in_flight */
     struct iovec iov;
-    int whence;               /* lseek */
+    int whence; /* lseek */
 } FexpReq;
 
 extern const struct fuse_lowlevel_ops fexp_ops;

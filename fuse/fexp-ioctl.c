@@ -48,17 +48,17 @@
 
 typedef struct IoctlReq {
     FexpReq *r;
-    ThreadletWork work;      /* invalidates the kernel's cached pages */
+    ThreadletWork work; /* invalidates the kernel's cached pages */
     fuse_ino_t ino;
-    uint64_t offset;         /* BLKDISCARD, BLKZEROOUT */
+    uint64_t offset; /* BLKDISCARD, BLKZEROOUT */
     uint64_t length;
     unsigned int cmd;
-    void *uarg;              /* the caller's argument, a pointer */
-    pid_t pid;               /* the calling thread */
+    void *uarg; /* the caller's argument, a pointer */
+    pid_t pid;  /* the calling thread */
     union {
-        uint64_t u64;        /* BLKGETSIZE64 */
-        int i;               /* BLKSSZGET, BLKROGET */
-        unsigned int u;      /* BLKPBSZGET */
+        uint64_t u64;   /* BLKGETSIZE64 */
+        int i;          /* BLKSSZGET, BLKROGET */
+        unsigned int u; /* BLKPBSZGET */
     } val;
 } IoctlReq;
 
@@ -102,8 +102,8 @@ inval_work(ThreadletWork *work)
 {
     IoctlReq *io = container_of(work, IoctlReq, work);
 
-    fuse_lowlevel_notify_inval_inode(io->r->exp->se, io->ino,
-                                     (off_t)io->offset, (off_t)io->length);
+    fuse_lowlevel_notify_inval_inode(io->r->exp->se, io->ino, (off_t)io->offset,
+                                     (off_t)io->length);
 }
 
 /* Back on the IOThread: the range is changed and no longer cached. */
@@ -177,8 +177,7 @@ get_range(FuseExport *exp, IoctlReq *io, uint64_t *offset, uint64_t *length)
     if (sector == 0) {
         sector = 512;
     }
-    if (*offset % sector || *length % sector ||
-        *offset + *length < *offset ||
+    if (*offset % sector || *length % sector || *offset + *length < *offset ||
         *offset + *length > blockdev_size(exp->bd)) {
         return -EINVAL;
     }
@@ -208,8 +207,7 @@ submit(FexpReq *r, IoctlReq *io)
         if (io->cmd == BLKDISCARD) {
             return blockdev_aio_discard(bd, offset, length, 0, ioctl_done, r);
         }
-        return blockdev_aio_write_zeroes(bd, offset, length, 0, ioctl_done,
-                                         r);
+        return blockdev_aio_write_zeroes(bd, offset, length, 0, ioctl_done, r);
     case BLKFLSBUF:
         if (dev) {
             return blockdev_aio_ioctl(bd, BLKFLSBUF, NULL, ioctl_done, r);

@@ -29,9 +29,9 @@
 
 #include "fexp-int.h"
 
-#define ATTR_TIMEOUT 0.0  /* size and allocation change under us */
-#define ENTRY_TIMEOUT 1.0 /* the one name never changes */
-#define READ_ALIGN 4096   /* good for O_DIRECT images: no bounce buffer */
+#define ATTR_TIMEOUT   0.0  /* size and allocation change under us */
+#define ENTRY_TIMEOUT  1.0  /* the one name never changes */
+#define READ_ALIGN     4096 /* good for O_DIRECT images: no bounce buffer */
 #define FEXP_MAX_WRITE (1u << 20) /* libfuse's largest receive buffer */
 
 static int
@@ -311,8 +311,7 @@ fexp_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         read_done(r, done);
         return;
     }
-    int ret = blockdev_aio_preadv(exp->bd, r->offset, &r->iov, 1, read_done,
-                                  r);
+    int ret = blockdev_aio_preadv(exp->bd, r->offset, &r->iov, 1, read_done, r);
     if (ret < 0) {
         fexp_req_fail(r, -ret);
     }
@@ -399,8 +398,8 @@ fexp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
         exp->stats.peak_writes_in_flight = exp->stats.writes_in_flight;
     }
     exp->stats.handoffs++;
-    int ret = blockdev_aio_pwritev(exp->bd, r->offset, &r->iov, 1, 0,
-                                   write_done, r);
+    int ret =
+        blockdev_aio_pwritev(exp->bd, r->offset, &r->iov, 1, 0, write_done, r);
     if (ret < 0) {
         fexp_req_fail(r, -ret);
     }

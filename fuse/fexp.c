@@ -9,8 +9,9 @@
  * which calls the operations in fexp-ops.c on the same thread.  Those
  * reply at once when the request could be done without waiting on a
  * device, or else submit blockdev_aio_* requests and return; the
- * completions come back to the IOThread and reply.  So every field of FuseExport is touched by the
- * IOThread only (or before and after its loop runs), and there is no lock.
+ * completions come back to the IOThread and reply.  So every field of
+ * FuseExport is touched by the IOThread only (or before and after its loop
+ * runs), and there is no lock.
  *
  * Buffers: a request arrives in a receive buffer of libfuse's largest
  * request size (256 pages and a header), always one of ours, never one
@@ -36,10 +37,10 @@
 
 #include "fexp-int.h"
 
-#define RECV_BATCH 32    /* requests read per wake-up before completions */
-#define MAX_FREE_BUFS 64 /* buffers kept for reuse: max_background */
-#define BUF_ALIGN 4096    /* good for O_DIRECT images: no bounce buffer */
-#define FEXP_SUBTYPE "tlbd"
+#define RECV_BATCH    32   /* requests read per wake-up before completions */
+#define MAX_FREE_BUFS 64   /* buffers kept for reuse: max_background */
+#define BUF_ALIGN     4096 /* good for O_DIRECT images: no bounce buffer */
+#define FEXP_SUBTYPE  "tlbd"
 
 static void flush_and_stop(FuseExport *exp);
 
@@ -321,12 +322,12 @@ make_session(FuseExport *exp, const FexpOptions *opts, char **errmsg)
     if (!fsname || fuse_opt_add_arg(&args, "tlbd") ||
         fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, fsname) ||
         fuse_opt_add_arg(&args, "-o") ||
-        fuse_opt_add_arg(&args, "subtype=" FEXP_SUBTYPE
-                                ",default_permissions") ||
+        fuse_opt_add_arg(&args,
+                         "subtype=" FEXP_SUBTYPE ",default_permissions") ||
         (opts->allow_other && (fuse_opt_add_arg(&args, "-o") ||
                                fuse_opt_add_arg(&args, "allow_other"))) ||
-        (exp->readonly && (fuse_opt_add_arg(&args, "-o") ||
-                           fuse_opt_add_arg(&args, "ro"))) ||
+        (exp->readonly &&
+         (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, "ro"))) ||
         (opts->fuse_opts && *opts->fuse_opts &&
          (fuse_opt_add_arg(&args, "-o") ||
           fuse_opt_add_arg(&args, opts->fuse_opts))) ||
@@ -375,8 +376,8 @@ answer_init(FuseExport *exp)
 }
 
 int
-fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts,
-         FuseExport **out, char **errmsg)
+fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts, FuseExport **out,
+         char **errmsg)
 {
     FuseExport *exp;
     struct stat mst;
@@ -386,8 +387,8 @@ fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts,
     *errmsg = NULL;
     if (stat(opts->mountpoint, &mst) < 0) {
         ret = -errno;
-        if (asprintf(errmsg, "cannot use mountpoint '%s': %s",
-                     opts->mountpoint, strerror(-ret)) < 0) {
+        if (asprintf(errmsg, "cannot use mountpoint '%s': %s", opts->mountpoint,
+                     strerror(-ret)) < 0) {
             *errmsg = NULL;
         }
         return ret;
@@ -499,13 +500,12 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             "  buffers: allocated %" PRIu64 ", receive buffers handed to"
             " writes %" PRIu64 "\n"
             "  max_write %u, max_read %u, max_background %u\n",
-            exp->image, exp->mountpoint, s->requests, s->wakeups,
-            s->max_batch, s->reads, s->bytes_read, s->writes,
-            s->bytes_written, s->flushes, s->fsyncs, s->fallocates,
-            s->lseeks, s->truncates, s->errors, s->in_flight,
-            s->peak_in_flight, s->peak_writes_in_flight, s->inline_ops,
-            s->buf_allocs,
-            s->handoffs, s->max_write, s->max_read, s->max_background);
+            exp->image, exp->mountpoint, s->requests, s->wakeups, s->max_batch,
+            s->reads, s->bytes_read, s->writes, s->bytes_written, s->flushes,
+            s->fsyncs, s->fallocates, s->lseeks, s->truncates, s->errors,
+            s->in_flight, s->peak_in_flight, s->peak_writes_in_flight,
+            s->inline_ops, s->buf_allocs, s->handoffs, s->max_write,
+            s->max_read, s->max_background);
 }
 
 void
@@ -582,8 +582,7 @@ fexp_is_mounted(const char *path)
             continue;
         }
         unescape(mnt);
-        found = !strcmp(mnt, path) &&
-                !strcmp(fstype, "fuse." FEXP_SUBTYPE);
+        found = !strcmp(mnt, path) && !strcmp(fstype, "fuse." FEXP_SUBTYPE);
     }
     free(line);
     fclose(fp);

@@ -42,7 +42,7 @@
 
 /* Advertised block sizes (NBD_INFO_BLOCK_SIZE). */
 #define PREFERRED_BLOCK_SIZE 4096
-#define MAXIMUM_BLOCK_SIZE (32 * 1024 * 1024)
+#define MAXIMUM_BLOCK_SIZE   (32 * 1024 * 1024)
 
 /* Configuration, written by .config and .config_complete only. */
 static PluginConfig config;
@@ -108,7 +108,6 @@ tlbd_config_complete(void)
  * shared options, made once when the plugin is loaded (tlbd_make_help).
  */
 static char *config_help;
-
 
 /* Print the compiled-in features. */
 static void

@@ -70,12 +70,12 @@ typedef struct BlockDevPoolOptions {
                                  THREADLET_DEFAULT_IDLE_MS. */
 } BlockDevPoolOptions;
 
-#define BLOCKDEV_THREADS_LIMIT 4096
+#define BLOCKDEV_THREADS_LIMIT       4096
 #define BLOCKDEV_IDLE_TIMEOUT_MAX_MS (24u * 3600u * 1000u)
 
 typedef struct BlockDevOptions {
     bool readonly;
-    bool growable;           /* writes past the end extend a regular file */
+    bool growable; /* writes past the end extend a regular file */
     BlockDevCache cache;
     BlockDevDiscard discard;
     const char *inject;      /* fault/latency spec, see paio(3). Can be NULL. */
@@ -91,7 +91,7 @@ typedef struct BlockDevOptions {
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
-#define BLOCKDEV_INLINE_MAX_LIMIT (32u * 1024 * 1024)
+#define BLOCKDEV_INLINE_MAX_LIMIT   (32u * 1024 * 1024)
 
 /* An inline-max value: a size such as "64k", at most
  * BLOCKDEV_INLINE_MAX_LIMIT.  Returns 0 or -EINVAL.
@@ -99,14 +99,15 @@ typedef struct BlockDevOptions {
 int blockdev_parse_inline_max(const char *str, uint32_t *out);
 
 /* Request flags. */
-#define BLOCKDEV_FUA         (1u << 0) /* write/zero/discard durable on return */
+/* BLOCKDEV_FUA: a write, zero or discard is durable on return. */
+#define BLOCKDEV_FUA         (1u << 0)
 #define BLOCKDEV_MAY_TRIM    (1u << 1) /* write_zeroes may punch a hole */
 #define BLOCKDEV_NO_FALLBACK (1u << 2) /* write_zeroes: fast or -ENOTSUP */
-#define BLOCKDEV_MAY_WAIT    (1u << 3) /* blockdev_try_pwritev: a buffered
-                                          write may run even where the file
-                                          system refuses RWF_NOWAIT; it may
-                                          sleep in the kernel, but starts no
-                                          device I/O of its own */
+/* BLOCKDEV_MAY_WAIT, for blockdev_try_pwritev: a buffered write may run
+ * even where the file system refuses RWF_NOWAIT; it may sleep in the
+ * kernel, but starts no device I/O of its own.
+ */
+#define BLOCKDEV_MAY_WAIT (1u << 3)
 
 /* Called once per aio request with bytes transferred (reads and writes: the
  * whole length), 0, or -errno.
@@ -144,8 +145,8 @@ int blockdev_parse_offload(const char *str, BlockDevOffload *offload);
  * "cannot open 'disk.img': No such file or directory".  A failed open never
  * writes to the image.
  */
-int blockdev_open(const char *path, const BlockDevOptions *opts,
-                  BlockDev **out, char **errmsg);
+int blockdev_open(const char *path, const BlockDevOptions *opts, BlockDev **out,
+                  char **errmsg);
 
 /* Wait for every request in flight, then close.  NULL is fine. */
 void blockdev_close(BlockDev *bd);
@@ -171,9 +172,9 @@ int blockdev_set_inject(BlockDev *bd, const char *spec, char **errmsg);
 /* Asynchronous forms: the callback runs on the BlockDev's IOThread. */
 int blockdev_aio_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
                         int niov, BlockDevCompleteFn *cb, void *opaque);
-int blockdev_aio_pwritev(BlockDev *bd, uint64_t offset,
-                         const struct iovec *iov, int niov, unsigned flags,
-                         BlockDevCompleteFn *cb, void *opaque);
+int blockdev_aio_pwritev(BlockDev *bd, uint64_t offset, const struct iovec *iov,
+                         int niov, unsigned flags, BlockDevCompleteFn *cb,
+                         void *opaque);
 int blockdev_aio_flush(BlockDev *bd, BlockDevCompleteFn *cb, void *opaque);
 int blockdev_aio_discard(BlockDev *bd, uint64_t offset, uint64_t length,
                          unsigned flags, BlockDevCompleteFn *cb, void *opaque);
@@ -189,16 +190,15 @@ int blockdev_aio_truncate(BlockDev *bd, uint64_t size, BlockDevCompleteFn *cb,
  * *RET set to what the aio form would have passed its callback; false when
  * nothing was done and the request must go through blockdev_aio_*.
  */
-bool blockdev_try_preadv(BlockDev *bd, uint64_t offset,
-                         const struct iovec *iov, int niov, int64_t *ret);
+bool blockdev_try_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
+                         int niov, int64_t *ret);
 bool blockdev_try_pwritev(BlockDev *bd, uint64_t offset,
                           const struct iovec *iov, int niov, unsigned flags,
                           int64_t *ret);
 bool blockdev_try_flush(BlockDev *bd, int *ret);
 
 /* Blocking forms, for callers that are threads.  Same results. */
-int64_t blockdev_pread(BlockDev *bd, void *buf, size_t count,
-                       uint64_t offset);
+int64_t blockdev_pread(BlockDev *bd, void *buf, size_t count, uint64_t offset);
 int64_t blockdev_pwrite(BlockDev *bd, const void *buf, size_t count,
                         uint64_t offset, unsigned flags);
 int64_t blockdev_preadv(BlockDev *bd, const struct iovec *iov, int niov,
@@ -278,7 +278,6 @@ int64_t blockdev_lseek(BlockDev *bd, uint64_t offset, int whence);
 /* blockdev_cache and blockdev_allocated as aio requests. */
 int blockdev_aio_cache(BlockDev *bd, uint64_t offset, uint64_t length,
                        BlockDevCompleteFn *cb, void *opaque);
-int blockdev_aio_allocated(BlockDev *bd, BlockDevCompleteFn *cb,
-                           void *opaque);
+int blockdev_aio_allocated(BlockDev *bd, BlockDevCompleteFn *cb, void *opaque);
 
 #endif /* TLBD_BLOCKDEV_H */

@@ -62,9 +62,10 @@ typedef enum PaioType {
 #define PAIO_FUA         (1u << 0) /* durable when the callback runs */
 #define PAIO_MAY_TRIM    (1u << 1) /* write-zeroes may leave a hole */
 #define PAIO_NO_FALLBACK (1u << 2) /* write-zeroes: fast or -ENOTSUP */
-#define PAIO_MAY_WAIT    (1u << 3) /* paio_try_inline: a buffered write
-                                      where RWF_NOWAIT is refused may run
-                                      as a plain pwritev (see paio(3)) */
+/* PAIO_MAY_WAIT, for paio_try_inline: a buffered write where RWF_NOWAIT
+ * is refused may run as a plain pwritev (see paio(3)).
+ */
+#define PAIO_MAY_WAIT (1u << 3)
 
 typedef void PaioCompleteFn(PaioRequest *req);
 
@@ -92,9 +93,9 @@ struct PaioRequest {
             int whence; /* SEEK_DATA or SEEK_HOLE */
         } lseek;
     } u;
-    PaioCompleteFn *cb;  /* runs exactly once unless submit fails */
-    void *opaque;        /* for cb */
-    IOThread *iothread;  /* where cb runs.  NULL: on the worker. */
+    PaioCompleteFn *cb; /* runs exactly once unless submit fails */
+    void *opaque;       /* for cb */
+    IOThread *iothread; /* where cb runs.  NULL: on the worker. */
 
     /* read-only: valid in cb */
     int64_t ret; /* bytes (whole length for reads and writes), 0, an
@@ -110,19 +111,19 @@ struct PaioRequest {
 typedef struct PaioDevConfig {
     int fd;
     bool is_blockdev;
-    bool readonly;      /* every modifying request fails with -EROFS */
-    bool growable;      /* writes past the size extend a regular file */
+    bool readonly;       /* every modifying request fails with -EROFS */
+    bool growable;       /* writes past the size extend a regular file */
     bool discard_ignore; /* PAIO_DISCARD succeeds doing nothing */
-    bool direct;        /* fd has O_DIRECT */
-    unsigned alignment; /* O_DIRECT: offsets, lengths, buffers; else 1 */
+    bool direct;         /* fd has O_DIRECT */
+    unsigned alignment;  /* O_DIRECT: offsets, lengths, buffers; else 1 */
     uint64_t size;
     ThreadletQueue *queue; /* NULL: the global queue */
-    uint32_t inline_max; /* reads and writes up to this many bytes may run
-                            on the caller's thread (paio_try_inline); 0
-                            sends every request to the pool */
-    bool caller_runs;    /* paio_run without an I/O thread runs every
-                            request on the calling thread, which waits for
-                            it anyway; else only what paio_try_inline takes */
+    uint32_t inline_max;   /* reads and writes up to this many bytes may run
+                              on the caller's thread (paio_try_inline); 0
+                              sends every request to the pool */
+    bool caller_runs;      /* paio_run without an I/O thread runs every
+                              request on the calling thread, which waits for
+                              it anyway; else only what paio_try_inline takes */
 } PaioDevConfig;
 
 /* Per-operation counters, all atomic. */
@@ -172,8 +173,9 @@ void paio_dev_set_caps(PaioDev *dev, unsigned caps, bool on);
 /* Run REQ (type, offset, flags and u set by the caller) on the calling
  * thread if it cannot wait on a device: a memory file system, or data the
  * page cache holds (RWF_NOWAIT); with PAIO_MAY_WAIT also a buffered write
- * that may sleep in the kernel but starts no device I/O (paio(3)).  Returns true with req->ret set and the
- * request counted; cb is not called.  false: nothing was done, submit it.
+ * that may sleep in the kernel but starts no device I/O (paio(3)).  Returns
+ * true with req->ret set and the request counted; cb is not called.  false:
+ * nothing was done, submit it.
  */
 bool paio_try_inline(PaioDev *dev, PaioRequest *req);
 

@@ -29,33 +29,33 @@
 typedef struct FuseExport FuseExport;
 
 typedef struct FexpOptions {
-    const char *mountpoint;   /* absolute path, a regular file or directory */
-    const char *name;         /* the file's name in a directory mount */
-    const char *image;        /* shown in messages and statistics */
-    bool growable;            /* writes past the end and truncate grow it */
-    bool direct_io;           /* FOPEN_DIRECT_IO: no page cache in between */
-    bool allow_other;         /* other users may use the mount */
-    const char *fuse_opts;    /* extra -o options. Can be NULL. */
-    bool debug;               /* libfuse's -d */
+    const char *mountpoint; /* absolute path, a regular file or directory */
+    const char *name;       /* the file's name in a directory mount */
+    const char *image;      /* shown in messages and statistics */
+    bool growable;          /* writes past the end and truncate grow it */
+    bool direct_io;         /* FOPEN_DIRECT_IO: no page cache in between */
+    bool allow_other;       /* other users may use the mount */
+    const char *fuse_opts;  /* extra -o options. Can be NULL. */
+    bool debug;             /* libfuse's -d */
 } FexpOptions;
 
 /* What the export has done.  I/O thread only. */
 typedef struct FexpStats {
-    uint64_t requests;        /* read from /dev/fuse */
+    uint64_t requests; /* read from /dev/fuse */
     uint64_t reads, writes, flushes, fsyncs, fallocates, lseeks, truncates;
     uint64_t bytes_read, bytes_written;
-    uint64_t errors;          /* replies carrying an error */
-    uint64_t in_flight;       /* submitted, not yet replied */
+    uint64_t errors;    /* replies carrying an error */
+    uint64_t in_flight; /* submitted, not yet replied */
     uint64_t peak_in_flight;
     uint64_t writes_in_flight;
     uint64_t peak_writes_in_flight; /* > 1: direct writes ran in parallel */
-    uint64_t handoffs;        /* receive buffers handed to a write */
-    uint64_t inline_ops;      /* reads, writes, flushes done on the I/O
-                                 thread (blockdev_try_*) */
-    uint64_t buf_allocs;      /* receive buffers allocated */
-    uint64_t wakeups;         /* times the session fd was readable */
-    uint64_t max_batch;       /* most requests read in one wake-up */
-    unsigned max_write;       /* negotiated with the kernel */
+    uint64_t handoffs;              /* receive buffers handed to a write */
+    uint64_t inline_ops;            /* reads, writes, flushes done on the I/O
+                                       thread (blockdev_try_*) */
+    uint64_t buf_allocs;            /* receive buffers allocated */
+    uint64_t wakeups;               /* times the session fd was readable */
+    uint64_t max_batch;             /* most requests read in one wake-up */
+    unsigned max_write;             /* negotiated with the kernel */
     unsigned max_read;
     unsigned max_background;
 } FexpStats;

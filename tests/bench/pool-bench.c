@@ -41,13 +41,11 @@
 #include "util.h"
 
 #define MAX_SUBMITTERS 64
-#define MAX_REPS 1000
+#define MAX_REPS       1000
 
 enum { LIB_TLBD, LIB_GLIB, LIB_UV, N_LIBS };
-static const char *const lib_names[N_LIBS] = { "tlbd", "GThreadPool",
-                                               "libuv" };
-static const char *const lib_keys[N_LIBS] = { "tlbd", "gthreadpool",
-                                              "libuv" };
+static const char *const lib_names[N_LIBS] = { "tlbd", "GThreadPool", "libuv" };
+static const char *const lib_keys[N_LIBS] = { "tlbd", "gthreadpool", "libuv" };
 
 enum {
     ROW_TPUT_LOOP_1,
@@ -66,7 +64,7 @@ static struct {
     unsigned submitters;
     unsigned samples;
     bool json;
-    int only; /* a LIB_ to run alone, or -1 for all */
+    int only;     /* a LIB_ to run alone, or -1 for all */
     long spin_ns; /* tlbd's largest worker spin window */
     long poll_ns; /* tlbd's largest I/O thread poll window */
 } opt = { 200000, 5, 4, 4, 20000, false, -1, 20000, 32000 };
@@ -86,7 +84,7 @@ struct Submitter {
     unsigned index;
     Item *items;
     unsigned count;
-    unsigned left; /* loop thread only */
+    unsigned left;     /* loop thread only */
     uint64_t start_ns; /* when it passed the start barrier */
     IOThread *io;
     uv_loop_t uv_loop;
@@ -260,8 +258,7 @@ glib_push(Item *it)
 {
     GError *error = NULL;
     if (!g_thread_pool_push(glib_pool, it, &error)) {
-        fprintf(stderr, "pool-bench: g_thread_pool_push: %s\n",
-                error->message);
+        fprintf(stderr, "pool-bench: g_thread_pool_push: %s\n", error->message);
         exit(EXIT_FAILURE);
     }
 }
@@ -421,8 +418,7 @@ lib_throughput(int lib, bool loop, unsigned nsub, unsigned tasks)
     }
     case LIB_GLIB:
         glib_mode = loop ? GLIB_INVOKE : GLIB_COUNT;
-        return throughput(loop ? glib_loop_body : glib_func_body, nsub,
-                          tasks);
+        return throughput(loop ? glib_loop_body : glib_func_body, nsub, tasks);
     default:
         return throughput(loop ? uv_loop_body : uv_func_body, nsub, tasks);
     }
@@ -756,8 +752,10 @@ parse_lib(const char *arg)
             return l;
         }
     }
-    fprintf(stderr, "pool-bench: --only: '%s' is not tlbd, gthreadpool or "
-            "libuv\n", arg);
+    fprintf(stderr,
+            "pool-bench: --only: '%s' is not tlbd, gthreadpool or "
+            "libuv\n",
+            arg);
     exit(EXIT_FAILURE);
 }
 
@@ -791,12 +789,12 @@ parse_options(int argc, char **argv)
             opt.only = parse_lib(optarg);
             break;
         case 'N':
-            opt.spin_ns = parse_window(optarg, "--spin-ns",
-                                       THREADLET_MAX_SPIN_NS);
+            opt.spin_ns =
+                parse_window(optarg, "--spin-ns", THREADLET_MAX_SPIN_NS);
             break;
         case 'P':
-            opt.poll_ns = parse_window(optarg, "--poll-ns",
-                                       IOTHREAD_MAX_POLL_NS);
+            opt.poll_ns =
+                parse_window(optarg, "--poll-ns", IOTHREAD_MAX_POLL_NS);
             break;
         case 'n':
             opt.tasks = parse_count(optarg, "--tasks", 100000000);
@@ -808,8 +806,8 @@ parse_options(int argc, char **argv)
             opt.samples = parse_count(optarg, "--samples", 100000000);
             break;
         case 'S':
-            opt.submitters = parse_count(optarg, "--submitters",
-                                         MAX_SUBMITTERS);
+            opt.submitters =
+                parse_count(optarg, "--submitters", MAX_SUBMITTERS);
             break;
         case 't':
             opt.threads = parse_count(optarg, "--threads", 1024);
@@ -846,8 +844,7 @@ main(int argc, char **argv)
     items = calloc(opt.tasks, sizeof(*items));
     rtt = calloc(opt.tasks, sizeof(*rtt));
     if (!items || !rtt) {
-        fprintf(stderr, "pool-bench: out of memory for %u items\n",
-                opt.tasks);
+        fprintf(stderr, "pool-bench: out of memory for %u items\n", opt.tasks);
         return EXIT_FAILURE;
     }
     /* Every pool keeps all its workers for the whole run. */
@@ -862,11 +859,10 @@ main(int argc, char **argv)
     if (err) {
         tlbd_die("threadlet_queue_set_spin_ns", -err);
     }
-    glib_pool = g_thread_pool_new(glib_func, NULL, (int)opt.threads, TRUE,
-                                  &error);
+    glib_pool =
+        g_thread_pool_new(glib_func, NULL, (int)opt.threads, TRUE, &error);
     if (!glib_pool) {
-        fprintf(stderr, "pool-bench: g_thread_pool_new: %s\n",
-                error->message);
+        fprintf(stderr, "pool-bench: g_thread_pool_new: %s\n", error->message);
         return EXIT_FAILURE;
     }
 

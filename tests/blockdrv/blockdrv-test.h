@@ -182,7 +182,7 @@ bt_st_blocks(const char *path)
  */
 typedef struct BtFixture {
     char *dir;
-    char *path;   /* NAME in dir; NULL without a NAME */
+    char *path; /* NAME in dir; NULL without a NAME */
     IOThread *io;
 } BtFixture;
 
@@ -251,7 +251,7 @@ bt_open(const char *path, bool readonly, BlockDevCache cache, IOThread *io)
 typedef struct BtWait {
     sem_t sem;
     _Atomic int64_t ret;
-    IOThread *io;            /* if set, the callback must run there */
+    IOThread *io; /* if set, the callback must run there */
     _Atomic int wrong_thread;
     _Atomic int calls;
 } BtWait;

@@ -31,8 +31,9 @@ setup(void **state)
     f->ro_dir = bt_path(f->dir, "ro");
     assert_int_equal(mkdir(f->ro_dir, 0755), 0);
     assert_int_equal(mount(f->dir, f->ro_dir, NULL, MS_BIND, NULL), 0);
-    assert_int_equal(mount(NULL, f->ro_dir, NULL,
-                           MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0);
+    assert_int_equal(
+        mount(NULL, f->ro_dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL),
+        0);
     f->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     assert_true(f->ino >= 0);
     assert_true(inotify_add_watch(f->ino, f->img, IN_ALL_EVENTS) >= 0);
@@ -165,7 +166,8 @@ test_readonly_filesystem(void **state)
     Fixture *f = *state;
     char *p = bt_path(f->ro_dir, "disk.img");
     char *m = fmt("cannot open '%s' for writing: Read-only file system "
-                  "(readonly=true opens it read-only)", p);
+                  "(readonly=true opens it read-only)",
+                  p);
     BlockDevOptions opts;
     BlockDev *bd = NULL;
     uint8_t buf[512];
@@ -202,10 +204,12 @@ test_bad_options(void **state)
         { "cache", "fast", "cache: 'fast' is not one of writeback, none" },
         { "cache", "", "cache: '' is not one of writeback, none" },
         { "discard", "trim", "discard: 'trim' is not one of unmap, ignore" },
-        { "readonly", "maybe", "readonly: 'maybe' is not a boolean (true, "
-                               "false, on, off, yes, no, 1, 0)" },
-        { "growable", "2", "growable: '2' is not a boolean (true, false, on, "
-                           "off, yes, no, 1, 0)" },
+        { "readonly", "maybe",
+          "readonly: 'maybe' is not a boolean (true, "
+          "false, on, off, yes, no, 1, 0)" },
+        { "growable", "2",
+          "growable: '2' is not a boolean (true, false, on, "
+          "off, yes, no, 1, 0)" },
         { "inject", "write:eoi",
           "inject: 'write:eoi': unknown error 'eoi' at column 7" },
         { "inline-max", "64x",
@@ -218,14 +222,14 @@ test_bad_options(void **state)
 
     blockdev_options_init(&opts);
     for (size_t i = 0; i < TLBD_ARRAY_SIZE(bad); i++) {
-        assert_int_equal(blockdev_parse_option(&opts, bad[i].key, bad[i].value,
-                                               &msg), -EINVAL);
+        assert_int_equal(
+            blockdev_parse_option(&opts, bad[i].key, bad[i].value, &msg),
+            -EINVAL);
         assert_string_equal(msg, bad[i].msg);
         free(msg);
         msg = NULL;
     }
-    assert_int_equal(blockdev_parse_option(&opts, "file", "x", &msg),
-                     -ENOENT);
+    assert_int_equal(blockdev_parse_option(&opts, "file", "x", &msg), -ENOENT);
     assert_null(msg);
     /* Nothing was set by the failures. */
     assert_false(opts.readonly);
@@ -234,22 +238,20 @@ test_bad_options(void **state)
     assert_int_equal(opts.inline_max, BLOCKDEV_INLINE_MAX_DEFAULT);
     assert_int_equal(opts.offload, BLOCKDEV_OFFLOAD_BLOCKING);
     /* Good values are set. */
-    assert_int_equal(blockdev_parse_option(&opts, "offload", "never", NULL),
-                     0);
+    assert_int_equal(blockdev_parse_option(&opts, "offload", "never", NULL), 0);
     assert_int_equal(opts.offload, BLOCKDEV_OFFLOAD_NEVER);
     assert_int_equal(blockdev_parse_option(&opts, "offload", "always", NULL),
                      0);
     assert_int_equal(opts.offload, BLOCKDEV_OFFLOAD_ALWAYS);
-    assert_int_equal(blockdev_parse_option(&opts, "inline-max", "4k", NULL),
-                     0);
+    assert_int_equal(blockdev_parse_option(&opts, "inline-max", "4k", NULL), 0);
     assert_int_equal(opts.inline_max, 4096);
     assert_int_equal(blockdev_parse_option(&opts, "cache", "none", NULL), 0);
     assert_int_equal(blockdev_parse_option(&opts, "discard", "ignore", NULL),
                      0);
     assert_int_equal(blockdev_parse_option(&opts, "readonly", "on", NULL), 0);
     assert_int_equal(blockdev_parse_option(&opts, "growable", "Yes", NULL), 0);
-    assert_int_equal(blockdev_parse_option(&opts, "inject", "read:delay=1ms",
-                                           NULL), 0);
+    assert_int_equal(
+        blockdev_parse_option(&opts, "inject", "read:delay=1ms", NULL), 0);
     assert_int_equal(opts.cache, BLOCKDEV_CACHE_NONE);
     assert_int_equal(opts.discard, BLOCKDEV_DISCARD_IGNORE);
     assert_true(opts.readonly && opts.growable);
@@ -302,8 +304,8 @@ test_unreadable(void **state)
         blockdev_options_init(&opts);
         opts.readonly = true;
         ok = blockdev_open(f->img, &opts, &bd, &msg) == -EACCES &&
-             asprintf(&want, "cannot open '%s': Permission denied",
-                      f->img) > 0 &&
+             asprintf(&want, "cannot open '%s': Permission denied", f->img) >
+                 0 &&
              strcmp(msg, want) == 0;
         free(msg);
         opts.readonly = false;

@@ -14,9 +14,9 @@
 enum { IMG_SIZE = 8 << 20 };
 
 typedef struct Fixture {
-    BtFixture b;  /* b.path is the backing file */
+    BtFixture b; /* b.path is the backing file */
     char dev[32];
-    int loop_fd;  /* holds the device until teardown */
+    int loop_fd; /* holds the device until teardown */
 } Fixture;
 
 static int
@@ -107,8 +107,8 @@ test_geometry_and_io(void **state)
     /* BLKDISCARD through the loop punches the backing file. */
     assert_true(blockdev_can_discard(bd));
     bt_wait_init(&w, f->b.io);
-    assert_int_equal(blockdev_aio_discard(bd, 1 << 20, 512 << 10, 0,
-                                          bt_wait_cb, &w), 0);
+    assert_int_equal(
+        blockdev_aio_discard(bd, 1 << 20, 512 << 10, 0, bt_wait_cb, &w), 0);
     assert_int_equal(bt_wait(&w), 0);
     assert_int_equal(blockdev_flush(bd), 0);
     assert_int_equal(blockdev_pread(bd, back, 512 << 10, 1 << 20), 512 << 10);
@@ -117,12 +117,14 @@ test_geometry_and_io(void **state)
 
     /* Write-zeroes: plain, and fast-only with and without a hole. */
     assert_int_equal(blockdev_write_zeroes(bd, (3 << 19), 4096, 0), 0);
-    assert_int_equal(blockdev_write_zeroes(bd, (7 << 18), 4096,
-                                           BLOCKDEV_NO_FALLBACK), -ENOTSUP);
+    assert_int_equal(
+        blockdev_write_zeroes(bd, (7 << 18), 4096, BLOCKDEV_NO_FALLBACK),
+        -ENOTSUP);
     assert_true(blockdev_can_fast_zero(bd));
-    assert_int_equal(blockdev_write_zeroes(bd, (7 << 18), 4096,
-                                           BLOCKDEV_NO_FALLBACK |
-                                           BLOCKDEV_MAY_TRIM), 0);
+    assert_int_equal(
+        blockdev_write_zeroes(bd, (7 << 18), 4096,
+                              BLOCKDEV_NO_FALLBACK | BLOCKDEV_MAY_TRIM),
+        0);
     assert_int_equal(blockdev_pread(bd, back, 1 << 20, 1 << 20), 1 << 20);
     assert_true(bt_is_zero(back, (512 << 10) + 4096));
     assert_memory_equal(back + (512 << 10) + 4096, buf + (512 << 10) + 4096,
@@ -164,8 +166,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_geometry_and_io, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_geometry_and_io, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_on_blockdev, setup,
                                         teardown),
     };

@@ -65,10 +65,18 @@ test_misaligned_reads_and_writes(void **state)
         uint64_t off;
         size_t len;
     } cases[] = {
-        { 0, 1 },           { 1, 1 },          { 511, 2 },
-        { 100, 412 },       { 4095, 4097 },    { 3, 70000 },
-        { 65536, 512 },     { 65536, 4096 },   { (1 << 20) - 7, 1007 },
-        { (1 << 20) + 999, 1 }, { (1 << 20), 1000 }, { 12345, 54321 },
+        { 0, 1 },
+        { 1, 1 },
+        { 511, 2 },
+        { 100, 412 },
+        { 4095, 4097 },
+        { 3, 70000 },
+        { 65536, 512 },
+        { 65536, 4096 },
+        { (1 << 20) - 7, 1007 },
+        { (1 << 20) + 999, 1 },
+        { (1 << 20), 1000 },
+        { 12345, 54321 },
     };
     uint8_t *buf = malloc(80000);
 
@@ -87,9 +95,9 @@ test_misaligned_reads_and_writes(void **state)
         assert_memory_equal(p, f->shadow + off, len);
         bt_pattern(p, len, off, 100 + (unsigned)i);
         memcpy(f->shadow + off, p, len);
-        assert_int_equal(blockdev_pwrite(bd, p, len, off,
-                                         i % 2 ? BLOCKDEV_FUA : 0),
-                         (int64_t)len);
+        assert_int_equal(
+            blockdev_pwrite(bd, p, len, off, i % 2 ? BLOCKDEV_FUA : 0),
+            (int64_t)len);
         assert_int_equal(blockdev_size(bd), IMG_SIZE);
     }
 
@@ -102,15 +110,14 @@ test_misaligned_reads_and_writes(void **state)
     memcpy(f->shadow + 8192, al, 1024);
 
     /* Zeroing a misaligned range, fast-only and plain. */
-    assert_int_equal(blockdev_write_zeroes(bd, 777, 100,
-                                           BLOCKDEV_NO_FALLBACK), 0);
+    assert_int_equal(blockdev_write_zeroes(bd, 777, 100, BLOCKDEV_NO_FALLBACK),
+                     0);
     memset(f->shadow + 777, 0, 100);
     assert_int_equal(blockdev_write_zeroes(bd, 200000, 70001, 0), 0);
     memset(f->shadow + 200000, 0, 70001);
 
     /* Writes past the end fail even when the block would fit. */
-    assert_int_equal(blockdev_pwrite(bd, buf, 100, IMG_SIZE - 50, 0),
-                     -ENOSPC);
+    assert_int_equal(blockdev_pwrite(bd, buf, 100, IMG_SIZE - 50, 0), -ENOSPC);
     assert_int_equal(blockdev_flush(bd), 0);
     check_image(f, bd, IMG_SIZE);
     blockdev_close(bd);
@@ -173,9 +180,9 @@ test_long_bounce(void **state)
 
     /* Partial first and last blocks, four pieces, past the end. */
     bt_pattern(buf + 1, size - 4095, 4095, 61);
-    assert_int_equal(blockdev_pwrite(bd, buf + 1, size - 4095, 4095,
-                                     BLOCKDEV_FUA),
-                     (int64_t)(size - 4095));
+    assert_int_equal(
+        blockdev_pwrite(bd, buf + 1, size - 4095, 4095, BLOCKDEV_FUA),
+        (int64_t)(size - 4095));
     memcpy(shadow + 4095, buf + 1, size - 4095);
     assert_int_equal(blockdev_size(bd), size);
 
@@ -197,9 +204,9 @@ test_long_bounce(void **state)
     };
     for (size_t i = 0; i < TLBD_ARRAY_SIZE(reads); i++) {
         memset(buf, 0, size + 1);
-        assert_int_equal(blockdev_pread(bd, buf + 1, reads[i].len,
-                                        reads[i].off),
-                         (int64_t)reads[i].len);
+        assert_int_equal(
+            blockdev_pread(bd, buf + 1, reads[i].len, reads[i].off),
+            (int64_t)reads[i].len);
         assert_memory_equal(buf + 1, shadow + reads[i].off, reads[i].len);
     }
     assert_int_equal(blockdev_flush(bd), 0);
@@ -285,10 +292,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_misaligned_reads_and_writes,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_direct_growable, setup,
+        cmocka_unit_test_setup_teardown(test_misaligned_reads_and_writes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_direct_growable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_bounce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iov_max_writeback, setup,
                                         teardown),

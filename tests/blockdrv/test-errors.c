@@ -25,8 +25,9 @@ setup(void **state)
     bt_fixture_init(&f->b, NULL, 0, 0);
     f->mnt = bt_path(f->b.dir, "mnt");
     assert_int_equal(mkdir(f->mnt, 0700), 0);
-    assert_int_equal(mount("tlbd-test", f->mnt, "tmpfs", MS_NOSUID | MS_NODEV,
-                           "size=256k"), 0);
+    assert_int_equal(
+        mount("tlbd-test", f->mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k"),
+        0);
     *state = f;
     return 0;
 }
@@ -66,8 +67,8 @@ test_enospc(void **state)
     for (off = 0; off < (4u << 20); off += sizeof(buf)) {
         bt_pattern(buf, sizeof(buf), off, 9);
         bt_wait_init(&w, f->b.io);
-        assert_int_equal(blockdev_aio_pwritev(bd, off, &iov, 1, 0, bt_wait_cb,
-                                              &w), 0);
+        assert_int_equal(
+            blockdev_aio_pwritev(bd, off, &iov, 1, 0, bt_wait_cb, &w), 0);
         ret = bt_wait(&w);
         if (ret < 0) {
             break;
@@ -121,12 +122,12 @@ test_efbig(void **state)
 
     memset(buf, 0x77, sizeof(buf));
     bt_wait_init(&w, f->b.io);
-    assert_int_equal(blockdev_aio_pwritev(bd, 96000, &iov, 1, 0, bt_wait_cb,
-                                          &w), 0);
+    assert_int_equal(
+        blockdev_aio_pwritev(bd, 96000, &iov, 1, 0, bt_wait_cb, &w), 0);
     assert_int_equal(bt_wait(&w), -EFBIG);
     bt_wait_init(&w, f->b.io);
-    assert_int_equal(blockdev_aio_pwritev(bd, 200000, &iov, 1, 0, bt_wait_cb,
-                                          &w), 0);
+    assert_int_equal(
+        blockdev_aio_pwritev(bd, 200000, &iov, 1, 0, bt_wait_cb, &w), 0);
     assert_int_equal(bt_wait(&w), -EFBIG);
     assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), 65536, 0),
                      sizeof(buf));
@@ -192,8 +193,10 @@ test_direct_refused(void **state)
     bd = bt_open(path, false, BLOCKDEV_CACHE_NONE, f->b.io);
     assert_false(blockdev_is_direct(bd));
     assert_int_equal(blockdev_alignment(bd), 1);
-    assert_true(asprintf(&want, "'%s': the file system refuses O_DIRECT; "
-                         "cache=none falls back to writeback", path) > 0);
+    assert_true(asprintf(&want,
+                         "'%s': the file system refuses O_DIRECT; "
+                         "cache=none falls back to writeback",
+                         path) > 0);
     assert_string_equal(blockdev_warning(bd), want);
     bt_pattern(buf, sizeof(buf), 0, 1);
     assert_int_equal(blockdev_pwrite(bd, buf + 1, 999, 3, BLOCKDEV_FUA), 999);

@@ -53,8 +53,7 @@ test_grammar_accepts(void **state)
         char *msg = NULL;
         assert_int_equal(paio_inject_parse(good[i], &inj, &msg), 0);
         assert_null(msg);
-        assert_true(i == TLBD_ARRAY_SIZE(good) - 1 ? inj == NULL
-                                                   : inj != NULL);
+        assert_true(i == TLBD_ARRAY_SIZE(good) - 1 ? inj == NULL : inj != NULL);
         paio_inject_free(inj);
     }
 }
@@ -147,9 +146,9 @@ static void
 test_errors_in_callbacks(void **state)
 {
     Fixture *f = *state;
-    BlockDev *bd = open_inject(
-        f, "read:eio,write:enospc,flush:edquot,discard:eopnotsupp,"
-           "zero:efbig,ioctl:ebusy,truncate:eperm,other:etimedout");
+    BlockDev *bd =
+        open_inject(f, "read:eio,write:enospc,flush:edquot,discard:eopnotsupp,"
+                       "zero:efbig,ioctl:ebusy,truncate:eperm,other:etimedout");
     uint8_t buf[4096];
     struct iovec iov = { buf, sizeof(buf) };
     int bsz = 0;
@@ -159,11 +158,11 @@ test_errors_in_callbacks(void **state)
     BtWait w;
 
     memset(buf, 0x5a, sizeof(buf));
-#define EXPECT(call, err)                                                   \
-    do {                                                                    \
-        bt_wait_init(&w, f->io);                                            \
-        assert_int_equal((call), 0);                                        \
-        assert_int_equal(bt_wait(&w), -(err));                              \
+#define EXPECT(call, err)                                                      \
+    do {                                                                       \
+        bt_wait_init(&w, f->io);                                               \
+        assert_int_equal((call), 0);                                           \
+        assert_int_equal(bt_wait(&w), -(err));                                 \
     } while (0)
     EXPECT(blockdev_aio_preadv(bd, 0, &iov, 1, bt_wait_cb, &w), EIO);
     EXPECT(blockdev_aio_pwritev(bd, 0, &iov, 1, 0, bt_wait_cb, &w), ENOSPC);

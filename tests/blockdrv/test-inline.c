@@ -64,8 +64,7 @@ open_with(const char *path, uint32_t inline_max, const char *offload,
 
     blockdev_options_init(&opts);
     assert_int_equal(opts.inline_max, BLOCKDEV_INLINE_MAX_DEFAULT);
-    assert_int_equal(blockdev_parse_option(&opts, "offload", offload, &msg),
-                     0);
+    assert_int_equal(blockdev_parse_option(&opts, "offload", offload, &msg), 0);
     opts.inline_max = inline_max;
     opts.queue = q;
     opts.iothread = io;
@@ -90,8 +89,7 @@ inline_ops(BlockDev *bd)
 
 /* What is at OFFSET in the file, read around tlbd. */
 static void
-assert_file_has(const char *path, uint64_t offset, const void *want,
-                size_t len)
+assert_file_has(const char *path, uint64_t offset, const void *want, size_t len)
 {
     uint8_t *got = malloc(len);
     int fd = open(path, O_RDONLY);
@@ -107,8 +105,8 @@ static void
 test_tmpfs_inline(void **state)
 {
     Fixture *f = *state;
-    BlockDev *bd = open_inline(f->mempath, BLOCKDEV_INLINE_MAX_DEFAULT,
-                               f->bt.io);
+    BlockDev *bd =
+        open_inline(f->mempath, BLOCKDEV_INLINE_MAX_DEFAULT, f->bt.io);
     uint8_t buf[4096], want[4096];
     uint8_t *big = malloc(BIG);
     struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
@@ -225,8 +223,8 @@ test_may_wait(void **state)
 {
     Fixture *f = *state;
     bool memfs = dir_on_mem_fs(f->bt.dir);
-    BlockDev *bd = open_inline(f->bt.path, BLOCKDEV_INLINE_MAX_DEFAULT,
-                               f->bt.io);
+    BlockDev *bd =
+        open_inline(f->bt.path, BLOCKDEV_INLINE_MAX_DEFAULT, f->bt.io);
     uint8_t *big = malloc(BIG);
     struct iovec v = { .iov_base = big, .iov_len = BIG };
     struct statfs sfs;
@@ -237,8 +235,8 @@ test_may_wait(void **state)
     /* Larger than inline-max: only with MAY_WAIT. */
     assert_false(blockdev_try_pwritev(bd, BIG, &v, 1, 0, &ret));
     for (int i = 0; i < 2; i++) { /* the first one also meets ext4's refusal */
-        bool done = blockdev_try_pwritev(bd, BIG, &v, 1, BLOCKDEV_MAY_WAIT,
-                                         &ret);
+        bool done =
+            blockdev_try_pwritev(bd, BIG, &v, 1, BLOCKDEV_MAY_WAIT, &ret);
         if (sfs.f_type == EXT4_SUPER_MAGIC || memfs) {
             assert_true(done);
         }
@@ -251,15 +249,13 @@ test_may_wait(void **state)
         bt_pattern(big, BIG, BIG, 96);
     }
     if (!memfs) {
-        assert_false(blockdev_try_pwritev(bd, BIG, &v, 1,
-                                          BLOCKDEV_MAY_WAIT | BLOCKDEV_FUA,
-                                          &ret));
+        assert_false(blockdev_try_pwritev(
+            bd, BIG, &v, 1, BLOCKDEV_MAY_WAIT | BLOCKDEV_FUA, &ret));
     }
     blockdev_close(bd);
 
     bd = open_inline(f->bt.path, 0, f->bt.io);
-    assert_false(blockdev_try_pwritev(bd, BIG, &v, 1, BLOCKDEV_MAY_WAIT,
-                                      &ret));
+    assert_false(blockdev_try_pwritev(bd, BIG, &v, 1, BLOCKDEV_MAY_WAIT, &ret));
     blockdev_close(bd);
 
     if (!memfs) {
@@ -272,8 +268,8 @@ test_may_wait(void **state)
         assert_int_equal(blockdev_open(f->bt.path, &opts, &bd, &msg), 0);
         free(msg);
         if (blockdev_is_direct(bd)) {
-            assert_false(blockdev_try_pwritev(bd, BIG, &v, 1,
-                                              BLOCKDEV_MAY_WAIT, &ret));
+            assert_false(
+                blockdev_try_pwritev(bd, BIG, &v, 1, BLOCKDEV_MAY_WAIT, &ret));
         }
         blockdev_close(bd);
     }
@@ -301,8 +297,8 @@ test_offload_never(void **state)
     uint64_t before = pool_submitted(&q); /* the open's probes, if any */
 
     bt_pattern(want, sizeof(want), 12288, 90);
-    assert_int_equal(blockdev_pwrite(bd, want, sizeof(want), 12288,
-                                     BLOCKDEV_FUA), 4096);
+    assert_int_equal(
+        blockdev_pwrite(bd, want, sizeof(want), 12288, BLOCKDEV_FUA), 4096);
     assert_file_has(f->bt.path, 12288, want, sizeof(want));
     memset(buf, 0, sizeof(buf));
     assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 12288), 4096);
@@ -394,8 +390,8 @@ static void
 test_disk_nowait(void **state)
 {
     Fixture *f = *state;
-    BlockDev *bd = open_inline(f->bt.path, BLOCKDEV_INLINE_MAX_DEFAULT,
-                               f->bt.io);
+    BlockDev *bd =
+        open_inline(f->bt.path, BLOCKDEV_INLINE_MAX_DEFAULT, f->bt.io);
     bool memfs = dir_on_mem_fs(f->bt.dir);
     uint8_t buf[4096], want[4096];
     struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };

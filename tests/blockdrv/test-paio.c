@@ -150,8 +150,7 @@ test_cancel_running_and_done(void **state)
     IOThreadTask blocker = { .fn = io_block };
 
     /* Running: a delay keeps the worker inside the request. */
-    assert_int_equal(paio_dev_set_inject(f->dev, "read:delay=1s", NULL),
-                     0);
+    assert_int_equal(paio_dev_set_inject(f->dev, "read:delay=1s", NULL), 0);
     req_init(&r, f->b.io, PAIO_READ, 0);
     assert_int_equal(paio_submit(f->dev, &r.req), 0);
     while (threadlet_work_state(&r.req.work) != THREADLET_RUNNING) {
@@ -225,8 +224,7 @@ test_zero_fallbacks(void **state)
     uint8_t *buf = malloc(IMG_SIZE);
 
     /* No fast method left: fast-only fails, plain falls back to writes. */
-    paio_dev_set_caps(f->dev, PAIO_CAP_ZERO_RANGE | PAIO_CAP_PUNCH_ZERO,
-                      false);
+    paio_dev_set_caps(f->dev, PAIO_CAP_ZERO_RANGE | PAIO_CAP_PUNCH_ZERO, false);
     assert_int_equal(zero(f, 4096, 65536, PAIO_NO_FALLBACK), -ENOTSUP);
     assert_int_equal(pread(f->fd, buf, 65536, 4096), 65536);
     assert_false(bt_is_zero(buf, 65536));
@@ -275,11 +273,12 @@ test_close_in_flight(void **state)
         struct iovec iov = { bufs[i], sizeof(bufs[i]) };
         if (i % 2) {
             assert_int_equal(blockdev_aio_preadv(bd, (uint64_t)i * 4096, &iov,
-                                                 1, count_cb, &done), 0);
+                                                 1, count_cb, &done),
+                             0);
         } else {
-            assert_int_equal(blockdev_aio_pwritev(bd, (uint64_t)i * 4096,
-                                                  &iov, 1, 0, count_cb,
-                                                  &done), 0);
+            assert_int_equal(blockdev_aio_pwritev(bd, (uint64_t)i * 4096, &iov,
+                                                  1, 0, count_cb, &done),
+                             0);
         }
     }
     /* One worker at 2 ms each: most are still queued now. */
@@ -297,8 +296,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_run_and_bad_requests, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_zero_fallbacks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_in_flight, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_close_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

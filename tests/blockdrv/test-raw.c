@@ -24,7 +24,8 @@ test_aio_roundtrip(void **state)
     Fixture *f = *state;
     BlockDev *bd = bt_open(f->path, false, BLOCKDEV_CACHE_WRITEBACK, f->io);
     uint8_t a[1000], b[3096], c[4096], back[8192], want[8192];
-    struct iovec wiov[3] = { { a, sizeof(a) }, { b, sizeof(b) },
+    struct iovec wiov[3] = { { a, sizeof(a) },
+                             { b, sizeof(b) },
                              { c, sizeof(c) } };
     struct iovec riov[2] = { { back, 5000 }, { back + 5000, 3192 } };
     BtWait w;
@@ -48,8 +49,8 @@ test_aio_roundtrip(void **state)
     memcpy(c, want + 4096, sizeof(c));
 
     bt_wait_init(&w, f->io);
-    assert_int_equal(blockdev_aio_pwritev(bd, 12345, wiov, 3, 0, bt_wait_cb,
-                                          &w), 0);
+    assert_int_equal(
+        blockdev_aio_pwritev(bd, 12345, wiov, 3, 0, bt_wait_cb, &w), 0);
     assert_int_equal(bt_wait(&w), 8192);
 
     bt_wait_init(&w, f->io);
@@ -100,8 +101,8 @@ test_blocking_without_iothread(void **state)
     BtWait w;
 
     bt_pattern(buf, sizeof(buf), 0, 3);
-    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), 65536,
-                                     BLOCKDEV_FUA), 4096);
+    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), 65536, BLOCKDEV_FUA),
+                     4096);
     assert_int_equal(blockdev_pread(bd, back, sizeof(back), 65536), 4096);
     assert_memory_equal(buf, back, sizeof(buf));
     assert_int_equal(blockdev_flush(bd), 0);
@@ -135,7 +136,8 @@ test_short_read_at_eof(void **state)
      * the middle of a segment, the rest is zero-filled.
      */
     memset(back, 0xee, sizeof(back));
-    struct iovec segs[3] = { { back, 300 }, { back + 300, 900 },
+    struct iovec segs[3] = { { back, 300 },
+                             { back + 300, 900 },
                              { back + 1200, 3000 } };
     assert_int_equal(blockdev_preadv(bd, segs, 3, 0), 4200);
     assert_memory_equal(back, want, 1000);
@@ -149,8 +151,8 @@ test_short_read_at_eof(void **state)
     memset(back, 0xee, sizeof(back));
     bt_wait_init(&w, f->io);
     struct iovec iov = { back, sizeof(back) };
-    assert_int_equal(blockdev_aio_preadv(bd, 1 << 20, &iov, 1, bt_wait_cb,
-                                         &w), 0);
+    assert_int_equal(blockdev_aio_preadv(bd, 1 << 20, &iov, 1, bt_wait_cb, &w),
+                     0);
     assert_int_equal(bt_wait(&w), (int64_t)sizeof(back));
     assert_true(bt_is_zero(back, sizeof(back)));
     blockdev_close(bd);
@@ -173,8 +175,8 @@ test_discard_and_zero(void **state)
 
     /* Discard releases blocks and reads back as zeroes. */
     bt_wait_init(&w, f->io);
-    assert_int_equal(blockdev_aio_discard(bd, 65536, 262144, 0, bt_wait_cb,
-                                          &w), 0);
+    assert_int_equal(blockdev_aio_discard(bd, 65536, 262144, 0, bt_wait_cb, &w),
+                     0);
     assert_int_equal(bt_wait(&w), 0);
     assert_int_equal(blockdev_pread(bd, back, 262144, 65536), 262144);
     assert_true(bt_is_zero(back, 262144));
@@ -183,19 +185,20 @@ test_discard_and_zero(void **state)
     assert_true(blockdev_allocated(bd) <= (int64_t)(blocks0 * 512 - 262144));
 
     /* Write-zeroes allowed to trim releases blocks too. */
-    assert_int_equal(blockdev_write_zeroes(bd, 524288, 131072,
-                                           BLOCKDEV_MAY_TRIM), 0);
+    assert_int_equal(
+        blockdev_write_zeroes(bd, 524288, 131072, BLOCKDEV_MAY_TRIM), 0);
     assert_int_equal(blockdev_pread(bd, back, 131072, 524288), 131072);
     assert_true(bt_is_zero(back, 131072));
     assert_true(bt_st_blocks(f->path) < blocks);
 
     /* Plain and fast-only write-zeroes leave zeroes, FUA too. */
     bt_wait_init(&w, f->io);
-    assert_int_equal(blockdev_aio_write_zeroes(bd, 1000, 3000, BLOCKDEV_FUA,
-                                               bt_wait_cb, &w), 0);
+    assert_int_equal(
+        blockdev_aio_write_zeroes(bd, 1000, 3000, BLOCKDEV_FUA, bt_wait_cb, &w),
+        0);
     assert_int_equal(bt_wait(&w), 0);
-    assert_int_equal(blockdev_write_zeroes(bd, 700000, 5000,
-                                           BLOCKDEV_NO_FALLBACK), 0);
+    assert_int_equal(
+        blockdev_write_zeroes(bd, 700000, 5000, BLOCKDEV_NO_FALLBACK), 0);
     assert_int_equal(blockdev_pread(bd, back, IMG_SIZE, 0), IMG_SIZE);
     assert_true(bt_is_zero(back + 1000, 3000));
     assert_true(bt_is_zero(back + 700000, 5000));
@@ -289,8 +292,8 @@ test_truncate_extents_cache_ioctl(void **state)
     assert_int_equal(blockdev_ioctl(bd, FIGETBSZ, &bsz), 0);
     assert_true(bsz >= 512);
     bt_wait_init(&w, f->io);
-    assert_int_equal(blockdev_aio_ioctl(bd, BLKGETSIZE64, &v[0], bt_wait_cb,
-                                        &w), 0);
+    assert_int_equal(
+        blockdev_aio_ioctl(bd, BLKGETSIZE64, &v[0], bt_wait_cb, &w), 0);
     assert_int_equal(bt_wait(&w), -ENOTTY);
     blockdev_close(bd);
 }
@@ -335,8 +338,8 @@ test_readonly_and_bounds(void **state)
     opts.growable = true;
     opts.iothread = f->io;
     assert_int_equal(blockdev_open(f->path, &opts, &bd, &msg), 0);
-    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), IMG_SIZE + 4096,
-                                     0), 512);
+    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), IMG_SIZE + 4096, 0),
+                     512);
     assert_int_equal(blockdev_size(bd), IMG_SIZE + 4096 + 512);
     assert_int_equal(blockdev_write_zeroes(bd, IMG_SIZE + 8192, 100, 0), 0);
     assert_int_equal(blockdev_size(bd), IMG_SIZE + 8192 + 100);
@@ -355,8 +358,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_aio_roundtrip, setup,
-                                        bt_teardown),
+        cmocka_unit_test_setup_teardown(test_aio_roundtrip, setup, bt_teardown),
         cmocka_unit_test_setup_teardown(test_blocking_without_iothread, setup,
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_short_read_at_eof, setup,

@@ -26,7 +26,7 @@ typedef struct Shared {
     uint8_t *shadow;
     pthread_mutex_t stripes[NSTRIPES];
     unsigned max_len;
-    long ops;        /* per thread */
+    long ops; /* per thread */
     unsigned seed;
     _Atomic long failures;
 } Shared;
@@ -76,8 +76,8 @@ aio_rw(Worker *w, bool write, uint64_t off, struct iovec *iov, int niov)
     int ret;
 
     bt_wait_init(&done, w->s->io);
-    ret = write ? blockdev_aio_pwritev(w->s->bd, off, iov, niov, 0,
-                                       bt_wait_cb, &done)
+    ret = write ? blockdev_aio_pwritev(w->s->bd, off, iov, niov, 0, bt_wait_cb,
+                                       &done)
                 : blockdev_aio_preadv(w->s->bd, off, iov, niov, bt_wait_cb,
                                       &done);
     if (ret < 0) {
@@ -98,7 +98,7 @@ worker_main(void *opaque)
         uint64_t len = 1 + rnd(w) % s->max_len;
         uint64_t off = rnd(w) % (IMG_SIZE - len);
         unsigned kind = (unsigned)(rnd(w) % 1000); /* per mille */
-        uint8_t *p = buf + rnd(w) % 64; /* often misaligned */
+        uint8_t *p = buf + rnd(w) % 64;            /* often misaligned */
         int niov = 1 + (int)(rnd(w) % 4);
         int64_t ret;
 
@@ -121,15 +121,15 @@ worker_main(void *opaque)
         lock_range(s, off, len, true);
         if (kind < 450) {
             ret = kind < 150 ? aio_rw(w, false, off, iov, niov)
-                            : blockdev_preadv(s->bd, iov, niov, off);
+                             : blockdev_preadv(s->bd, iov, niov, off);
             if (ret != (int64_t)len || memcmp(p, s->shadow + off, len) != 0) {
                 report(s, "read", off, len, ret);
             }
         } else if (kind < 850) {
             bt_pattern(p, len, off, (unsigned)(n * NTHREADS + w->id));
             ret = kind < 550 ? aio_rw(w, true, off, iov, niov)
-                            : blockdev_pwritev(s->bd, iov, niov, off,
-                                               kind < 555 ? BLOCKDEV_FUA : 0);
+                             : blockdev_pwritev(s->bd, iov, niov, off,
+                                                kind < 555 ? BLOCKDEV_FUA : 0);
             if (ret != (int64_t)len) {
                 report(s, "write", off, len, ret);
             }
@@ -171,8 +171,8 @@ run(Shared *s, const char *path, BlockDevCache cache, long ops)
         w[i].s = s;
         w[i].id = i;
         w[i].rng = 0x9e3779b97f4a7c15ull * (i + 1) + s->seed;
-        assert_int_equal(pthread_create(&w[i].thread, NULL, worker_main,
-                                        &w[i]), 0);
+        assert_int_equal(pthread_create(&w[i].thread, NULL, worker_main, &w[i]),
+                         0);
     }
     for (unsigned i = 0; i < NTHREADS; i++) {
         pthread_join(w[i].thread, NULL);

@@ -117,8 +117,10 @@ poll_of(void **state)
 }
 
 /* TEST again with polling on, under its own name. */
-#define WITH_POLL(test)                                                     \
-    { #test "_polling", test, NULL, NULL, &poll_max }
+#define WITH_POLL(test)                                                        \
+    {                                                                          \
+#test "_polling", test, NULL, NULL, &poll_max                          \
+    }
 
 /* Many posters, many tasks: each runs once, few wake-ups per task. */
 enum { POSTERS = 4, PER_POSTER = 50000 };
@@ -306,7 +308,7 @@ enum { RACE_ROUNDS = 300, RACE_POSTERS = 2, RACE_TASKS = 200 };
 typedef struct RaceRound {
     IOThread *io;
     Task *tasks;
-    int left;            /* loop thread only */
+    int left; /* loop thread only */
     atomic_bool all_ran;
 } RaceRound;
 

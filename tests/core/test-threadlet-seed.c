@@ -52,7 +52,7 @@ test_global_queue(void **state)
     for (int i = 0; i < 100; i++) {
         reqs[i].input = i;
         reqs[i].gate = NULL;
-        reqs[i].work.func = my_func; /* step 2 */
+        reqs[i].work.func = my_func;     /* step 2 */
         submit_threadlet(&reqs[i].work); /* step 3, return ignored as of old */
     }
     for (int i = 0; i < 100; i++) {
@@ -104,8 +104,7 @@ test_global_cancel(void **state)
     /* Either it was still queued (0) or a worker had it (1). */
     int r = cancel_threadlet(&req.work);
     if (r == 0) {
-        assert_int_equal(threadlet_work_state(&req.work),
-                         THREADLET_CANCELLED);
+        assert_int_equal(threadlet_work_state(&req.work), THREADLET_CANCELLED);
         assert_int_equal(req.output, 0);
     } else {
         assert_int_equal(r, 1);

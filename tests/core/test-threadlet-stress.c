@@ -51,13 +51,13 @@ typedef struct Submitter {
 
 struct Run {
     ThreadletQueue q;
-    IOThread *io;         /* Can be NULL: complete runs on the worker. */
+    IOThread *io; /* Can be NULL: complete runs on the worker. */
     Submitter subs[SUBMITTERS];
-    atomic_int cancels;   /* cancel calls that returned 0 */
-    atomic_int ended;     /* complete calls, all jobs */
-    atomic_bool stop;     /* the canceller thread stops */
+    atomic_int cancels;     /* cancel calls that returned 0 */
+    atomic_int ended;       /* complete calls, all jobs */
+    atomic_bool stop;       /* the canceller thread stops */
     unsigned idle_pause_us; /* submitters pause now and then this long */
-    bool may_refuse;      /* destroy races the submits */
+    bool may_refuse;        /* destroy races the submits */
 };
 
 static void
@@ -90,8 +90,8 @@ submitter_main(void *opaque)
         Job *j = &s->jobs[i];
         j->work.func = job_func;
         j->spin = rand_r(&s->seed) % 4 == 0 ? rand_r(&s->seed) % 2000 : 0;
-        int err = threadlet_submit_complete(&r->q, &j->work, r->io,
-                                            job_complete);
+        int err =
+            threadlet_submit_complete(&r->q, &j->work, r->io, job_complete);
         if (err == 0) {
             s->accepted++;
         } else if (err == -ESHUTDOWN && r->may_refuse) {
@@ -150,9 +150,9 @@ run_new(int max_threads, int min_threads, bool on_iothread)
         assert_int_equal(iothread_new("stress", &r->io), 0);
         assert_int_equal(iothread_start(r->io), 0);
     }
-    assert_int_equal(threadlet_queue_init_named(&r->q, "stress", max_threads,
-                                                min_threads),
-                     0);
+    assert_int_equal(
+        threadlet_queue_init_named(&r->q, "stress", max_threads, min_threads),
+        0);
     for (int i = 0; i < SUBMITTERS; i++) {
         r->subs[i].run = r;
         r->subs[i].seed = 1000u + (unsigned)i;
@@ -353,8 +353,7 @@ race_destroy(ThreadletDestroyMode mode)
     assert_int_equal(accepted + refused, SUBMITTERS * PER_SUBMITTER);
     /* Destroyed: every later submit is refused. */
     Job late = { .work.func = job_func };
-    assert_int_equal(submit_threadlet_to_queue(&r->q, &late.work),
-                     -ESHUTDOWN);
+    assert_int_equal(submit_threadlet_to_queue(&r->q, &late.work), -ESHUTDOWN);
     assert_int_equal(threadlet_work_state(&late.work), THREADLET_NEW);
     run_free(r);
 }
@@ -431,8 +430,7 @@ rounds_main(void *opaque)
 }
 
 static void
-run_rounds(int max_threads, int min_threads, unsigned idle_ms,
-           unsigned spin_ns)
+run_rounds(int max_threads, int min_threads, unsigned idle_ms, unsigned spin_ns)
 {
     ThreadletQueue q;
     ThreadletStats st;

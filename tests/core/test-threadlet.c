@@ -25,9 +25,9 @@
 typedef struct Item {
     ThreadletWork work;
     int index;
-    sem_t *gate;           /* Can be NULL: func waits on it. */
+    sem_t *gate; /* Can be NULL: func waits on it. */
     unsigned sleep_us;
-    atomic_bool *hold;     /* Can be NULL: func waits until it is true. */
+    atomic_bool *hold; /* Can be NULL: func waits until it is true. */
     atomic_int ran;
     atomic_int completed;
     atomic_bool on_iothread;
@@ -64,8 +64,7 @@ order_func(ThreadletWork *work)
 static void
 wait_state(Item *it, ThreadletState want)
 {
-    for (int i = 0; i < 10000 && threadlet_work_state(&it->work) != want;
-         i++) {
+    for (int i = 0; i < 10000 && threadlet_work_state(&it->work) != want; i++) {
         usleep(1000);
     }
     assert_int_equal(threadlet_work_state(&it->work), want);
@@ -483,8 +482,7 @@ test_many_submitters(void **state)
         subs[i].items = calloc(PER_SUBMITTER, sizeof(Tiny));
         assert_non_null(subs[i].items);
         assert_int_equal(
-            pthread_create(&subs[i].thread, NULL, submitter_main, &subs[i]),
-            0);
+            pthread_create(&subs[i].thread, NULL, submitter_main, &subs[i]), 0);
     }
     for (int i = 0; i < SUBMITTERS; i++) {
         pthread_join(subs[i].thread, NULL);
@@ -744,8 +742,7 @@ test_wakes_reach_every_worker(void **state)
         atomic_store(&met_arrived, 0);
         atomic_store(&met_all, 0);
         /* All workers started and idle before the burst. */
-        assert_int_equal(pthread_create(&thread, NULL, nice_init_main, &ni),
-                         0);
+        assert_int_equal(pthread_create(&thread, NULL, nice_init_main, &ni), 0);
         pthread_join(thread, NULL);
         assert_int_equal(ni.err, 0);
         assert_int_equal(threadlet_queue_set_spin_ns(&q, spin_of(state)), 0);
@@ -767,12 +764,13 @@ test_wakes_reach_every_worker(void **state)
          */
         bool all_done = true;
         for (int i = 0; i < MEET; i++) {
-            for (int j = 0; j < 15000 &&
-                 threadlet_work_state(&works[i]) != THREADLET_DONE; j++) {
+            for (int j = 0;
+                 j < 15000 && threadlet_work_state(&works[i]) != THREADLET_DONE;
+                 j++) {
                 usleep(1000);
             }
-            all_done = all_done &&
-                       threadlet_work_state(&works[i]) == THREADLET_DONE;
+            all_done =
+                all_done && threadlet_work_state(&works[i]) == THREADLET_DONE;
         }
         threadlet_queue_destroy(&q, THREADLET_DRAIN);
         assert_true(all_done);
@@ -787,10 +785,9 @@ test_bad_spin(void **state)
     ThreadletQueue q;
 
     assert_int_equal(threadlet_queue_init(&q, 1, 0), 0);
-    assert_int_equal(
-        threadlet_queue_set_spin_ns(&q, THREADLET_MAX_SPIN_NS + 1), -EINVAL);
-    assert_int_equal(threadlet_queue_set_spin_ns(&q, THREADLET_MAX_SPIN_NS),
-                     0);
+    assert_int_equal(threadlet_queue_set_spin_ns(&q, THREADLET_MAX_SPIN_NS + 1),
+                     -EINVAL);
+    assert_int_equal(threadlet_queue_set_spin_ns(&q, THREADLET_MAX_SPIN_NS), 0);
     assert_int_equal(threadlet_queue_set_spin_ns(&q, 0), 0);
     threadlet_queue_destroy(&q, THREADLET_DRAIN);
 }

@@ -18,7 +18,9 @@ spin_of(void **state)
 }
 
 /* TEST again with spinning on, under its own name. */
-#define WITH_SPIN(test)                                                     \
-    { #test "_spinning", test, NULL, NULL, &spin_max }
+#define WITH_SPIN(test)                                                        \
+    {                                                                          \
+#test "_spinning", test, NULL, NULL, &spin_max                         \
+    }
 
 #endif /* TLBD_TESTS_THREADLET_SPIN_H */

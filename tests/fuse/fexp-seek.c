@@ -32,23 +32,22 @@ main(int argc, char **argv)
     while (pos < st.st_size) {
         off_t data = lseek(fd, pos, SEEK_DATA);
         if (data < 0 && errno != ENXIO) {
-            fprintf(stderr, "fexp-seek: SEEK_DATA %lld: %s\n",
-                    (long long)pos, strerror(errno));
+            fprintf(stderr, "fexp-seek: SEEK_DATA %lld: %s\n", (long long)pos,
+                    strerror(errno));
             return 1;
         }
         if (data < 0) {
             data = st.st_size; /* only a hole is left */
         }
         if (data > pos) {
-            printf("hole %lld %lld\n", (long long)pos,
-                   (long long)(data - pos));
+            printf("hole %lld %lld\n", (long long)pos, (long long)(data - pos));
             pos = data;
             continue;
         }
         off_t hole = lseek(fd, pos, SEEK_HOLE);
         if (hole < 0) {
-            fprintf(stderr, "fexp-seek: SEEK_HOLE %lld: %s\n",
-                    (long long)pos, strerror(errno));
+            fprintf(stderr, "fexp-seek: SEEK_HOLE %lld: %s\n", (long long)pos,
+                    strerror(errno));
             return 1;
         }
         printf("data %lld %lld\n", (long long)pos, (long long)(hole - pos));

@@ -140,8 +140,7 @@ check_range_op(int fd, int ifd, unsigned long cmd, const char *name,
     check_bytes(fd, base, 4 * s, base + s, 2 * s, "the FUSE file");
     ok_ioctl(fd, BLKFLSBUF, NULL, "BLKFLSBUF");
     check_bytes(ifd, base, 4 * s, base + s, 2 * s, "the image");
-    printf("%s of 2 sectors: zeros through the file and in the image\n",
-           name);
+    printf("%s of 2 sectors: zeros through the file and in the image\n", name);
 }
 
 int
