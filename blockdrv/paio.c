@@ -2,7 +2,7 @@
  *
  * paio_submit counts the request in its device's in-flight counts and
  * hands it to the threadlet queue.  On a worker, paio_worker applies the
- * checks every request shares (read-only, the device's size), asks the
+ * checks every request shares (read-only), asks the
  * injection rules whether to sleep or fail, then calls the handler for the
  * request's type: each handler is a small function that returns bytes, 0 or
  * -errno and touches only the request and the device's atomic fields.  The

@@ -49,9 +49,8 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
         "                  [--bs SIZE|MIN-MAX] [--flush-every N] [--fua]\n"
         "                  [--duration T] [--ops N] [--seed S] "
         "[--[no-]verify]\n"
-        "                  [--size SIZE] [--cache writeback|none] "
-        "[--threads-min N]\n"
-        "                  [--threads-max N] [--inject SPEC] [--json[=FILE]]\n"
+        "                  [--size SIZE] [--DEVICE-OPTION=VALUE...] "
+        "[--json[=FILE]]\n"
         "                  [--[no-]progress] [--ioctl-mix PCT]\n"
         "                  [--ioctl-kinds LIST] IMAGE\n");
     if (fp == stdout) {
@@ -89,7 +88,8 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
             "  --ioctl-kinds LIST  of getsize (BLKGETSIZE64, block devices "
             "only),\n"
             "                      discard, zeroout (default: all three)\n"
-            "The image and the threadlet pool (defaults: threads-min 0, "
+            "DEVICE-OPTION: the image and the threadlet pool (defaults: "
+            "threads-min 0, "
             "threads-max\n"
             "%d):\n",
             threadlet_default_max_threads());

@@ -93,15 +93,12 @@ typedef struct FuseMain {
 
 static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
-    fprintf(
-        fp,
-        "usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] "
-        "[--cache=MODE]\n"
-        "                 [--direct-io=on|off] [--growable] [--name=NAME]\n"
-        "                 [--allow-other=on|off|auto] [--threads-min=N]\n"
-        "                 [--threads-max=N] [--idle-timeout=TIME] "
-        "[--inject=SPEC]\n"
-        "                 [--inline-max=SIZE] [--log=FILE] IMAGE MOUNTPOINT\n");
+    fprintf(fp, "usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] "
+                "[--direct-io=on|off]\n"
+                "                 [--growable] [--name=NAME] "
+                "[--allow-other=on|off|auto]\n"
+                "                 [--log=FILE] [--DEVICE-OPTION=VALUE...] "
+                "IMAGE MOUNTPOINT\n");
     if (fp == stdout) {
         fprintf(
             fp,
@@ -128,7 +125,8 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
             "                          statistics (default: nowhere)\n"
             "      --debug             libfuse's request trace\n"
             "  -V, --version\n"
-            "The image and the threadlet pool (inline-max: reads and writes up "
+            "DEVICE-OPTION: the image and the threadlet pool (inline-max: "
+            "reads and writes up "
             "to SIZE\n"
             "that cannot wait on a device run on the I/O thread; default "
             "64k):\n");

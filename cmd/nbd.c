@@ -63,16 +63,9 @@ forward_signal(int sig)
 
 static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
-    fprintf(
-        fp,
-        "usage: tlbd nbd [-r] [--cache writeback|none] [--discard "
-        "unmap|ignore]\n"
-        "                [--threads-min N] [--threads-max N] [--idle-timeout "
-        "TIME]\n"
-        "                [--inject SPEC] [--offload never|blocking|always]\n"
-        "                [--inline-max SIZE]\n"
-        "                [--socket PATH | --port PORT] [--run CMD]\n"
-        "                [-v] IMAGE [-- NBDKIT-ARGS...]\n");
+    fprintf(fp, "usage: tlbd nbd [-r] [--DEVICE-OPTION VALUE...]\n"
+                "                [--socket PATH | --port PORT] [--run CMD]\n"
+                "                [-v] IMAGE [-- NBDKIT-ARGS...]\n");
     if (fp == stdout) {
         fprintf(fp, "\n"
                     "Serve IMAGE over NBD with nbdkit and the tlbd plugin, on "
@@ -91,7 +84,8 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
                     "  -- NBDKIT-ARGS      more nbdkit options (--filter=...) "
                     "and filter\n"
                     "                      parameters (KEY=VALUE)\n"
-                    "The image and the threadlet pool (the plugin's keys of "
+                    "DEVICE-OPTION: the image and the threadlet pool (the "
+                    "plugin's keys of "
                     "the same names;\n"
                     "its defaults, e.g. offload never and inline-max 32M):\n");
         blockdev_print_options(fp, "  --");

@@ -129,9 +129,10 @@ ioctl_done(void *opaque, int64_t ret)
     if ((io->cmd == BLKDISCARD || io->cmd == BLKZEROOUT) &&
         !r->exp->direct_io) {
         /* The FUSE file has a page cache: invalidate it, then reply. */
+        ThreadletQueue *q = threadlet_global_queue(); /* NULL: no memory */
         io->work.func = inval_work;
-        if (threadlet_submit_complete(threadlet_global_queue(), &io->work,
-                                      r->exp->io, inval_done) == 0) {
+        if (q && threadlet_submit_complete(q, &io->work, r->exp->io,
+                                           inval_done) == 0) {
             return;
         }
         fexp_req_fail(r, ENOMEM);
