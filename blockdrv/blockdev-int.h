@@ -23,6 +23,7 @@ struct BlockDev {
     unsigned physical_bs;
     unsigned alignment;
     char *warning; /* Can be NULL. */
+    struct Vcache *vcache; /* volatile-cache (vcache.c); Can be NULL. */
 };
 
 #endif /* TLBD_BLOCKDEV_INT_H */
