@@ -21,30 +21,12 @@
 #include <string.h>
 
 #include "parse.h"
+#include "spec.h"
 #include "vcache.h"
 
 /* Set *ERRMSG to "powercut: 'SPEC': <what> at column COL" and fail. */
-static int __attribute__((format(printf, 4, 5)))
-bad(char **errmsg, const char *spec, size_t col, const char *fmt, ...)
-{
-    char *what = NULL;
-    va_list ap;
-
-    if (!errmsg) {
-        return -EINVAL;
-    }
-    va_start(ap, fmt);
-    if (vasprintf(&what, fmt, ap) < 0) {
-        what = NULL;
-    }
-    va_end(ap);
-    if (asprintf(errmsg, "powercut: '%s': %s at column %zu", spec,
-                 what ? what : "error", col) < 0) {
-        *errmsg = NULL;
-    }
-    free(what);
-    return -EINVAL;
-}
+#define bad(errmsg, spec, col, ...)                                         \
+    spec_error(errmsg, "powercut", spec, col, __VA_ARGS__)
 
 /* "0.5": a probability in [0, 1]. */
 static bool

@@ -28,17 +28,18 @@ setup(void **state)
 }
 
 /* Open F's image with a cache of CACHE bytes and the rule RULE (NULL:
- * none), every request on the calling thread.
+ * none), with OFFLOAD.
  */
 static BlockDev *
-open_cached(BtFixture *f, const char *cache, const char *rule)
+open_offload(BtFixture *f, const char *cache, const char *rule,
+             BlockDevOffload offload)
 {
     BlockDevOptions opts;
     BlockDev *bd = NULL;
     char *msg = NULL;
 
     blockdev_options_init(&opts);
-    opts.offload = BLOCKDEV_OFFLOAD_NEVER;
+    opts.offload = offload;
     assert_int_equal(blockdev_parse_option(&opts, "volatile-cache", cache,
                                            &msg), 0);
     if (rule) {
@@ -48,6 +49,13 @@ open_cached(BtFixture *f, const char *cache, const char *rule)
     assert_int_equal(blockdev_open(f->path, &opts, &bd, &msg), 0);
     assert_null(msg);
     return bd;
+}
+
+/* The same, every request on the calling thread. */
+static BlockDev *
+open_cached(BtFixture *f, const char *cache, const char *rule)
+{
+    return open_offload(f, cache, rule, BLOCKDEV_OFFLOAD_NEVER);
 }
 
 /* Fill sector SECTOR of version VERSION (0: the durable base). */
@@ -196,6 +204,9 @@ test_open_refused(void **state)
     assert_non_null(msg);
     free(msg);
     assert_null(bd);
+    uint8_t *img = image(f);
+    assert_true(bt_is_zero(img, IMG_SIZE));
+    free(img);
 }
 
 /* Random writes over a small device with a cache too small for them, and
@@ -645,16 +656,10 @@ static void
 test_threads(void **state)
 {
     BtFixture *f = *state;
-    BlockDevOptions opts;
-    BlockDev *bd = NULL;
-    char *msg = NULL;
+    BlockDev *bd = open_offload(f, "8k", NULL, BLOCKDEV_OFFLOAD_ALWAYS);
     pthread_t t[4];
     Hammer h[4];
 
-    blockdev_options_init(&opts);
-    opts.offload = BLOCKDEV_OFFLOAD_ALWAYS;
-    opts.volatile_cache = 8 * 1024;
-    assert_int_equal(blockdev_open(f->path, &opts, &bd, &msg), 0);
     for (uint32_t i = 0; i < 4; i++) {
         h[i].bd = bd;
         h[i].id = i;
