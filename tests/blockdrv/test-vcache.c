@@ -3,7 +3,8 @@
  * reads that see the newest data while the cache destages; what each cut
  * mode leaves in the image over many seeds (every sector durable or one
  * written version, torn never mixing versions inside a sector, prefix
- * keeping prefixes, ignore-flush losing flushed data); FUA writes and
+ * keeping prefixes, ignore-flush losing flushed data); the same image for
+ * the same seed; the after= trigger; FUA writes and
  * destaged writes surviving; EIO after a cut; a known-unsafe protocol
  * caught; and threads hammering one cache (for TSan).
  */
@@ -11,6 +12,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <time.h>
 
 enum {
     SECTOR = 512,
@@ -497,6 +499,50 @@ test_prefix_seeds(void **state)
     assert_true(lengths[0] > 0 && lengths[NW] > 0);
 }
 
+/* The same rule and requests give the same image. */
+static void
+test_deterministic(void **state)
+{
+    BtFixture *f = *state;
+    uint32_t first[NW + 1], count[NW + 1];
+    static const char *const modes[] = { "subset:0.5", "torn:0.3",
+                                         "prefix" };
+
+    for (size_t m = 0; m < TLBD_ARRAY_SIZE(modes); m++) {
+        uint8_t *a = cut_once(f, modes[m], 7, true, first, count);
+        uint8_t *b = cut_once(f, modes[m], 7, true, first, count);
+        uint8_t *c = cut_once(f, modes[m], 8, true, first, count);
+        assert_memory_equal(a, b, IMG_SIZE);
+        /* and another seed another one (for these two seeds) */
+        assert_memory_not_equal(a, c, IMG_SIZE);
+        free(a);
+        free(b);
+        free(c);
+    }
+}
+
+/* after=DURATION: the first request after it fails, the power is off. */
+static void
+test_after_duration(void **state)
+{
+    BtFixture *f = *state;
+    BlockDev *bd = open_cached(f, "1M", "after=100ms,mode=all");
+    struct timespec ts = { 0, 150 * 1000 * 1000 };
+    uint8_t buf[SECTOR];
+    uint8_t *img;
+
+    write_base(bd);
+    write_version(bd, 1, 0, 4, 0);
+    nanosleep(&ts, NULL);
+    assert_int_equal(blockdev_pread(bd, buf, SECTOR, 0), -EIO);
+    blockdev_close(bd);
+    img = image(f);
+    for (uint32_t s = 0; s < NSECTORS; s++) {
+        assert_int_equal(sector_version(img, s), 0);
+    }
+    free(img);
+}
+
 /* ignore-flush: flushed data is lost, FUA data is not. */
 static void
 test_ignore_flush(void **state)
@@ -694,6 +740,10 @@ main(void)
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_torn_seeds, setup, bt_teardown),
         cmocka_unit_test_setup_teardown(test_prefix_seeds, setup,
+                                        bt_teardown),
+        cmocka_unit_test_setup_teardown(test_deterministic, setup,
+                                        bt_teardown),
+        cmocka_unit_test_setup_teardown(test_after_duration, setup,
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_ignore_flush, setup,
                                         bt_teardown),
