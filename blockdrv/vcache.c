@@ -738,7 +738,7 @@ vcache_handle(Vcache *vc, PaioRequest *req,
     uint64_t length;
     int64_t ret;
 
-    if (vc->has_rule && vc->rule.after_ns &&
+    if (vc->has_rule && vc->rule.after_ns && !atomic_load(&vc->dead) &&
         tlbd_now_ns() - vc->start_ns >= vc->rule.after_ns) {
         cut(vc, "after");
     }

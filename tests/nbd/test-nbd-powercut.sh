@@ -11,6 +11,10 @@ set -e
 source "$(dirname "$0")/nbd-functions.sh"
 # nbdsh needs Debian's python3, which may not be the first on PATH.
 export PATH=/usr/bin:$PATH
+for feature in volatile_cache powercut; do
+    nbdkit "$plugin" --dump-plugin | grep -qx "tlbd_$feature=yes" ||
+        die "the plugin lacks $feature="
+done
 
 d=$(mktestdir)
 img=$d/disk.img
