@@ -50,6 +50,7 @@ usage(FILE *fp, int exitcode)
 "                  [--duration T] [--ops N] [--seed S] [--[no-]verify]\n"
 "                  [--size SIZE] [--cache writeback|none] [--threads-min N]\n"
 "                  [--threads-max N] [--inject SPEC] [--json[=FILE]]\n"
+"                  [--volatile-cache SIZE] [--powercut RULE]\n"
 "                  [--[no-]progress] [--ioctl-mix PCT]\n"
 "                  [--ioctl-kinds LIST] IMAGE\n");
     if (fp == stdout) {

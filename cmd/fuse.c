@@ -99,7 +99,8 @@ usage(FILE *fp, int exitcode)
 "                 [--direct-io=on|off] [--growable] [--name=NAME]\n"
 "                 [--allow-other=on|off|auto] [--threads-min=N]\n"
 "                 [--threads-max=N] [--idle-timeout=TIME] [--inject=SPEC]\n"
-"                 [--inline-max=SIZE] [--log=FILE] IMAGE MOUNTPOINT\n");
+"                 [--inline-max=SIZE] [--volatile-cache=SIZE]\n"
+"                 [--powercut=RULE] [--log=FILE] IMAGE MOUNTPOINT\n");
     if (fp == stdout) {
         fprintf(fp,
 "\n"

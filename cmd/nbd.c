@@ -68,7 +68,8 @@ usage(FILE *fp, int exitcode)
 "usage: tlbd nbd [-r] [--cache writeback|none] [--discard unmap|ignore]\n"
 "                [--threads-min N] [--threads-max N] [--idle-timeout TIME]\n"
 "                [--inject SPEC] [--offload never|blocking|always]\n"
-"                [--inline-max SIZE]\n"
+"                [--inline-max SIZE] [--volatile-cache SIZE]\n"
+"                [--powercut RULE]\n"
 "                [--socket PATH | --port PORT] [--run CMD]\n"
 "                [-v] IMAGE [-- NBDKIT-ARGS...]\n");
     if (fp == stdout) {
