@@ -361,14 +361,40 @@ free_list(VcExtent *e)
     }
 }
 
+/* Under flush_lock: write the sectors of E a torn cut keeps; *ANY is set
+ * if it kept one.
+ */
+static int64_t
+write_torn(Vcache *vc, const PowercutRule *r, const VcExtent *e, bool *any)
+{
+    uint64_t pos = e->offset, end = e->offset + e->length;
+    int64_t n = 0;
+
+    while (pos < end && n >= 0) {
+        uint64_t sector = pos / POWERCUT_SECTOR;
+        uint64_t stop = (sector + 1) * POWERCUT_SECTOR;
+        if (stop > end) {
+            stop = end;
+        }
+        if (powercut_keep_sector(r, e->seq, sector)) {
+            n = write_piece(vc, e, pos, stop - pos);
+            *any = true;
+        }
+        pos = stop;
+    }
+    return n;
+}
+
 /* Under flush_lock: write the extents of a cut that MODE keeps, in
- * completion order; count kept and dropped writes.
+ * completion order; count kept and dropped writes (a torn write counts
+ * as kept if any of its sectors is).
  */
 static int
 apply_cut(Vcache *vc, const PowercutRule *r, VcExtent *list,
           uint64_t nwrites, uint64_t *kept, uint64_t *dropped)
 {
     uint64_t nvol = 0, prefix = 0, ord = 0, last = UINT64_MAX;
+    bool cur_kept = false;
     int ret = 0;
 
     for (VcExtent *e = list; e; e = e->next) {
@@ -382,50 +408,34 @@ apply_cut(Vcache *vc, const PowercutRule *r, VcExtent *list,
     }
     last = UINT64_MAX;
     for (VcExtent *e = list; e; e = e->next) {
-        bool first = e->seq != last;
-        bool keep = false;
         int64_t n = 0;
+        bool keep = false;
 
-        if (first) {
+        if (e->seq != last) {
+            if (last != UINT64_MAX) {
+                ++*(cur_kept ? kept : dropped);
+            }
+            cur_kept = false;
             ord++;
             last = e->seq;
         }
-        switch (r->mode) {
-        case POWERCUT_SUBSET:
+        if (r->mode == POWERCUT_SUBSET) {
             keep = powercut_keep_write(r, e->seq);
-            break;
-        case POWERCUT_PREFIX:
+        } else if (r->mode == POWERCUT_PREFIX) {
             keep = ord <= prefix;
-            break;
-        case POWERCUT_TORN:
-            /* each sector on its own; the write counts as kept */
-            keep = true;
-            break;
-        default:
-            break;
         }
-        if (keep && r->mode == POWERCUT_TORN) {
-            uint64_t pos = e->offset, end = e->offset + e->length;
-            while (pos < end && n >= 0) {
-                uint64_t sector = pos / POWERCUT_SECTOR;
-                uint64_t stop = (sector + 1) * POWERCUT_SECTOR;
-                if (stop > end) {
-                    stop = end;
-                }
-                if (powercut_keep_sector(r, e->seq, sector)) {
-                    n = write_piece(vc, e, pos, stop - pos);
-                }
-                pos = stop;
-            }
+        if (r->mode == POWERCUT_TORN) {
+            n = write_torn(vc, r, e, &cur_kept);
         } else if (keep) {
             n = write_piece(vc, e, e->offset, e->length);
+            cur_kept = true;
         }
         if (n < 0 && ret == 0) {
             ret = (int)n;
         }
-        if (first) {
-            ++*(keep ? kept : dropped);
-        }
+    }
+    if (last != UINT64_MAX) {
+        ++*(cur_kept ? kept : dropped);
     }
     return ret;
 }
