@@ -29,9 +29,10 @@ run_cut()
     rm -f "$img"
     truncate -s 1M "$img"
     printf '%s\n' "$script" >"$d/script.py"
+    local run="nbdsh -u \"\$uri\" -c 'exec(open(\"$d/script.py\").read())'"
     nbdkit -U - "$plugin" file="$img" volatile-cache=1M powercut="$rule" \
-        "$@" --run "nbdsh -u \"\$uri\" -c 'exec(open(\"$d/script.py\").read())'" \
-        2>"$d/err" || { cat "$d/err"; die "$rule: nbdkit or nbdsh failed"; }
+        "$@" --run "$run" 2>"$d/err" ||
+        { cat "$d/err"; die "$rule: nbdkit or nbdsh failed"; }
     cat "$d/err"
     grep -c 'power cut' "$d/err" | grep -qx 1 ||
         die "$rule: not exactly one line reports the cut"
