@@ -506,17 +506,19 @@ flush_locked(Vcache *vc)
 {
     VcExtent **snap = NULL;
     size_t n = 0, i = 0;
+    bool oom;
     int ret = 0;
 
     tlbd_mutex_lock(&vc->lock);
     if (vc->nextents > 0) {
         snap = malloc(vc->nextents * sizeof(*snap));
     }
+    oom = vc->nextents > 0 && !snap;
     for (VcExtent *e = vc->head; snap && e; e = e->next) {
         snap[n++] = e;
     }
     tlbd_mutex_unlock(&vc->lock);
-    if (n == 0 && vc->head) {
+    if (oom) {
         return -ENOMEM;
     }
     /* Only this thread removes extents, so SNAP stays valid. */
