@@ -22,7 +22,8 @@ struct BlockDev {
     unsigned logical_bs;
     unsigned physical_bs;
     unsigned alignment;
-    char *warning; /* Can be NULL. */
+    char *warning;         /* Can be NULL. */
+    struct Vcache *vcache; /* volatile-cache (vcache.c); Can be NULL. */
 };
 
 #endif /* TLBD_BLOCKDEV_INT_H */

@@ -29,6 +29,7 @@
 
 #include "paio-inject.h"
 #include "parse.h"
+#include "vcache.h"
 #include "blockdev-int.h"
 
 void
@@ -234,6 +235,35 @@ set_idle_timeout(BlockDevOptions *opts, const char *value, char **errmsg)
     return 0;
 }
 
+/* A size from 1 byte to the physical memory. */
+static int
+set_volatile_cache(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t v;
+
+    (void)errmsg;
+    if (!value || tlbd_parse_size(value, &v) < 0 || v == 0 ||
+        (pages > 0 && page > 0 && v > (uint64_t)pages * (uint64_t)page)) {
+        return -EINVAL;
+    }
+    opts->volatile_cache = v;
+    return 0;
+}
+
+static int
+set_powercut(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    PowercutRule rule;
+    int ret = powercut_parse(value ? value : "", &rule, errmsg);
+
+    if (ret == 0) {
+        opts->powercut = value;
+    }
+    return ret;
+}
+
 #define STR(x)  #x
 #define XSTR(x) STR(x)
 
@@ -268,6 +298,11 @@ static const struct {
     { "idle-timeout", set_idle_timeout,
       "is not a duration of at most 24h (such as 0, 500ms, 10s, 2m)", true,
       "TIME", "idle workers above the minimum leave after TIME" },
+    { "volatile-cache", set_volatile_cache,
+      "is not a size from 1 byte to the physical memory", true, "SIZE",
+      "a disk's volatile write cache of SIZE bytes, see paio(3)" },
+    { "powercut", set_powercut, "is not a power-cut rule", true, "RULE",
+      "cut the power on a trigger, see paio(3)" },
     { "readonly", set_readonly,
       "is not a boolean (true, false, on, off, yes, no, 1, 0)", false, NULL,
       NULL },
@@ -389,7 +424,28 @@ check_options(const char *path, const BlockDevOptions *opts, char **errmsg)
     }
     ret = paio_inject_parse(opts->inject, &inj, errmsg);
     paio_inject_free(inj);
-    return ret;
+    if (ret < 0) {
+        return ret;
+    }
+    if (opts->powercut) {
+        PowercutRule rule;
+        ret = powercut_parse(opts->powercut, &rule, errmsg);
+        if (ret < 0) {
+            return ret;
+        }
+        if (!opts->volatile_cache) {
+            return fail(errmsg, -EINVAL,
+                        "powercut: '%s' needs a "
+                        "volatile-cache=SIZE",
+                        opts->powercut);
+        }
+    }
+    if (opts->volatile_cache && opts->growable) {
+        return fail(errmsg, -EINVAL,
+                    "volatile-cache: a growable image "
+                    "cannot have a volatile cache");
+    }
+    return 0;
 }
 
 /* Open PATH; with cache=none fall back to writeback where O_DIRECT is
@@ -598,6 +654,17 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     if (ret < 0) {
         goto out_dev;
     }
+    if (opts->volatile_cache) {
+        PowercutRule rule;
+        bool has_rule =
+            opts->powercut && powercut_parse(opts->powercut, &rule, NULL) == 0;
+        ret = vcache_new(bd->dev, opts->volatile_cache, has_rule ? &rule : NULL,
+                         &bd->vcache);
+        if (ret < 0) {
+            fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
+            goto out_dev;
+        }
+    }
     /* Only now: the probes above must not wait for a loop that may not
      * run yet.
      */
@@ -622,8 +689,17 @@ out_free:
 void
 blockdev_close(BlockDev *bd)
 {
+    int ret;
+
     if (!bd) {
         return;
+    }
+    /* An orderly shutdown writes the volatile set back. */
+    paio_dev_drain(bd->dev);
+    ret = vcache_free(bd->vcache);
+    if (ret < 0) {
+        fprintf(stderr, "tlbd: '%s': writing the volatile cache back: %s\n",
+                bd->path, strerror(-ret));
     }
     paio_dev_free(bd->dev);
     close(bd->fd);

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "paio-inject.h"
+#include "spec.h"
 
 #define OP_OTHER_MASK                                                          \
     ((1u << PAIO_LSEEK) | (1u << PAIO_FADVISE) | (1u << PAIO_FSTAT))
@@ -81,27 +82,8 @@ static const struct {
 };
 
 /* Set *ERRMSG to "inject: 'SPEC': <what> at column COL" and fail. */
-static int __attribute__((format(printf, 4, 5)))
-bad(char **errmsg, const char *spec, size_t col, const char *fmt, ...)
-{
-    char *what = NULL;
-    va_list ap;
-
-    if (!errmsg) {
-        return -EINVAL;
-    }
-    va_start(ap, fmt);
-    if (vasprintf(&what, fmt, ap) < 0) {
-        what = NULL;
-    }
-    va_end(ap);
-    if (asprintf(errmsg, "inject: '%s': %s at column %zu", spec,
-                 what ? what : "error", col) < 0) {
-        *errmsg = NULL;
-    }
-    free(what);
-    return -EINVAL;
-}
+#define bad(errmsg, spec, col, ...)                                            \
+    spec_error(errmsg, "inject", spec, col, __VA_ARGS__)
 
 static bool
 parse_u64(const char *s, size_t len, uint64_t *out)

@@ -107,9 +107,10 @@ paio_try_inline(PaioDev *dev, PaioRequest *req)
 {
     bool done = false;
 
-    if (dev->inline_max == 0 || !paio_valid_request(req) ||
+    if (dev->inline_max == 0 || dev->vcache || !paio_valid_request(req) ||
         atomic_load_explicit(&dev->inject_on, memory_order_relaxed)) {
-        return false; /* a bad request: paio_submit says why */
+        return false; /* the cache or injection must see it, or a bad
+                         request: paio_submit says why */
     }
     req->dev = dev;
     switch (req->type) {

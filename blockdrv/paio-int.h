@@ -30,6 +30,9 @@ struct PaioDev {
     bool mem_fs; /* tmpfs or ramfs: I/O never waits on a device */
     uint32_t inline_max;
     bool caller_runs;
+    struct Vcache *vcache; /* volatile-cache: set by vcache_new before any
+                              data request; it then takes the reads,
+                              writes, flushes, discards and write-zeroes */
 
     /* atomic: learnt while running */
     _Atomic uint64_t size;         /* grows with growable writes, truncate */

@@ -28,6 +28,7 @@
 
 #include "paio-inject.h"
 #include "paio-int.h"
+#include "vcache.h"
 
 static const char *const type_names[PAIO_NR_TYPES] = {
     [PAIO_READ] = "read",         [PAIO_WRITE] = "write",
@@ -377,7 +378,9 @@ paio_worker(ThreadletWork *work)
     PaioRequest *req = container_of(work, PaioRequest, work);
     int64_t ret = precheck(req);
 
-    if (ret == 0) {
+    if (ret == 0 && req->dev->vcache) {
+        ret = vcache_handle(req->dev->vcache, req, handlers[req->type]);
+    } else if (ret == 0) {
         ret = handlers[req->type](req);
     } else if (req->type == PAIO_FLUSH && ret != -EROFS) {
         /* An injected flush failure is latched like a real one. */

@@ -35,9 +35,12 @@ pconfig_free(PluginConfig *cfg)
 {
     free(cfg->file);
     free(cfg->inject);
+    free(cfg->powercut);
     cfg->file = NULL;
     cfg->inject = NULL;
     cfg->opts.inject = NULL;
+    cfg->powercut = NULL;
+    cfg->opts.powercut = NULL;
 }
 
 /* Set *ERRMSG to a formatted message; returns ERR (a -errno). */
@@ -103,7 +106,8 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
         return fail(errmsg, -EINVAL,
                     "unknown parameter '%s' (see nbdkit tlbd --help)", key);
     }
-    /* inject= keeps its value: give it one that outlives nbdkit's. */
+    /* inject= and powercut= keep their value: give them one that outlives
+     * nbdkit's. */
     copy = strdup(value);
     if (!copy) {
         return fail(errmsg, -ENOMEM, "%s: out of memory", key);
@@ -112,6 +116,9 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
     if (ret == 0 && cfg->opts.inject == copy) {
         free(cfg->inject);
         cfg->inject = copy;
+    } else if (ret == 0 && cfg->opts.powercut == copy) {
+        free(cfg->powercut);
+        cfg->powercut = copy;
     } else {
         free(copy);
     }

@@ -19,6 +19,7 @@ typedef struct PluginConfig {
     char *file;           /* absolute path; NULL until file= */
     BlockDevOptions opts; /* every other key; the pool's in opts.pool */
     char *inject;         /* opts.inject points here. Can be NULL. */
+    char *powercut;       /* opts.powercut points here. Can be NULL. */
 } PluginConfig;
 
 /* Fill in the defaults. */

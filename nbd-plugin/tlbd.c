@@ -120,6 +120,8 @@ tlbd_dump_plugin(void)
     printf("tlbd_cache_none=yes\n");
     printf("tlbd_discard_ignore=yes\n");
     printf("tlbd_inject=yes\n");
+    printf("tlbd_volatile_cache=yes\n");
+    printf("tlbd_powercut=yes\n");
     printf("tlbd_fua=native\n");
     printf("tlbd_fast_zero=yes\n");
     printf("tlbd_extents=yes\n");

@@ -88,6 +88,9 @@ typedef struct BlockDevOptions {
                                 Default BLOCKDEV_INLINE_MAX_DEFAULT. */
     BlockDevOffload offload; /* default BLOCKDEV_OFFLOAD_BLOCKING */
     BlockDevPoolOptions pool;
+    uint64_t volatile_cache; /* bytes of volatile write cache; 0: none */
+    const char *powercut;    /* power-cut rule, see paio(3); needs
+                                volatile_cache.  Can be NULL. */
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
@@ -227,13 +230,13 @@ int blockdev_cache(BlockDev *bd, uint64_t offset, uint64_t length);
 
 /* The one parser of the options the front ends share (the plugin's
  * KEY=VALUE, the subcommands' --KEY=VALUE): cache, discard, inline-max,
- * offload, inject, threads-min, threads-max and idle-timeout; readonly and
- * growable (true/false, on/off, yes/no, 1/0) too, though the front ends
- * take those as flags or not at all.  VALUE is used as it is (inject keeps
- * the pointer).  Returns 0, -ENOENT for a key that is not a BlockDev option
- * (nothing is set), or -EINVAL with *ERRMSG (malloc'd, if ERRMSG is not
- * NULL) naming the key, the value and the reason, such as
- * "cache: 'fast' is not one of writeback, none".  Front ends print it
+ * offload, inject, threads-min, threads-max, idle-timeout, volatile-cache
+ * and powercut; readonly and growable (true/false, on/off, yes/no, 1/0)
+ * too, though the front ends take those as flags or not at all.  VALUE is
+ * used as it is (inject and powercut keep the pointer).  Returns 0, -ENOENT for
+ * a key that is not a BlockDev option (nothing is set), or -EINVAL with *ERRMSG
+ * (malloc'd, if ERRMSG is not NULL) naming the key, the value and the reason,
+ * such as "cache: 'fast' is not one of writeback, none".  Front ends print it
  * after their own prefix and never reword it.
  */
 int blockdev_parse_option(BlockDevOptions *opts, const char *key,

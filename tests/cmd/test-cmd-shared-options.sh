@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The options every front end shares (blockdrv's table: cache, discard,
-# offload, inline-max, inject, threads-min, threads-max, idle-timeout),
+# offload, inline-max, inject, threads-min, threads-max, idle-timeout,
+# volatile-cache, powercut),
 # good and bad values, through each front end: the nbdkit plugin under real
 # nbdkit, `tlbd nbd`, `tlbd fuse` (a real mount, unmounted again) and
 # `tlbd bench` (a short read-only run).  Every front end must accept the
@@ -209,6 +210,16 @@ bad|idle-timeout=soon
 bad|idle-timeout=10x
 bad|idle-timeout=25h
 bad|idle-timeout=5 min
+good|volatile-cache=1M
+good|volatile-cache=4k
+bad|volatile-cache=0
+bad|volatile-cache=abc
+bad|volatile-cache=1000000T
+good|volatile-cache=1M|powercut=after-writes=100000,mode=subset:0.5,seed=7
+good|volatile-cache=1M|powercut=after-flushes=1000,mode=torn
+bad|powercut=after-writes=10,mode=sometimes
+bad|powercut=mode=all
+bad|powercut=after=soon
 # threads-min alone above the default threads-max raises it; given both,
 # threads-min may not be above threads-max.
 good|threads-min=100
@@ -220,7 +231,7 @@ EOF
 for fe in nbd bench ${frontends##*bench}; do
     help=$("$tlbd" "$fe" --help)
     for key in cache discard offload inline-max inject threads-min \
-               threads-max idle-timeout; do
+               threads-max idle-timeout volatile-cache powercut; do
         grep -q -- "--$key=" <<<"$help" ||
             die "tlbd $fe --help lacks --$key"
     done

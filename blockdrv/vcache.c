@@ -1,0 +1,836 @@
+/* tlbd: the volatile write cache, and the power cut that drops part of it.
+ *
+ * With volatile-cache=SIZE a BlockDev behaves like a disk with a write
+ * cache.  A write (or write-zeroes, or discard, kept as a zero extent)
+ * completes once it is copied into the cache; reads see the newest data
+ * (the image read, then every cached extent over it in completion order);
+ * a flush writes the volatile set to the image in completion order and
+ * fdatasyncs; a FUA write goes through to the image, durable, and the
+ * older cached extents it overlaps are cut out of the cache so they can
+ * never be written over it.  When a write does not fit in SIZE, the cache
+ * destages (writes to the image early) extents picked by the seeded
+ * generator, as a disk picks its own order; a destaged extent survives a
+ * cut, and the older extents it overlaps are cut out as for FUA.  A write
+ * larger than SIZE is destaged at once.
+ *
+ * The cache is a list of extents in completion order; a lookup walks it,
+ * O(extents) per read: fine for a cache of a few MiB, slow for GiBs.
+ *
+ * A power cut (a rule of powercut.c, or vcache_powercut) applies the
+ * writes its mode keeps to the image in completion order, fdatasyncs,
+ * prints one line on stderr, and kills the device: every request fails
+ * with EIO from then on.
+ *
+ * Threads: vcache_handle runs on whatever thread runs the request (pool
+ * workers, the caller with offload=never), many at once.  Two locks:
+ *  - flush_lock is held by whoever writes the image on the cache's behalf
+ *    (flush, destage, FUA and write-through, the cut) across its system
+ *    calls; it alone removes or trims extents, so while it is held no
+ *    extent goes away;
+ *  - lock protects the list and the counters; it is taken inside
+ *    flush_lock, never held across a system call.
+ * Reads take neither across their pread: they note gen (bumped whenever
+ * an extent leaves or shrinks) before it and retry if it changed, taking
+ * flush_lock after a few retries so they cannot starve.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "paio-int.h"
+#include "vcache.h"
+
+/* Reads that retry this often take flush_lock. */
+#define READ_TRIES 4
+
+/* Cached data; extents split from one write share it. */
+typedef struct VcBuf {
+    unsigned refs; /* under Vcache.lock */
+    size_t size;
+    uint8_t data[];
+} VcBuf;
+
+typedef struct VcExtent {
+    struct VcExtent *prev, *next;
+    uint64_t seq; /* completion order; the pieces of a write share it */
+    uint64_t offset;
+    uint64_t length;
+    VcBuf *buf;     /* NULL: zeroes */
+    size_t buf_off; /* where offset's byte is in buf->data */
+} VcExtent;
+
+/* What one extent costs against SIZE, besides its buffer. */
+#define EXTENT_COST (sizeof(VcExtent) + sizeof(VcBuf))
+
+struct Vcache {
+    PaioDev *dev;
+    uint64_t cap; /* SIZE */
+    bool has_rule;
+    PowercutRule rule; /* read-only */
+    uint64_t start_ns; /* open time, for after= */
+    _Atomic bool dead; /* the power was cut: written under lock */
+
+    /* flush_lock: see the file header.  It also protects destage_rng. */
+    pthread_mutex_t flush_lock;
+    uint64_t destage_rng;
+
+    /* lock protects everything below */
+    pthread_mutex_t lock;
+    VcExtent *head, *tail; /* completion order */
+    uint64_t nextents;
+    uint64_t bytes;     /* charged against cap */
+    uint64_t next_seq;  /* the next write's sequence number */
+    uint64_t nwrites;   /* writes completed */
+    uint64_t nflushes;  /* flushes completed: the epoch */
+    uint64_t ndestaged; /* writes destaged early */
+    uint64_t gen;       /* bumped when an extent leaves or shrinks */
+};
+
+static void
+buf_put(Vcache *vc, VcBuf *buf)
+{
+    if (buf && --buf->refs == 0) {
+        vc->bytes -= buf->size;
+        free(buf);
+    }
+}
+
+/* Under lock. */
+static void
+unlink_extent(Vcache *vc, VcExtent *e)
+{
+    if (e->prev) {
+        e->prev->next = e->next;
+    } else {
+        vc->head = e->next;
+    }
+    if (e->next) {
+        e->next->prev = e->prev;
+    } else {
+        vc->tail = e->prev;
+    }
+    vc->nextents--;
+    vc->bytes -= EXTENT_COST;
+}
+
+/* Under lock: unlink and free. */
+static void
+drop_extent(Vcache *vc, VcExtent *e)
+{
+    unlink_extent(vc, e);
+    buf_put(vc, e->buf);
+    free(e);
+}
+
+/* Under lock: put N after E (or at the tail when E is NULL). */
+static void
+link_after(Vcache *vc, VcExtent *e, VcExtent *n)
+{
+    n->prev = e ? e : vc->tail;
+    n->next = n->prev ? n->prev->next : NULL;
+    if (n->prev) {
+        n->prev->next = n;
+    } else {
+        vc->head = n;
+    }
+    if (n->next) {
+        n->next->prev = n;
+    } else {
+        vc->tail = n;
+    }
+    vc->nextents++;
+    vc->bytes += EXTENT_COST;
+}
+
+static bool
+overlaps(const VcExtent *e, uint64_t offset, uint64_t end)
+{
+    return e->offset < end && offset < e->offset + e->length;
+}
+
+/* Under lock: how many extents older than SEQ a trim of [OFFSET, END)
+ * splits in two.
+ */
+static size_t
+count_splits(Vcache *vc, uint64_t offset, uint64_t end, uint64_t seq)
+{
+    size_t n = 0;
+
+    for (VcExtent *e = vc->head; e && e->seq < seq; e = e->next) {
+        if (e->offset < offset && e->offset + e->length > end) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Under lock and flush_lock: cut [OFFSET, END) out of every extent older
+ * than SEQ; SPARE holds the extents count_splits asked for.
+ */
+static void
+trim_older(Vcache *vc, uint64_t offset, uint64_t end, uint64_t seq,
+           VcExtent **spare)
+{
+    VcExtent *next;
+
+    for (VcExtent *e = vc->head; e && e->seq < seq; e = next) {
+        uint64_t e_end = e->offset + e->length;
+
+        next = e->next;
+        if (!overlaps(e, offset, end)) {
+            continue;
+        }
+        vc->gen++;
+        if (e->offset >= offset && e_end <= end) {
+            drop_extent(vc, e);
+        } else if (e->offset < offset && e_end > end) {
+            VcExtent *t = *spare++;
+            *t = *e;
+            t->offset = end;
+            t->length = e_end - end;
+            if (t->buf) {
+                t->buf_off += end - e->offset;
+                t->buf->refs++;
+            }
+            e->length = offset - e->offset;
+            link_after(vc, e, t);
+        } else if (e->offset < offset) {
+            e->length = offset - e->offset;
+        } else {
+            if (e->buf) {
+                e->buf_off += end - e->offset;
+            }
+            e->length = e_end - end;
+            e->offset = end;
+        }
+    }
+}
+
+/* Under flush_lock: trim_older, with the spare extents it needs. */
+static int
+supersede(Vcache *vc, uint64_t offset, uint64_t length, uint64_t seq)
+{
+    VcExtent **spare;
+    size_t n;
+
+    tlbd_mutex_lock(&vc->lock);
+    n = count_splits(vc, offset, offset + length, seq);
+    tlbd_mutex_unlock(&vc->lock);
+    /* Only flush_lock's holder trims, so N stays right. */
+    spare = calloc(n + 1, sizeof(*spare));
+    for (size_t i = 0; spare && i < n; i++) {
+        spare[i] = malloc(sizeof(VcExtent));
+        if (!spare[i]) {
+            while (i-- > 0) {
+                free(spare[i]);
+            }
+            free(spare);
+            spare = NULL;
+        }
+    }
+    if (!spare) {
+        return -ENOMEM;
+    }
+    tlbd_mutex_lock(&vc->lock);
+    trim_older(vc, offset, offset + length, seq, spare);
+    tlbd_mutex_unlock(&vc->lock);
+    free(spare);
+    return 0;
+}
+
+/* Write [OFFSET, OFFSET+LENGTH) of extent E to the image (no sync). */
+static int64_t
+write_piece(Vcache *vc, const VcExtent *e, uint64_t offset, uint64_t length)
+{
+    PaioRequest z;
+
+    if (e->buf) {
+        struct iovec v = {
+            .iov_base = e->buf->data + e->buf_off + (offset - e->offset),
+            .iov_len = length,
+        };
+        return paio_write_range(vc->dev, &v, 1, offset, length);
+    }
+    memset(&z, 0, sizeof(z));
+    z.type = PAIO_WRITE_ZEROES;
+    z.dev = vc->dev;
+    z.offset = offset;
+    z.u.range.length = length;
+    return paio_handle_write_zeroes(&z);
+}
+
+/* Copy the iovec's bytes [POS, POS+LEN) from SRC (NULL: zeroes). */
+static void
+iov_fill(const struct iovec *iov, int niov, uint64_t pos, const uint8_t *src,
+         uint64_t len)
+{
+    for (int i = 0; i < niov && len > 0; i++) {
+        uint64_t n;
+
+        if (pos >= iov[i].iov_len) {
+            pos -= iov[i].iov_len;
+            continue;
+        }
+        n = iov[i].iov_len - pos;
+        if (n > len) {
+            n = len;
+        }
+        if (src) {
+            memcpy((uint8_t *)iov[i].iov_base + pos, src, n);
+            src += n;
+        } else {
+            memset((uint8_t *)iov[i].iov_base + pos, 0, n);
+        }
+        len -= n;
+        pos = 0;
+    }
+}
+
+/* Under lock: lay every extent over a read of [OFFSET, OFFSET+TOTAL). */
+static void
+overlay(Vcache *vc, const PaioRequest *req, uint64_t total)
+{
+    uint64_t offset = req->offset;
+    uint64_t end = offset + total;
+
+    for (VcExtent *e = vc->head; e; e = e->next) {
+        uint64_t from, to;
+
+        if (!overlaps(e, offset, end)) {
+            continue;
+        }
+        from = e->offset > offset ? e->offset : offset;
+        to = e->offset + e->length < end ? e->offset + e->length : end;
+        iov_fill(req->u.rw.iov, req->u.rw.niov, from - offset,
+                 e->buf ? e->buf->data + e->buf_off + (from - e->offset) : NULL,
+                 to - from);
+    }
+}
+
+static int64_t
+do_read(Vcache *vc, PaioRequest *req)
+{
+    uint64_t total = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
+
+    for (int tries = 0;; tries++) {
+        bool serial = tries >= READ_TRIES;
+        uint64_t gen;
+        int64_t ret;
+
+        if (serial) {
+            tlbd_mutex_lock(&vc->flush_lock);
+        }
+        tlbd_mutex_lock(&vc->lock);
+        gen = vc->gen;
+        tlbd_mutex_unlock(&vc->lock);
+        ret = paio_handle_read(req);
+        tlbd_mutex_lock(&vc->lock);
+        if (atomic_load(&vc->dead)) {
+            ret = -EIO;
+        } else if (ret >= 0 && vc->gen == gen) {
+            overlay(vc, req, total);
+        } else if (ret >= 0) {
+            ret = -EAGAIN; /* an extent left during the read: again */
+        }
+        tlbd_mutex_unlock(&vc->lock);
+        if (serial) {
+            tlbd_mutex_unlock(&vc->flush_lock);
+        }
+        if (ret != -EAGAIN) {
+            return ret;
+        }
+    }
+}
+
+static void
+free_list(VcExtent *e)
+{
+    while (e) {
+        VcExtent *next = e->next;
+        if (e->buf && --e->buf->refs == 0) {
+            free(e->buf);
+        }
+        free(e);
+        e = next;
+    }
+}
+
+/* Under flush_lock: write the sectors of E a torn cut keeps; *ANY is set
+ * if it kept one.
+ */
+static int64_t
+write_torn(Vcache *vc, const PowercutRule *r, const VcExtent *e, bool *any)
+{
+    uint64_t pos = e->offset, end = e->offset + e->length;
+    int64_t n = 0;
+
+    while (pos < end && n >= 0) {
+        uint64_t sector = pos / POWERCUT_SECTOR;
+        uint64_t stop = (sector + 1) * POWERCUT_SECTOR;
+        if (stop > end) {
+            stop = end;
+        }
+        if (powercut_keep_sector(r, e->seq, sector)) {
+            n = write_piece(vc, e, pos, stop - pos);
+            *any = true;
+        }
+        pos = stop;
+    }
+    return n;
+}
+
+/* Under flush_lock: write the extents of a cut that MODE keeps, in
+ * completion order; count kept and dropped writes (a torn write counts
+ * as kept if any of its sectors is).
+ */
+static int
+apply_cut(Vcache *vc, const PowercutRule *r, VcExtent *list, uint64_t nwrites,
+          uint64_t *kept, uint64_t *dropped)
+{
+    uint64_t nvol = 0, prefix = 0, ord = 0, last = UINT64_MAX;
+    bool cur_kept = false;
+    int ret = 0;
+
+    for (VcExtent *e = list; e; e = e->next) {
+        if (e->seq != last) {
+            nvol++;
+            last = e->seq;
+        }
+    }
+    if (r->mode == POWERCUT_PREFIX) {
+        prefix = powercut_prefix(r, nvol, nwrites);
+    }
+    last = UINT64_MAX;
+    for (VcExtent *e = list; e; e = e->next) {
+        int64_t n = 0;
+        bool keep = false;
+
+        if (e->seq != last) {
+            if (last != UINT64_MAX) {
+                ++*(cur_kept ? kept : dropped);
+            }
+            cur_kept = false;
+            ord++;
+            last = e->seq;
+        }
+        if (r->mode == POWERCUT_SUBSET) {
+            keep = powercut_keep_write(r, e->seq);
+        } else if (r->mode == POWERCUT_PREFIX) {
+            keep = ord <= prefix;
+        }
+        if (r->mode == POWERCUT_TORN) {
+            n = write_torn(vc, r, e, &cur_kept);
+        } else if (keep) {
+            n = write_piece(vc, e, e->offset, e->length);
+            cur_kept = true;
+        }
+        if (n < 0 && ret == 0) {
+            ret = (int)n;
+        }
+    }
+    if (last != UINT64_MAX) {
+        ++*(cur_kept ? kept : dropped);
+    }
+    return ret;
+}
+
+/* Under flush_lock: cut the power (once). */
+static int
+cut_locked(Vcache *vc, const char *why)
+{
+    PowercutRule all = { .mode = POWERCUT_ALL };
+    const PowercutRule *r = vc->has_rule ? &vc->rule : &all;
+    uint64_t kept = 0, dropped = 0, epoch, nwrites, destaged;
+    VcExtent *list;
+    char mode[32];
+    int ret;
+
+    tlbd_mutex_lock(&vc->lock);
+    if (atomic_load(&vc->dead)) {
+        tlbd_mutex_unlock(&vc->lock);
+        return 0;
+    }
+    atomic_store(&vc->dead, true);
+    list = vc->head;
+    vc->head = vc->tail = NULL;
+    vc->nextents = 0;
+    vc->bytes = 0;
+    vc->gen++;
+    epoch = vc->nflushes;
+    nwrites = vc->nwrites;
+    destaged = vc->ndestaged;
+    tlbd_mutex_unlock(&vc->lock);
+
+    ret = apply_cut(vc, r, list, nwrites, &kept, &dropped);
+    free_list(list);
+    if (ret == 0) {
+        ret = paio_do_flush(vc->dev);
+    }
+    powercut_mode_str(r, mode, sizeof(mode));
+    fprintf(stderr,
+            "tlbd: power cut (%s): mode=%s seed=%" PRIu64 " epoch=%" PRIu64
+            " writes=%" PRIu64 " kept=%" PRIu64 " dropped=%" PRIu64
+            " destaged=%" PRIu64 " powercut-token=%s/%" PRIu64 "/%" PRIu64
+            "/%" PRIu64 "%s%s\n",
+            why, mode, r->seed, epoch, nwrites, kept, dropped, destaged, mode,
+            r->seed, epoch, nwrites, ret < 0 ? ": " : "",
+            ret < 0 ? strerror(-ret) : "");
+    return ret;
+}
+
+static int
+cut(Vcache *vc, const char *why)
+{
+    int ret;
+
+    tlbd_mutex_lock(&vc->flush_lock);
+    ret = cut_locked(vc, why);
+    tlbd_mutex_unlock(&vc->flush_lock);
+    return ret;
+}
+
+int
+vcache_powercut(Vcache *vc)
+{
+    return cut(vc, "on demand");
+}
+
+/* Under flush_lock: write the whole volatile set and fdatasync. */
+static int
+flush_locked(Vcache *vc)
+{
+    VcExtent **snap = NULL;
+    size_t n = 0, i = 0;
+    bool oom;
+    int ret = 0;
+
+    tlbd_mutex_lock(&vc->lock);
+    if (vc->nextents > 0) {
+        snap = malloc(vc->nextents * sizeof(*snap));
+    }
+    oom = vc->nextents > 0 && !snap;
+    for (VcExtent *e = vc->head; snap && e; e = e->next) {
+        snap[n++] = e;
+    }
+    tlbd_mutex_unlock(&vc->lock);
+    if (oom) {
+        return -ENOMEM;
+    }
+    /* Only this thread removes extents, so SNAP stays valid. */
+    for (i = 0; i < n && ret == 0; i++) {
+        int64_t w = write_piece(vc, snap[i], snap[i]->offset, snap[i]->length);
+        ret = w < 0 ? (int)w : 0;
+    }
+    if (ret == 0) {
+        ret = paio_do_flush(vc->dev);
+    }
+    if (ret == 0) {
+        tlbd_mutex_lock(&vc->lock);
+        for (i = 0; i < n; i++) {
+            drop_extent(vc, snap[i]);
+        }
+        vc->gen++;
+        tlbd_mutex_unlock(&vc->lock);
+    }
+    free(snap);
+    return ret;
+}
+
+/* After a completed flush: count it; true if the rule cuts now. */
+static bool
+flush_done(Vcache *vc)
+{
+    bool cut_now;
+
+    tlbd_mutex_lock(&vc->lock);
+    vc->nflushes++;
+    cut_now = vc->has_rule && vc->nflushes == vc->rule.after_flushes;
+    tlbd_mutex_unlock(&vc->lock);
+    return cut_now;
+}
+
+static int64_t
+do_flush(Vcache *vc)
+{
+    int ret = 0;
+
+    tlbd_mutex_lock(&vc->flush_lock);
+    if (atomic_load(&vc->dead)) {
+        ret = -EIO;
+    } else if (!vc->has_rule || vc->rule.mode != POWERCUT_IGNORE_FLUSH) {
+        ret = flush_locked(vc);
+    }
+    tlbd_mutex_unlock(&vc->flush_lock);
+    if (ret == 0 && flush_done(vc)) {
+        cut(vc, "after-flushes");
+    }
+    return ret;
+}
+
+/* Under flush_lock: destage one extent picked by the seeded generator. */
+static int
+destage_one(Vcache *vc)
+{
+    VcExtent *e;
+    uint64_t pick;
+    int64_t n;
+    int ret;
+
+    tlbd_mutex_lock(&vc->lock);
+    if (vc->nextents == 0) {
+        tlbd_mutex_unlock(&vc->lock);
+        return 0;
+    }
+    vc->destage_rng = powercut_mix(vc->destage_rng);
+    pick = vc->destage_rng % vc->nextents;
+    for (e = vc->head; pick > 0; pick--) {
+        e = e->next;
+    }
+    tlbd_mutex_unlock(&vc->lock);
+
+    /* E stays: only this thread removes extents. */
+    n = write_piece(vc, e, e->offset, e->length);
+    if (n < 0) {
+        return (int)n;
+    }
+    ret = supersede(vc, e->offset, e->length, e->seq);
+    if (ret < 0) {
+        return ret;
+    }
+    tlbd_mutex_lock(&vc->lock);
+    drop_extent(vc, e);
+    vc->gen++;
+    vc->ndestaged++;
+    tlbd_mutex_unlock(&vc->lock);
+    return 0;
+}
+
+/* Under lock: a write completed; true if the rule cuts now. */
+static bool
+write_done_locked(Vcache *vc)
+{
+    vc->nwrites++;
+    return vc->has_rule && vc->nwrites == vc->rule.after_writes;
+}
+
+/* The image side of REQ: a write, or zeroes for a discard or write-zeroes,
+ * with REQ's FUA.  Bytes or -errno.
+ */
+static int64_t
+image_write(Vcache *vc, PaioRequest *req)
+{
+    PaioRequest z;
+
+    if (req->type == PAIO_WRITE) {
+        return paio_handle_write(req);
+    }
+    z = *req;
+    z.type = PAIO_WRITE_ZEROES;
+    z.flags = req->flags & PAIO_FUA;
+    (void)vc;
+    return paio_handle_write_zeroes(&z);
+}
+
+/* A write that goes through to the image (FUA, or larger than the cache):
+ * durable (FUA) or destaged when it completes, and older cached data for
+ * its range cut out of the cache.
+ */
+static int64_t
+write_through(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
+{
+    uint64_t seq;
+    int64_t ret;
+    int err;
+
+    tlbd_mutex_lock(&vc->flush_lock);
+    tlbd_mutex_lock(&vc->lock);
+    seq = vc->next_seq++;
+    tlbd_mutex_unlock(&vc->lock);
+    if (atomic_load(&vc->dead)) {
+        ret = -EIO;
+    } else {
+        ret = image_write(vc, req);
+    }
+    if (ret >= 0) {
+        err = supersede(vc, req->offset, length, seq);
+        if (err < 0) {
+            ret = err;
+        }
+    }
+    if (ret >= 0) {
+        tlbd_mutex_lock(&vc->lock);
+        *cut_now = write_done_locked(vc);
+        if (!(req->flags & PAIO_FUA)) {
+            vc->ndestaged++;
+        }
+        tlbd_mutex_unlock(&vc->lock);
+    }
+    tlbd_mutex_unlock(&vc->flush_lock);
+    return ret;
+}
+
+/* A write, write-zeroes or discard of LENGTH bytes into the cache. */
+static int64_t
+do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
+{
+    uint64_t cost = EXTENT_COST + (req->type == PAIO_WRITE ? length : 0);
+    VcExtent *e;
+    VcBuf *buf = NULL;
+    int ret;
+
+    ret = paio_check_end(vc->dev, req->offset, length);
+    if (ret < 0) {
+        return ret;
+    }
+    if (length == 0) {
+        return 0;
+    }
+    if ((req->flags & PAIO_FUA) || cost > vc->cap) {
+        return write_through(vc, req, length, cut_now);
+    }
+    e = calloc(1, sizeof(*e));
+    if (req->type == PAIO_WRITE) {
+        buf = malloc(sizeof(*buf) + length);
+    }
+    if (!e || (req->type == PAIO_WRITE && !buf)) {
+        free(e);
+        free(buf);
+        return -ENOMEM;
+    }
+    if (buf) {
+        buf->refs = 1;
+        buf->size = length;
+        size_t pos = 0;
+        for (int i = 0; i < req->u.rw.niov; i++) {
+            memcpy(buf->data + pos, req->u.rw.iov[i].iov_base,
+                   req->u.rw.iov[i].iov_len);
+            pos += req->u.rw.iov[i].iov_len;
+        }
+    }
+    e->offset = req->offset;
+    e->length = length;
+    e->buf = buf;
+    for (;;) {
+        tlbd_mutex_lock(&vc->lock);
+        if (atomic_load(&vc->dead)) {
+            ret = -EIO;
+        } else if (vc->bytes + cost <= vc->cap) {
+            e->seq = vc->next_seq++;
+            link_after(vc, NULL, e);
+            vc->bytes += buf ? length : 0;
+            *cut_now = write_done_locked(vc);
+            tlbd_mutex_unlock(&vc->lock);
+            return (int64_t)length;
+        }
+        tlbd_mutex_unlock(&vc->lock);
+        if (ret == 0) {
+            tlbd_mutex_lock(&vc->flush_lock);
+            ret = atomic_load(&vc->dead) ? -EIO : destage_one(vc);
+            tlbd_mutex_unlock(&vc->flush_lock);
+        }
+        if (ret < 0) {
+            free(e);
+            free(buf);
+            return ret;
+        }
+    }
+}
+
+int64_t
+vcache_handle(Vcache *vc, PaioRequest *req, int64_t (*fallback)(PaioRequest *))
+{
+    bool cut_now = false;
+    uint64_t length;
+    int64_t ret;
+
+    if (vc->has_rule && vc->rule.after_ns && !atomic_load(&vc->dead) &&
+        tlbd_now_ns() - vc->start_ns >= vc->rule.after_ns) {
+        cut(vc, "after");
+    }
+    if (atomic_load(&vc->dead)) {
+        return -EIO;
+    }
+    switch (req->type) {
+    case PAIO_READ:
+        return do_read(vc, req);
+    case PAIO_FLUSH:
+        return do_flush(vc);
+    case PAIO_WRITE:
+        length = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
+        break;
+    case PAIO_DISCARD:
+        if (vc->dev->discard_ignore) {
+            return fallback(req);
+        }
+        length = req->u.range.length; /* cached as zeroes */
+        break;
+    case PAIO_WRITE_ZEROES:
+        length = req->u.range.length;
+        break;
+    case PAIO_TRUNCATE:
+        /* The cache holds no size changes. */
+        return req->u.truncate.size == paio_dev_size(vc->dev) ? 0 : -ENOTSUP;
+    default:
+        return fallback(req);
+    }
+    ret = do_write(vc, req, length, &cut_now);
+    if (ret >= 0 && req->type != PAIO_WRITE) {
+        ret = 0;
+    }
+    if (cut_now) {
+        cut(vc, "after-writes");
+    }
+    return ret;
+}
+
+int
+vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule, Vcache **out)
+{
+    Vcache *vc = calloc(1, sizeof(*vc));
+
+    *out = NULL;
+    if (!vc) {
+        return -ENOMEM;
+    }
+    vc->dev = dev;
+    vc->cap = size;
+    vc->has_rule = rule != NULL;
+    if (rule) {
+        vc->rule = *rule;
+        vc->destage_rng = rule->seed;
+    }
+    vc->start_ns = tlbd_now_ns();
+    vc->next_seq = 1;
+    atomic_init(&vc->dead, false);
+    pthread_mutex_init(&vc->flush_lock, NULL);
+    pthread_mutex_init(&vc->lock, NULL);
+    dev->vcache = vc;
+    *out = vc;
+    return 0;
+}
+
+int
+vcache_free(Vcache *vc)
+{
+    int ret = 0;
+
+    if (!vc) {
+        return 0;
+    }
+    tlbd_mutex_lock(&vc->flush_lock);
+    if (!atomic_load(&vc->dead)) {
+        ret = flush_locked(vc);
+    }
+    tlbd_mutex_unlock(&vc->flush_lock);
+    free_list(vc->head);
+    vc->dev->vcache = NULL;
+    pthread_mutex_destroy(&vc->lock);
+    pthread_mutex_destroy(&vc->flush_lock);
+    free(vc);
+    return ret;
+}

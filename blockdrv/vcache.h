@@ -1,0 +1,97 @@
+/* tlbd: the volatile write cache (vcache.c) and the power-cut rules
+ * (powercut.c), private to blockdrv.
+ *
+ * The model (paio(3), "POWER LOSS"): at a power cut the image holds every
+ * write completed before the last completed flush, every completed FUA
+ * write, every write the cache destaged early, and of the other writes
+ * completed since that flush (the volatile set) whatever the cut mode
+ * keeps.  Discards and write-zeroes are writes here.
+ *
+ * Threads: powercut_* are pure functions.  The Vcache is called by
+ * paio_worker on whatever thread runs the request (a pool worker, or the
+ * caller with offload=never); vcache_new and vcache_free by blockdev_open
+ * and blockdev_close.
+ */
+#ifndef TLBD_VCACHE_H
+#define TLBD_VCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paio.h"
+
+typedef enum PowercutMode {
+    POWERCUT_ALL = 0,      /* the volatile set is lost */
+    POWERCUT_SUBSET,       /* each volatile write kept with probability p */
+    POWERCUT_PREFIX,       /* a random prefix in completion order kept */
+    POWERCUT_TORN,         /* each 512-byte sector of each write: p */
+    POWERCUT_IGNORE_FLUSH, /* flushes do nothing; the cut loses the rest */
+} PowercutMode;
+
+/* The sector a torn cut keeps or drops as a whole. */
+#define POWERCUT_SECTOR 512u
+
+typedef struct PowercutRule {
+    uint64_t after_writes;  /* cut as the N-th write completes; 0: no */
+    uint64_t after_flushes; /* cut as the N-th flush completes; 0: no */
+    uint64_t after_ns;      /* cut at the first request this long after
+                               the open; 0: no */
+    PowercutMode mode;
+    double p; /* subset and torn */
+    uint64_t seed;
+} PowercutRule;
+
+/* Parse "after-writes=N,mode=subset:0.5,seed=7" (see paio(3)).  Returns 0,
+ * or -EINVAL with *ERRMSG (malloc'd, if ERRMSG is not NULL) such as
+ * "powercut: 'SPEC': unknown mode 'x' at column 12".
+ */
+int powercut_parse(const char *spec, PowercutRule *rule, char **errmsg);
+
+/* The mode as the rule spells it: "all", "subset:0.5", ... */
+void powercut_mode_str(const PowercutRule *rule, char *buf, size_t len);
+
+/* The decisions of a cut, functions of the seed and the write's sequence
+ * number only, so a split write decides as one and a cut is reproducible:
+ * keep write SEQ (subset), keep sector SECTOR (an absolute sector number)
+ * of write SEQ (torn), and how many of NVOLATILE writes a prefix cut
+ * keeps (0..NVOLATILE) when NWRITES writes have completed.
+ */
+bool powercut_keep_write(const PowercutRule *rule, uint64_t seq);
+bool powercut_keep_sector(const PowercutRule *rule, uint64_t seq,
+                          uint64_t sector);
+uint64_t powercut_prefix(const PowercutRule *rule, uint64_t nvolatile,
+                         uint64_t nwrites);
+
+/* splitmix64 of X: the generator both files use. */
+uint64_t powercut_mix(uint64_t x);
+
+typedef struct Vcache Vcache;
+
+/* A cache of at most SIZE bytes in front of DEV (which must not have one),
+ * with the power-cut RULE (NULL: none).  It takes over DEV's reads,
+ * writes, flushes, discards and write-zeroes (paio_worker calls
+ * vcache_handle).  Returns 0 or -errno.
+ */
+int vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule,
+               Vcache **out);
+
+/* Run REQ through the cache; FALLBACK is paio's own handler for REQ's
+ * type, for the requests the cache does not take.  Bytes, 0 or -errno;
+ * -EIO for everything once the power was cut.
+ */
+int64_t vcache_handle(Vcache *vc, PaioRequest *req,
+                      int64_t (*fallback)(PaioRequest *));
+
+/* Cut the power now (the rule's mode and seed; mode all without a rule).
+ * Returns 0, or -errno if the kept writes could not be written.
+ */
+int vcache_powercut(Vcache *vc);
+
+/* An orderly shutdown: write the volatile set and fdatasync, unless the
+ * power was cut; then detach from the device and free.  Call it once no
+ * request is in flight.  NULL is fine.  Returns 0 or -errno of the flush.
+ */
+int vcache_free(Vcache *vc);
+
+#endif /* TLBD_VCACHE_H */
