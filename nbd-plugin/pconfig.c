@@ -36,11 +36,14 @@ pconfig_free(PluginConfig *cfg)
     free(cfg->file);
     free(cfg->inject);
     free(cfg->powercut);
+    free(cfg->log_writes);
     cfg->file = NULL;
     cfg->inject = NULL;
     cfg->opts.inject = NULL;
     cfg->powercut = NULL;
     cfg->opts.powercut = NULL;
+    cfg->log_writes = NULL;
+    cfg->opts.log_writes = NULL;
 }
 
 /* Set *ERRMSG to a formatted message; returns ERR (a -errno). */
@@ -106,8 +109,8 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
         return fail(errmsg, -EINVAL,
                     "unknown parameter '%s' (see nbdkit tlbd --help)", key);
     }
-    /* inject= and powercut= keep their value: give them one that outlives
-     * nbdkit's. */
+    /* inject=, powercut= and log-writes= keep their value: give them one
+     * that outlives nbdkit's. */
     copy = strdup(value);
     if (!copy) {
         return fail(errmsg, -ENOMEM, "%s: out of memory", key);
@@ -119,6 +122,9 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
     } else if (ret == 0 && cfg->opts.powercut == copy) {
         free(cfg->powercut);
         cfg->powercut = copy;
+    } else if (ret == 0 && cfg->opts.log_writes == copy) {
+        free(cfg->log_writes);
+        cfg->log_writes = copy;
     } else {
         free(copy);
     }

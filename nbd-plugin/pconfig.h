@@ -20,6 +20,7 @@ typedef struct PluginConfig {
     BlockDevOptions opts; /* every other key; the pool's in opts.pool */
     char *inject;         /* opts.inject points here. Can be NULL. */
     char *powercut;       /* opts.powercut points here. Can be NULL. */
+    char *log_writes;     /* opts.log_writes points here. Can be NULL. */
 } PluginConfig;
 
 /* Fill in the defaults. */
