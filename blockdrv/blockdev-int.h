@@ -4,6 +4,8 @@
 #ifndef TLBD_BLOCKDEV_INT_H
 #define TLBD_BLOCKDEV_INT_H
 
+#include <stdatomic.h>
+
 #include "paio.h"
 #include "blockdev.h"
 
@@ -24,6 +26,9 @@ struct BlockDev {
     unsigned alignment;
     char *warning;         /* Can be NULL. */
     struct Vcache *vcache; /* volatile-cache (vcache.c); Can be NULL. */
+
+    /* atomic */
+    _Atomic uint64_t marks; /* marks placed (blockdev_mark) */
 };
 
 #endif /* TLBD_BLOCKDEV_INT_H */

@@ -806,6 +806,38 @@ blockdev_get_stats(BlockDev *bd, BlockDevStats *stats)
     stats->errors = st.errors;
     stats->in_flight = st.in_flight;
     stats->inline_ops = st.inline_ops;
+    stats->marks = atomic_load(&bd->marks);
+}
+
+bool
+blockdev_is_mark_name(const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+
+    if (len == 0 || len > BLOCKDEV_MARK_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (name[i] <= ' ' || name[i] > '~') {
+            return false;
+        }
+    }
+    return true;
+}
+
+int
+blockdev_mark(BlockDev *bd, const char *name)
+{
+    int ret;
+
+    if (!blockdev_is_mark_name(name)) {
+        return -EINVAL;
+    }
+    ret = vcache_mark(bd->vcache, name);
+    if (ret == 0) {
+        atomic_fetch_add(&bd->marks, 1);
+    }
+    return ret;
 }
 
 int

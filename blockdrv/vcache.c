@@ -500,6 +500,27 @@ vcache_powercut(Vcache *vc)
     return cut(vc, "on demand");
 }
 
+int
+vcache_mark(Vcache *vc, const char *name)
+{
+    bool cut_now;
+
+    if (!vc) {
+        return 0;
+    }
+    tlbd_mutex_lock(&vc->lock);
+    if (atomic_load(&vc->dead)) {
+        tlbd_mutex_unlock(&vc->lock);
+        return -EIO;
+    }
+    cut_now = vc->has_rule && strcmp(vc->rule.at_mark, name) == 0;
+    tlbd_mutex_unlock(&vc->lock);
+    if (cut_now) {
+        cut(vc, "at-mark");
+    }
+    return 0;
+}
+
 /* Under flush_lock: write the whole volatile set and fdatasync. */
 static int
 flush_locked(Vcache *vc)

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blockdev.h"
 #include "paio.h"
 
 typedef enum PowercutMode {
@@ -37,6 +38,8 @@ typedef struct PowercutRule {
     uint64_t after_flushes; /* cut as the N-th flush completes; 0: no */
     uint64_t after_ns;      /* cut at the first request this long after
                                the open; 0: no */
+    char at_mark[BLOCKDEV_MARK_MAX + 1]; /* cut as this mark is placed;
+                                            "": no */
     PowercutMode mode;
     double p; /* subset and torn */
     uint64_t seed;
@@ -47,6 +50,11 @@ typedef struct PowercutRule {
  * "powercut: 'SPEC': unknown mode 'x' at column 12".
  */
 int powercut_parse(const char *spec, PowercutRule *rule, char **errmsg);
+
+/* Parse MODE ("subset:0.5") into RULE's mode and p, for a cut on demand.
+ * Returns 0, or -EINVAL with *ERRMSG as powercut_parse's, SPEC being MODE.
+ */
+int powercut_parse_mode(const char *mode, PowercutRule *rule, char **errmsg);
 
 /* The mode as the rule spells it: "all", "subset:0.5", ... */
 void powercut_mode_str(const PowercutRule *rule, char *buf, size_t len);
@@ -87,6 +95,14 @@ int64_t vcache_handle(Vcache *vc, PaioRequest *req,
  * Returns 0, or -errno if the kept writes could not be written.
  */
 int vcache_powercut(Vcache *vc);
+
+/* Place the mark NAME (a name blockdev_is_mark_name accepts): the one
+ * place where a mark happens.  A rule's at-mark=NAME cuts the power here,
+ * after every write completed before the mark.  VC may be NULL (a device
+ * without a cache): the mark then does nothing here.  Returns 0, or -EIO
+ * once the power was cut.
+ */
+int vcache_mark(Vcache *vc, const char *name);
 
 /* An orderly shutdown: write the volatile set and fdatasync, unless the
  * power was cut; then detach from the device and free.  Call it once no

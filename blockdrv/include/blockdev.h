@@ -127,6 +127,7 @@ typedef struct BlockDevStats {
     uint64_t errors;
     uint64_t in_flight;
     uint64_t inline_ops; /* of the above: run on the caller's thread */
+    uint64_t marks;      /* blockdev_mark calls that placed a mark */
 } BlockDevStats;
 
 /* Defaults: read-write, writeback, discard=unmap, no injection, offload
@@ -166,6 +167,24 @@ unsigned blockdev_alignment(const BlockDev *bd); /* O_DIRECT; 1 otherwise */
 bool blockdev_can_discard(const BlockDev *bd);
 bool blockdev_can_fast_zero(const BlockDev *bd);
 void blockdev_get_stats(BlockDev *bd, BlockDevStats *stats);
+
+/* Marks name points in a device's history (a write log's MARK entries, a
+ * power-cut rule's at-mark=NAME).  A name is 1 to BLOCKDEV_MARK_MAX
+ * printable ASCII characters without spaces: dm-log-writes keeps a mark
+ * in one sector, as a C string of at most 31 bytes.
+ */
+#define BLOCKDEV_MARK_MAX 31
+#define BLOCKDEV_MARK_REASON                                                   \
+    "is not a mark name (1 to 31 printable characters, no spaces)"
+
+bool blockdev_is_mark_name(const char *name);
+
+/* Place the mark NAME after every request completed so far: a power-cut
+ * rule's at-mark=NAME cuts the power here.  Without volatile-cache the
+ * mark is only counted (BlockDevStats.marks).  Returns 0, -EINVAL for a
+ * name blockdev_is_mark_name refuses, or -EIO once the power was cut.
+ */
+int blockdev_mark(BlockDev *bd, const char *name);
 
 /* Change the fault/latency injection spec at run time (NULL or "" clears).
  * Returns 0, or -EINVAL with *ERRMSG showing where SPEC is wrong.
