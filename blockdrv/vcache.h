@@ -91,10 +91,31 @@ int vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule,
 int64_t vcache_handle(Vcache *vc, PaioRequest *req,
                       int64_t (*fallback)(PaioRequest *));
 
-/* Cut the power now (the rule's mode and seed; mode all without a rule).
- * Returns 0, or -errno if the kept writes could not be written.
+/* The device's rule (mode all, p 0.5, seed 0, no trigger without one),
+ * the defaults of a cut on demand.
  */
-int vcache_powercut(Vcache *vc);
+void vcache_rule(const Vcache *vc, PowercutRule *rule);
+
+/* Cut the power now with RULE's mode, p and seed (its triggers do not
+ * matter; NULL: vcache_rule's).  The report line, as printed on stderr
+ * without "tlbd: ", goes to REPORT (LEN bytes; can be NULL).  Returns 0,
+ * -EALREADY if the power was cut already, or -errno if the kept writes
+ * could not be written (the device is dead all the same).
+ */
+int vcache_powercut(Vcache *vc, const PowercutRule *rule, char *report,
+                    size_t len);
+
+typedef struct VcacheStats {
+    uint64_t volatile_bytes;  /* data bytes in the volatile set */
+    uint64_t volatile_writes; /* writes in the volatile set */
+    uint64_t writes;          /* writes completed (zeroes, discards too) */
+    uint64_t epoch;           /* flushes completed */
+    uint64_t destaged;        /* writes destaged early */
+    bool dead;                /* the power was cut */
+} VcacheStats;
+
+/* A snapshot of the counters; walks the extents, O(extents). */
+void vcache_get_stats(Vcache *vc, VcacheStats *st);
 
 /* Place the mark NAME (a name blockdev_is_mark_name accepts): the one
  * place where a mark happens.  A rule's at-mark=NAME cuts the power here,
