@@ -2,12 +2,13 @@
  *
  *   rule    := item ( ',' item )*
  *   item    := 'after-writes=' N | 'after-flushes=' N | 'after=' DURATION
- *            | 'mode=' mode | 'seed=' N
+ *            | 'at-mark=' NAME | 'mode=' mode | 'seed=' N
  *   mode    := 'all' | 'subset' [ ':' P ] | 'prefix' | 'torn' [ ':' P ]
  *            | 'ignore-flush'
  *
- * At least one trigger (after-writes, after-flushes, after) is needed; the
- * mode defaults to all, P to 0.5 and the seed to 0.  Every decision is a
+ * At least one trigger (after-writes, after-flushes, after, at-mark) is
+ * needed; the first to fire cuts.  The mode defaults to all, P to 0.5
+ * and the seed to 0.  Every decision is a
  * pure function of the seed and a write's sequence number, so the same
  * rule and the same sequence of requests give the same crash state.
  *
@@ -43,8 +44,8 @@ parse_p(const char *s, double *p)
 }
 
 static int
-parse_mode(const char *key, const char *spec, const char *val, size_t col,
-           PowercutRule *r, char **errmsg)
+parse_mode(const char *spec, const char *val, size_t col, PowercutRule *r,
+           char **errmsg)
 {
     static const char *const names[] = {
         [POWERCUT_ALL] = "all",
@@ -65,20 +66,28 @@ parse_mode(const char *key, const char *spec, const char *val, size_t col,
             return 0;
         }
         if (r->mode != POWERCUT_SUBSET && r->mode != POWERCUT_TORN) {
-            return spec_error(errmsg, key, spec, col + len,
-                              "mode %s takes no ':P'", names[i]);
+            return bad(errmsg, spec, col + len, "mode %s takes no ':P'",
+                       names[i]);
         }
         if (!parse_p(colon + 1, &r->p)) {
-            return spec_error(errmsg, key, spec, col + len + 1,
-                              "'%s' is not a probability from 0 to 1",
-                              colon + 1);
+            return bad(errmsg, spec, col + len + 1,
+                       "'%s' is not a probability from 0 to 1", colon + 1);
         }
         return 0;
     }
-    return spec_error(errmsg, key, spec, col,
-                      "unknown mode '%.*s' (all, subset:P, "
-                      "prefix, torn:P, ignore-flush)",
-                      (int)len, val);
+    return bad(errmsg, spec, col,
+               "unknown mode '%.*s' (all, subset:P, "
+               "prefix, torn:P, ignore-flush)",
+               (int)len, val);
+}
+
+int
+powercut_parse_mode(const char *mode, PowercutRule *rule, char **errmsg)
+{
+    if (errmsg) {
+        *errmsg = NULL;
+    }
+    return parse_mode(mode, mode, 1, rule, errmsg);
 }
 
 /* One "key=value" item, ITEM being a NUL-terminated copy at column COL. */
@@ -98,7 +107,7 @@ parse_item(const char *spec, char *item, size_t col, PowercutRule *r,
     val = eq + 1;
     vcol = col + (size_t)(eq - item) + 1;
     if (strcmp(item, "mode") == 0) {
-        return parse_mode("powercut", spec, val, vcol, r, errmsg);
+        return parse_mode(spec, val, vcol, r, errmsg);
     }
     if (strcmp(item, "after") == 0) {
         if (tlbd_parse_duration(val, &v) < 0 || v == 0) {
@@ -110,11 +119,19 @@ parse_item(const char *spec, char *item, size_t col, PowercutRule *r,
         r->after_ns = v;
         return 0;
     }
+    if (strcmp(item, "at-mark") == 0) {
+        if (!blockdev_is_mark_name(val)) {
+            return bad(errmsg, spec, vcol, "'%s' %s", val,
+                       BLOCKDEV_MARK_REASON);
+        }
+        strcpy(r->at_mark, val);
+        return 0;
+    }
     if (strcmp(item, "after-writes") != 0 &&
         strcmp(item, "after-flushes") != 0 && strcmp(item, "seed") != 0) {
         return bad(errmsg, spec, col,
                    "unknown key '%s' (after-writes, "
-                   "after-flushes, after, mode, seed)",
+                   "after-flushes, after, at-mark, mode, seed)",
                    item);
     }
     if (tlbd_parse_uint(val, UINT64_MAX, &v) < 0 ||
@@ -162,10 +179,10 @@ powercut_parse(const char *spec, PowercutRule *rule, char **errmsg)
         }
         pos++; /* the comma */
     }
-    if (!r.after_writes && !r.after_flushes && !r.after_ns) {
+    if (!r.after_writes && !r.after_flushes && !r.after_ns && !r.at_mark[0]) {
         return bad(errmsg, s, 1,
-                   "no trigger (after-writes=N, "
-                   "after-flushes=N or after=DURATION)");
+                   "no trigger (after-writes=N, after-flushes=N, "
+                   "after=DURATION or at-mark=NAME)");
     }
     *rule = r;
     return 0;
@@ -230,22 +247,4 @@ powercut_prefix(const PowercutRule *rule, uint64_t nvolatile, uint64_t nwrites)
     uint64_t h = powercut_mix(powercut_mix(rule->seed) ^ nwrites);
 
     return h % (nvolatile + 1);
-}
-
-int
-powercut_parse_mode(const char *key, const char *mode, PowercutRule *rule,
-                    char **errmsg)
-{
-    PowercutRule r = { .mode = POWERCUT_ALL, .p = 0.5 };
-    int ret;
-
-    if (errmsg) {
-        *errmsg = NULL;
-    }
-    ret = parse_mode(key, mode, mode, 1, &r, errmsg);
-    if (ret == 0) {
-        rule->mode = r.mode;
-        rule->p = r.p;
-    }
-    return ret;
 }
