@@ -5,7 +5,8 @@
 # written from the kernel's documentation of dm-log-writes) finds and lists
 # as `tlbd replay --list` does; that reader's replay equals `tlbd replay`
 # at several limits; a live cut's image equals the replay of its log to
-# the mark "powercut" with the cut's token; a log on a full file system
+# the mark "powercut" with the cut's token; --to-mark replays to a mark
+# placed with `tlbd ctl` (and to an at-mark cut); a log on a full file system
 # stops the device (EIO, one message); bad logs, limits, marks and modes
 # are refused with exit status 2 and the image untouched.
 source "$(dirname "$0")/../functions.sh"
@@ -112,6 +113,55 @@ for mode in subset:0.5 torn:0.5 prefix all ignore-flush; do
     cmp "$d/b.img" "$img" || die "$mode: the replay differs from the live cut"
     echo "$mode: the replay of $token equals the live cut"
 done
+
+# Marks from `tlbd ctl`: after a flush, the replay to a mark holds what the
+# client read there; --to-mark NAME is --limit of the mark's index + 1.
+ctl=$d/ctl.sock
+serve "$lib
+import subprocess
+def mark(name):
+    subprocess.run([\"$tlbd\", \"ctl\", \"$ctl\", \"mark\", name], check=True)
+    with open(\"$d/\" + name + \".want\", \"wb\") as f:
+        f.write(h.pread(1048576, 0))
+w(b\"A\", 0)
+w(b\"B\", 5000, 100)
+h.flush()
+mark(\"one\")
+w(b\"C\", 8192, 4096, nbd.CMD_FLAG_FUA)
+h.trim(8192, 65536)
+w(b\"D\", 300, 700)
+h.flush()
+mark(\"two\")
+w(b\"E\", 20000, 9000)
+" control="$ctl"
+"$tlbd" replay --list "$log" | grep -q ' MARK 0 0 two$' || die "no mark two"
+for m in one two; do
+    cp "$base" "$d/b.img"
+    "$tlbd" replay "$log" "$d/b.img" --to-mark $m
+    cmp "$d/b.img" "$d/$m.want" || die "--to-mark $m: not what the client read"
+    i=$("$tlbd" replay --list "$log" | sed -n "s/^\([0-9]*\) MARK 0 0 $m\$/\1/p")
+    cp "$base" "$d/a.img"
+    "$tlbd" replay "$log" "$d/a.img" --limit $((i + 1))
+    cmp "$d/a.img" "$d/b.img" || die "--to-mark $m is not --limit $((i + 1))"
+done
+# An at-mark cut: its replay with the token equals it.
+serve "$lib
+import subprocess
+w(b\"A\", 0)
+h.flush()
+w(b\"B\", 0, 2000)
+w(b\"C\", 8192, 5000)
+subprocess.run([\"$tlbd\", \"ctl\", \"$ctl\", \"mark\", \"two\"], check=True)
+try:
+    w(b\"x\", 0)
+    raise AssertionError(\"no cut at the mark\")
+except nbd.Error as e:
+    assert e.args[1] == errno.EIO, e
+" control="$ctl" powercut=at-mark=two,mode=torn:0.5,seed=4
+grep -q 'power cut (at-mark)' "$d/err" || die "no cut at the mark"
+cp "$base" "$d/b.img"
+"$tlbd" replay "$log" "$d/b.img" --to-mark powercut --cut torn:0.5 --seed 4
+cmp "$d/b.img" "$img" || die "at-mark: the replay differs from the live cut"
 
 # A log on a full file system: EIO, one message, then every request EIO.
 requires_root
