@@ -461,8 +461,11 @@ parse_entry(WlogReader *r, uint64_t i, uint64_t pos, WlogEntry *e,
                              r->path, i);
     }
     if (e->flags & WLOG_MARK) {
-        memcpy(e->mark, s + ENTRY_SIZE, data_len);
-        e->mark[data_len] = '\0';
+        /* a longer name (a log with larger sectors) is cut */
+        size_t n = data_len < sizeof(e->mark) ? (size_t)data_len
+                                              : sizeof(e->mark) - 1;
+        memcpy(e->mark, s + ENTRY_SIZE, n);
+        e->mark[n] = '\0';
     }
     if (e->nr_sectors > UINT64_MAX / r->ss / 2 ||
         e->sector > UINT64_MAX / r->ss / 2 || e->head >= r->ss ||
