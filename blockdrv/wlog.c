@@ -462,8 +462,8 @@ parse_entry(WlogReader *r, uint64_t i, uint64_t pos, WlogEntry *e,
     }
     if (e->flags & WLOG_MARK) {
         /* a longer name (a log with larger sectors) is cut */
-        size_t n = data_len < sizeof(e->mark) ? (size_t)data_len
-                                              : sizeof(e->mark) - 1;
+        size_t n =
+            data_len < sizeof(e->mark) ? (size_t)data_len : sizeof(e->mark) - 1;
         memcpy(e->mark, s + ENTRY_SIZE, n);
         e->mark[n] = '\0';
     }
