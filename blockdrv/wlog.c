@@ -349,21 +349,6 @@ wlog_append_mark(Wlog *log, const char *name, uint64_t writes)
 }
 
 int
-wlog_update_super(Wlog *log)
-{
-    int ret;
-
-    if (log->err) {
-        return log->err;
-    }
-    ret = write_super(log);
-    if (ret < 0) {
-        log->err = ret;
-    }
-    return ret;
-}
-
-int
 wlog_close(Wlog *log)
 {
     int ret = 0;
