@@ -176,18 +176,41 @@ nice_step(double range, int n)
     return 10.0 * mag;
 }
 
-/* A tick label: 1500 as "1.5k", 2000000 as "2M". */
+/* A scale and the format of a value at that scale, largest first. */
+typedef struct Scale {
+    double unit;
+    const char *format;
+} Scale;
+
+static const Scale counts[] = {
+    { 1e6, "%gM" },
+    { 1e3, "%gk" },
+    { 1.0, "%g" },
+};
+
+static const Scale latencies[] = {
+    { 1e9, "%.3g s" },
+    { 1e6, "%.3g ms" },
+    { 1e3, "%.3g \xc2\xb5s" },
+    { 1.0, "%.3g ns" },
+};
+
+/* V at the largest of the N scales S it reaches: "1.5k", "12.5 us". */
 static void
-number_label(char *buf, size_t size, double v)
+scaled_label(char *buf, size_t size, double v, const Scale *s, size_t n)
 {
-    if (v >= 1e6) {
-        snprintf(buf, size, "%gM", v / 1e6);
-    } else if (v >= 1e3) {
-        snprintf(buf, size, "%gk", v / 1e3);
-    } else {
-        snprintf(buf, size, "%g", v);
+    size_t i = 0;
+
+    while (i < n - 1 && v < s[i].unit) {
+        i++;
     }
+    snprintf(buf, size, s[i].format, v / s[i].unit);
 }
+
+#define COUNT_LABEL(buf, v)                                                    \
+    scaled_label(buf, sizeof(buf), v, counts, TLBD_ARRAY_SIZE(counts))
+#define LATENCY_LABEL(buf, ns)                                                 \
+    scaled_label(buf, sizeof(buf), ns, latencies, TLBD_ARRAY_SIZE(latencies))
 
 static void
 text(FILE *fp, double x, double y, const char *anchor, int size,
@@ -221,7 +244,7 @@ panel_frame(FILE *fp, const Panel *p, const char *title, const char *xtitle,
                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
                 "stroke=\"#ddd\"/>\n",
                 p->x, y, p->x + p->w, y);
-        number_label(buf, sizeof(buf), v);
+        COUNT_LABEL(buf, v);
         text(fp, p->x - 6, y + 4, "end", 12, "", buf);
     }
     text(fp, p->x + p->w / 2, p->y + p->h + 38, "middle", 13, "", xtitle);
@@ -401,21 +424,6 @@ bin_of(double ns)
     return bin < 0 ? 0 : bin >= NBINS ? NBINS - 1 : bin;
 }
 
-/* "250 ns", "12.5 us", "3 ms" for a latency of NS nanoseconds. */
-static void
-latency_label(char *buf, size_t size, double ns)
-{
-    if (ns >= 1e9) {
-        snprintf(buf, size, "%.3g s", ns / 1e9);
-    } else if (ns >= 1e6) {
-        snprintf(buf, size, "%.3g ms", ns / 1e6);
-    } else if (ns >= 1e3) {
-        snprintf(buf, size, "%.3g \xc2\xb5s", ns / 1e3);
-    } else {
-        snprintf(buf, size, "%.3g ns", ns);
-    }
-}
-
 static void
 draw_latency(FILE *fp, const Bench *b)
 {
@@ -463,7 +471,7 @@ draw_latency(FILE *fp, const Bench *b)
     double span = (double)(dhi - dlo);
     for (int d = dlo; d <= dhi; d++) {
         double ns = pow(10.0, d + BIN_DECADE_MIN + 3);
-        latency_label(buf, sizeof(buf), ns);
+        LATENCY_LABEL(buf, ns);
         x_tick(fp, p, p->x + (d - dlo) / span * p->w, buf);
         for (int m = 2; m <= 9 && d < dhi; m++) {
             x_tick(fp, p, p->x + (d - dlo + log10(m)) / span * p->w, NULL);
@@ -495,8 +503,8 @@ draw_latency(FILE *fp, const Bench *b)
         fputs("\"/>\n", fp);
         char p50[24];
         char p99[24];
-        latency_label(p50, sizeof(p50), (double)hist_percentile(h, 50.0));
-        latency_label(p99, sizeof(p99), (double)hist_percentile(h, 99.0));
+        LATENCY_LABEL(p50, (double)hist_percentile(h, 50.0));
+        LATENCY_LABEL(p99, (double)hist_percentile(h, 99.0));
         snprintf(buf, sizeof(buf), "p50 %s, p99 %s", p50, p99);
         legend_entry(fp, p, entry++, op, buf);
     }
