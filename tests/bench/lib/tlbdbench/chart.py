@@ -11,6 +11,7 @@ data-max) so a test can read the picture back.  Standard library only.
 """
 
 import math
+import textwrap
 from xml.sax.saxutils import escape, quoteattr
 
 from .report import SECTION_TITLES, better_ratio
@@ -23,7 +24,6 @@ BAR_H = 9
 BAR_GAP = 2
 ROW_GAP = 9
 SECTION_H = 34
-TOP = 136
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
            "#8c564b", "#e377c2", "#17becf"]
@@ -107,19 +107,32 @@ def summary_svg(report, env, opts):
                 peer_names.append(peer)
     colour = {p: COLOURS[i % len(COLOURS)] for i, p in enumerate(peer_names)}
 
-    shade = []    # section titles and row backgrounds, under the grid
+    run = ("%s, tlbd %s, %d repetitions of %g s per fio job; command: %s"
+           % (env.get("date", ""), env.get("tlbd", ""), opts.reps,
+              opts.runtime, env.get("command", "")))
+    notes = textwrap.wrap(run, width=150, break_on_hyphens=False)
+    notes.append("bar: the ratio of the medians (tlbd/peer for rates, "
+                 "peer/tlbd for times); whisker: its range over the "
+                 "min\u2013max of both cells; >= 1\u00d7: tlbd is at least "
+                 "as good")
+    legend_y = 50 + 18 * len(notes)
+    top = legend_y + 50
+
+    shade = []    # row backgrounds, under the grid
     body = []
-    y = TOP
+    y = top
     section = None
     stripe = False
     for row, got in data:
         if row.section != section:
             section = row.section
             y += 8
-            shade.append('<text x="12" y="%.1f" font-size="14" '
+            # a band over the grid, with the section's title
+            body.append('<rect x="0" y="%.1f" width="%d" height="%d" '
+                        'fill="white"/><text x="12" y="%.1f" font-size="14" '
                         'font-weight="bold">%s</text>'
-                        % (y + 16, escape(SECTION_TITLES.get(section,
-                                                             section))))
+                        % (y - 2, WIDTH, SECTION_H - 8, y + 16,
+                           escape(SECTION_TITLES.get(section, section))))
             y += SECTION_H - 8
         h = len(got) * (BAR_H + BAR_GAP) - BAR_GAP
         body.append('<g class="row" data-row=%s data-section=%s>'
@@ -169,40 +182,32 @@ def summary_svg(report, env, opts):
             '<text x="12" y="24" font-size="17" font-weight="bold">tlbd '
             'benchmark: how many times better tlbd is than each peer</text>',
             ]
-    notes = ["%s, tlbd %s, %d repetitions of %g s per fio job; command: %s"
-             % (env.get("date", ""), env.get("tlbd", ""), opts.reps,
-                opts.runtime, env.get("command", "")),
-             "bar: the ratio of the medians (tlbd/peer for rates, "
-             "peer/tlbd for times); whisker: its range over the "
-             "min\u2013max of both cells; >= 1\u00d7: tlbd is at least as "
-             "good"]
     for i, note in enumerate(notes):
         head.append('<text x="12" y="%d" font-size="12" fill="#333">%s'
                     '</text>' % (44 + 18 * i, escape(note)))
     # legend: one swatch per peer
     lx = 12
     for p in peer_names:
-        head.append('<rect x="%d" y="88" width="14" height="10" fill="%s"/>'
-                    '<text x="%d" y="97" font-size="12">%s</text>'
-                    % (lx, colour[p], lx + 18, escape(p)))
+        head.append('<rect x="%d" y="%d" width="14" height="10" '
+                    'fill="%s"/><text x="%d" y="%d" font-size="12">%s</text>'
+                    % (lx, legend_y - 9, colour[p], lx + 18, legend_y,
+                       escape(p)))
         lx += 18 + 7 * len(p) + 18
     head += shade
     # axis: grid lines and labels at the top and the bottom, the 1x line
     for t in TICKS:
         if lo <= t <= hi:
             x = x_of(t)
-            head.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" '
-                        'stroke="%s" stroke-width="%s"/>'
-                        % (x, TOP - 8, x, bottom,
-                           "#333" if t == 1 else "#ddd",
-                           "2" if t == 1 else "1"))
-            for ty in (TOP - 12, bottom + 16):
+            if t != 1:
+                head.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" '
+                            'stroke="#ddd"/>' % (x, top - 8, x, bottom))
+            for ty in (top - 12, bottom + 16):
                 head.append('<text x="%.1f" y="%.1f" font-size="11" '
                             'text-anchor="middle">%s</text>'
                             % (x, ty, fmt_ratio(t)))
     head.append('<line class="one" x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" '
                 'stroke="#333" stroke-width="2"/>'
-                % (x_of(1), TOP - 8, x_of(1), bottom))
+                % (x_of(1), top - 8, x_of(1), bottom))
     head.append('<text x="%.1f" y="%.1f" font-size="12" '
                 'text-anchor="middle">tlbd/peer (logarithmic; right of the '
                 'thick 1\u00d7 line: tlbd is better)</text>'
