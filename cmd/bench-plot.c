@@ -131,7 +131,9 @@ bench_plot_record(Bench *b, BenchOp op, uint64_t now_ns)
     }
 }
 
-/* Print S with the five characters XML gives a meaning escaped. */
+/* Print S with the five characters XML gives a meaning escaped, and the
+ * control characters XML does not allow as '?'.
+ */
 static void
 xml_text(FILE *fp, const char *s)
 {
@@ -153,7 +155,7 @@ xml_text(FILE *fp, const char *s)
             fputs("&apos;", fp);
             break;
         default:
-            fputc(*s, fp);
+            fputc((unsigned char)*s < 0x20 ? '?' : *s, fp);
         }
     }
 }
