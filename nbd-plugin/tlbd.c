@@ -122,6 +122,7 @@ tlbd_dump_plugin(void)
     printf("tlbd_inject=yes\n");
     printf("tlbd_volatile_cache=yes\n");
     printf("tlbd_powercut=yes\n");
+    printf("tlbd_control=yes\n");
     printf("tlbd_fua=native\n");
     printf("tlbd_fast_zero=yes\n");
     printf("tlbd_extents=yes\n");
@@ -224,11 +225,23 @@ tlbd_get_ready(void)
     return r;
 }
 
-/* Start the pool in the process that serves. */
+/* Start the pool and the control channel (control=) in the process that
+ * serves.  nbdkit calls this without --fork too, before it serves.
+ */
 static int
 tlbd_after_fork(void)
 {
-    return start_threads(config.opts.pool.threads_min);
+    int r = start_threads(config.opts.pool.threads_min);
+
+    if (r == 0) {
+        r = blockdev_serve(bd);
+        if (r < 0) {
+            errno = -r;
+            nbdkit_error("cannot start the control channel: %m");
+            return -1;
+        }
+    }
+    return r;
 }
 
 /* Stop everything, in dependency order: the BlockDev waits for its requests,
