@@ -5,10 +5,11 @@
 #ifndef TLBD_SUBCOMMANDS_H
 #define TLBD_SUBCOMMANDS_H
 
-int tlbd_fuse_main(int argc, char **argv);  /* cmd/fuse.c */
-int tlbd_nbd_main(int argc, char **argv);   /* cmd/nbd.c */
-int tlbd_bench_main(int argc, char **argv); /* cmd/bench.c */
-int tlbd_info_main(int argc, char **argv);  /* cmd/info.c */
-int tlbd_ctl_main(int argc, char **argv);   /* cmd/ctl.c */
+int tlbd_fuse_main(int argc, char **argv);   /* cmd/fuse.c */
+int tlbd_nbd_main(int argc, char **argv);    /* cmd/nbd.c */
+int tlbd_bench_main(int argc, char **argv);  /* cmd/bench.c */
+int tlbd_info_main(int argc, char **argv);   /* cmd/info.c */
+int tlbd_ctl_main(int argc, char **argv);    /* cmd/ctl.c */
+int tlbd_replay_main(int argc, char **argv); /* cmd/replay.c */
 
 #endif /* TLBD_SUBCOMMANDS_H */
