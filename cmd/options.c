@@ -21,17 +21,35 @@ tlbd_set_program(const char *name)
     program = name;
 }
 
+/* "PROGRAM: MESSAGE" on stderr. */
+static void
+vmessage(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", program);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void
 tlbd_fatal(const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "%s: ", program);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vmessage(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     exit(EXIT_FAILURE);
+}
+
+void
+tlbd_exit_with(int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    exit(status);
 }
 
 /* tlbd_long_options' table: one subcommand runs per process. */

@@ -5,6 +5,7 @@
  *   tlbd nbd    IMAGE              (cmd/nbd.c)
  *   tlbd info   IMAGE              (cmd/info.c)
  *   tlbd ctl    PATH COMMAND       (cmd/ctl.c)
+ *   tlbd stat   PATH               (cmd/stat.c)
  *
  * Each subcommand parses its own options and prints its own --help.  A
  * subcommand whose code is not built (FUSE without libfuse3) is not listed.
@@ -28,6 +29,7 @@ static const struct subcommand {
     { "bench", tlbd_bench_main, "drive IMAGE with verified vcpu I/O" },
     { "info", tlbd_info_main, "show size, allocation and block sizes" },
     { "ctl", tlbd_ctl_main, "send a command to an export's control socket" },
+    { "stat", tlbd_stat_main, "watch a running export, one line a second" },
     { NULL, NULL, NULL },
 };
 
