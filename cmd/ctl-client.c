@@ -4,7 +4,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +18,8 @@
 #define REPLY_MAX (1024 * 1024) /* more is not a tlbd reply */
 
 /* Print "PROGRAM: 'PATH': WHAT" and exit TLBD_EXIT_USAGE. */
-static void __attribute__((noreturn, format(printf, 2, 3)))
-cannot(const char *path, const char *fmt, ...)
-{
-    char *what = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    if (vasprintf(&what, fmt, ap) < 0) {
-        what = NULL;
-    }
-    va_end(ap);
-    tlbd_exit_with(TLBD_EXIT_USAGE, "'%s': %s", path,
-                   what ? what : strerror(ENOMEM));
-}
+#define cannot(path, fmt, ...)                                                 \
+    tlbd_exit(TLBD_EXIT_USAGE, "'%s': " fmt, path, ##__VA_ARGS__)
 
 const char *
 tlbd_ctl_path(const char *arg)
@@ -42,8 +29,8 @@ tlbd_ctl_path(const char *arg)
     if (strcmp(arg, "-") == 0) {
         path = getenv("TLBD_CONTROL");
         if (!path || !*path) {
-            tlbd_exit_with(TLBD_EXIT_USAGE,
-                           "PATH is '-' but TLBD_CONTROL is not set");
+            tlbd_exit(TLBD_EXIT_USAGE,
+                      "PATH is '-' but TLBD_CONTROL is not set");
         }
     }
     return path;
@@ -71,7 +58,7 @@ connect_to(const char *path)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int err = errno;
         cannot(path, "%s%s", strerror(err),
-               err == ECONNREFUSED || err == ENOENT ? " (export stopped?)"
+               err == ECONNREFUSED ? " (export stopped?)"
                : err == EPROTOTYPE ? " (not a tlbd control socket)"
                                    : "");
     }

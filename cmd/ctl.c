@@ -98,11 +98,8 @@ tlbd_ctl_main(int argc, char **argv)
     path = tlbd_ctl_path(argv[optind++]);
     for (int i = optind; i < argc; i++) {
         if (!*argv[i] || strpbrk(argv[i], " \t\r\n")) {
-            fprintf(stderr,
-                    "tlbd ctl: '%s': an argument is one word, without "
-                    "spaces\n",
-                    argv[i]);
-            exit(TLBD_EXIT_USAGE);
+            tlbd_exit(TLBD_EXIT_USAGE,
+                      "'%s': an argument is one word, without spaces", argv[i]);
         }
         len += strlen(argv[i]) + 1;
     }

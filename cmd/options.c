@@ -21,13 +21,13 @@ tlbd_set_program(const char *name)
     program = name;
 }
 
-/* "PROGRAM: MESSAGE" on stderr. */
-static void
-vmessage(const char *fmt, va_list ap)
+static void __attribute__((noreturn))
+vexit(int status, const char *fmt, va_list ap)
 {
     fprintf(stderr, "%s: ", program);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    exit(status);
 }
 
 void
@@ -36,20 +36,16 @@ tlbd_fatal(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vmessage(fmt, ap);
-    va_end(ap);
-    exit(EXIT_FAILURE);
+    vexit(EXIT_FAILURE, fmt, ap);
 }
 
 void
-tlbd_exit_with(int status, const char *fmt, ...)
+tlbd_exit(int status, const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    vmessage(fmt, ap);
-    va_end(ap);
-    exit(status);
+    vexit(status, fmt, ap);
 }
 
 /* tlbd_long_options' table: one subcommand runs per process. */

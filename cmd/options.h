@@ -26,8 +26,8 @@ void tlbd_set_program(const char *name);
 void tlbd_fatal(const char *fmt, ...)
     __attribute__((noreturn, format(printf, 1, 2)));
 
-/* The same, with the exit status STATUS. */
-void tlbd_exit_with(int status, const char *fmt, ...)
+/* The same with the exit status STATUS (tlbd ctl's 2). */
+void tlbd_exit(int status, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 2, 3)));
 
 struct option;

@@ -50,9 +50,9 @@ format_ns(char *buf, size_t size, uint64_t ns)
         double x = v / units[i].scale;
         if (x < 999.5 || i + 1 == TLBD_ARRAY_SIZE(units)) {
             snprintf(buf, size,
-                     x < 9.995    ? "%.2f%c"
-                     : x < 99.95  ? "%.1f%c"
-                                  : "%.0f%c",
+                     x < 9.995   ? "%.2f%c"
+                     : x < 99.95 ? "%.1f%c"
+                                 : "%.0f%c",
                      x, units[i].unit);
             return;
         }
@@ -63,8 +63,8 @@ static void
 print_header(const StatPrinter *pr, bool vcache)
 {
     (void)pr;
-    printf("%8s %8s %7s %7s %7s %7s %7s %5s", "r/s", "w/s", "f/s", "d/s",
-           "z/s", "rMiB/s", "wMiB/s", "infl");
+    printf("%8s %8s %7s %7s %7s %7s %7s %5s", "r/s", "w/s", "f/s", "d/s", "z/s",
+           "rMiB/s", "wMiB/s", "infl");
     for (int k = 0; k < STAT_KINDS; k++) {
         printf(" %c_p50 %c_p99 %c_max", kind_letter[k], kind_letter[k],
                kind_letter[k]);

@@ -29,7 +29,7 @@
 
 #define INTERVAL_MIN_NS 10000000ull      /* 10ms */
 #define INTERVAL_MAX_NS 3600000000000ull /* 1h */
-#define STATS_RAW_FORMAT                                                     \
+#define STATS_RAW_FORMAT                                                       \
     1 /* the format= this reads (blockdrv/ctl.h CTL_STATS_RAW_FORMAT) */
 
 static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
@@ -125,9 +125,8 @@ static const struct {
 static void __attribute__((noreturn))
 bad_reply(const char *path, const char *what, const char *line)
 {
-    tlbd_exit_with(TLBD_EXIT_USAGE,
-                   "'%s': not a tlbd stats-raw reply (%s%s%.60s%s)", path,
-                   what, line ? ": '" : "", line ? line : "", line ? "'" : "");
+    tlbd_exit(TLBD_EXIT_USAGE, "'%s': not a tlbd stats-raw reply (%s%s%.60s%s)",
+              path, what, line ? ": '" : "", line ? line : "", line ? "'" : "");
 }
 
 /* VALUE of lat_KIND: "BUCKET:COUNT,..." into BUCKETS.  false if bad. */
@@ -168,16 +167,15 @@ parse_line(char *line, StatSnapshot *s, uint64_t *seen, const char *path)
     if (strcmp(line, "format") == 0) {
         if (tlbd_parse_uint(value, UINT64_MAX, &v) < 0 ||
             v != STATS_RAW_FORMAT) {
-            tlbd_exit_with(TLBD_EXIT_USAGE,
-                           "'%s': stats-raw format %s, this tlbd reads "
-                           "format %d",
-                           path, value, STATS_RAW_FORMAT);
+            tlbd_exit(TLBD_EXIT_USAGE,
+                      "'%s': stats-raw format %s, this tlbd reads "
+                      "format %d",
+                      path, value, STATS_RAW_FORMAT);
         }
         return true;
     }
     if (strcmp(line, "hist_sub_bits") == 0) {
-        if (tlbd_parse_uint(value, UINT64_MAX, &v) < 0 ||
-            v != HIST_SUB_BITS) {
+        if (tlbd_parse_uint(value, UINT64_MAX, &v) < 0 || v != HIST_SUB_BITS) {
             bad_reply(path, "histogram buckets of another tlbd", value);
         }
         return true;
@@ -334,8 +332,7 @@ tlbd_stat_main(int argc, char **argv)
             }
             break;
         case COUNT_OPTION:
-            if (!tlbd_uint_option("--count", optarg, 1, UINT32_MAX,
-                                  &count)) {
+            if (!tlbd_uint_option("--count", optarg, 1, UINT32_MAX, &count)) {
                 usage(stderr, TLBD_EXIT_USAGE);
             }
             break;
@@ -372,8 +369,9 @@ tlbd_stat_main(int argc, char **argv)
             stat_print(&pr, iv);
             n++;
         } else {
-            fprintf(stderr, "tlbd stat: '%s': the counters went back (the "
-                            "export restarted?); starting over\n",
+            fprintf(stderr,
+                    "tlbd stat: '%s': the counters went back (the "
+                    "export restarted?); starting over\n",
                     path);
             first_ns = snap[!cur].time_ns;
         }

@@ -58,7 +58,7 @@ typedef struct StatInterval {
 typedef struct StatPrinter {
     bool json;
     /* private */
-    unsigned lines;       /* data lines since the last header */
+    unsigned lines;        /* data lines since the last header */
     unsigned header_every; /* data lines per header */
 } StatPrinter;
 
