@@ -34,12 +34,9 @@ hist_bucket_low(unsigned b)
 uint64_t
 hist_bucket_high(unsigned b)
 {
-    if (b < 2 * HIST_SUB) {
-        return b;
-    }
-    unsigned shift = b / HIST_SUB - 1;
-    uint64_t sub = b - shift * HIST_SUB;
-    return (sub << shift) + ((1ull << shift) - 1);
+    /* One less than the next bucket's lowest value (which wraps to 0 past
+     * the last bucket). */
+    return b < 2 * HIST_SUB ? b : hist_bucket_low(b + 1) - 1;
 }
 
 void
