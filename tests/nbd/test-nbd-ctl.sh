@@ -11,6 +11,8 @@ source "$(dirname "$0")/../functions.sh"
 set -e
 source "$(dirname "$0")/nbd-functions.sh"
 export PATH=/usr/bin:$PATH
+nbdkit "$plugin" --dump-plugin | grep -qx tlbd_control=yes ||
+    die "the plugin lacks control="
 
 tlbd=$(tlbd_bin)
 d=$(mktestdir)
