@@ -29,8 +29,10 @@
 
 #define INTERVAL_MIN_NS 10000000ull      /* 10ms */
 #define INTERVAL_MAX_NS 3600000000000ull /* 1h */
-#define STATS_RAW_FORMAT                                                       \
-    1 /* the format= this reads (blockdrv/ctl.h CTL_STATS_RAW_FORMAT) */
+/* The format= of stats-raw this reads (CTL_STATS_RAW_FORMAT, blockdrv/ctl.h,
+ * which cmd/ cannot include).
+ */
+#define STATS_RAW_FORMAT 1
 
 static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
