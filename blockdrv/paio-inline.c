@@ -113,6 +113,7 @@ paio_try_inline(PaioDev *dev, PaioRequest *req)
                          request: paio_submit says why */
     }
     req->dev = dev;
+    req->start_ns = tlbd_now_ns();
     switch (req->type) {
     case PAIO_READ:
     case PAIO_WRITE:

@@ -78,6 +78,11 @@ struct PaioDev {
     pthread_mutex_t drain_lock;
     pthread_cond_t drain_cond;
     _Atomic uint64_t in_flight;
+
+    /* atomic: per type, the finished requests by latency bucket
+     * (paio_count_done adds one, relaxed; paio_dev_get_latency reads);
+     * last, as it is large (5 x HIST_BUCKETS words) */
+    _Atomic uint64_t stat_latency[PAIO_NR_LATENCY][HIST_BUCKETS];
 };
 
 /* True for the errors that mean "this kind of request is not supported
@@ -99,7 +104,9 @@ bool paio_iov_aligned(const PaioDev *dev, const struct iovec *iov, int niov,
 /* A known type, and for reads and writes 0..PAIO_IOV_MAX iovecs. */
 bool paio_valid_request(const PaioRequest *req);
 
-/* Count a finished request (req->ret set) in the device's statistics. */
+/* Count a finished request (req->ret set) in the device's statistics,
+ * its latency too (since req->start_ns).
+ */
 void paio_count_done(PaioDev *dev, const PaioRequest *req);
 
 /* Handlers: bytes, 0 or -errno. */

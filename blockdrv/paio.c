@@ -254,6 +254,22 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->inline_ops = atomic_load(&dev->stat_inline);
 }
 
+void
+paio_dev_get_latency(PaioDev *dev, PaioType type, uint64_t *buckets)
+{
+    TLBD_ASSERT((unsigned)type < PAIO_NR_LATENCY);
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        buckets[i] = atomic_load_explicit(&dev->stat_latency[type][i],
+                                          memory_order_relaxed);
+    }
+}
+
+void
+paio_dev_get_pool_stats(PaioDev *dev, ThreadletStats *stats)
+{
+    threadlet_queue_get_stats(dev->queue, stats);
+}
+
 static int64_t
 handle_flush(PaioRequest *req)
 {
@@ -393,6 +409,12 @@ void
 paio_count_done(PaioDev *dev, const PaioRequest *req)
 {
     atomic_fetch_add(&dev->stat_ops[req->type], 1);
+    if (req->type < PAIO_NR_LATENCY) {
+        uint64_t ns = tlbd_now_ns() - req->start_ns;
+        atomic_fetch_add_explicit(
+            &dev->stat_latency[req->type][hist_bucket_of(ns)], 1,
+            memory_order_relaxed);
+    }
     if (req->ret < 0) {
         atomic_fetch_add(&dev->stat_errors, 1);
     } else if (req->type == PAIO_READ) {
@@ -410,6 +432,7 @@ request_start(PaioDev *dev, PaioRequest *req)
 {
     req->dev = dev;
     req->ret = 0;
+    req->start_ns = tlbd_now_ns();
     atomic_fetch_add(&dev->in_flight, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
 }
 

@@ -11,5 +11,6 @@ int tlbd_bench_main(int argc, char **argv);  /* cmd/bench.c */
 int tlbd_info_main(int argc, char **argv);   /* cmd/info.c */
 int tlbd_ctl_main(int argc, char **argv);    /* cmd/ctl.c */
 int tlbd_replay_main(int argc, char **argv); /* cmd/replay.c */
+int tlbd_stat_main(int argc, char **argv);   /* cmd/stat.c */
 
 #endif /* TLBD_SUBCOMMANDS_H */

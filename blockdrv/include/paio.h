@@ -24,6 +24,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "histogram.h"
 #include "iothread.h"
 #include "threadlet.h"
 
@@ -57,6 +58,11 @@ typedef enum PaioType {
     PAIO_FSTAT,        /* fstat: allocated bytes (st_blocks * 512) */
     PAIO_NR_TYPES,
 } PaioType;
+
+/* The types whose latency a PaioDev keeps (paio_dev_get_latency): read,
+ * write, flush, discard and write-zeroes.
+ */
+#define PAIO_NR_LATENCY (PAIO_WRITE_ZEROES + 1)
 
 /* Request flags (the same bits as BLOCKDEV_FUA etc. in blockdev.h). */
 #define PAIO_FUA         (1u << 0) /* durable when the callback runs */
@@ -105,6 +111,7 @@ struct PaioRequest {
 
     /* private */
     ThreadletWork work;
+    uint64_t start_ns; /* tlbd_now_ns when it started: its latency */
 };
 
 /* What the device is, fixed at paio_dev_new. */
@@ -192,6 +199,18 @@ void paio_dev_free(PaioDev *dev);
 int paio_dev_set_inject(PaioDev *dev, const char *spec, char **errmsg);
 
 void paio_dev_get_stats(PaioDev *dev, PaioStats *stats);
+
+/* Copy DEV's latency counters of TYPE (< PAIO_NR_LATENCY) to
+ * BUCKETS[HIST_BUCKETS]: the requests of TYPE finished since paio_dev_new,
+ * by the histogram bucket (hist_bucket_of, core/histogram.h) of their
+ * latency in nanoseconds, from paio_submit (or the start of a run on the
+ * caller's thread) to their completion, before the callback.  Each counter
+ * is read atomically, the set is not.
+ */
+void paio_dev_get_latency(PaioDev *dev, PaioType type, uint64_t *buckets);
+
+/* threadlet_queue_get_stats of the queue DEV's requests go to. */
+void paio_dev_get_pool_stats(PaioDev *dev, ThreadletStats *stats);
 
 /* Queue REQ on DEV.  Returns 0 (REQ->cb will run exactly once), or -errno
  * when nothing was queued (-EINVAL for a bad request, -ESHUTDOWN, ...).
