@@ -609,6 +609,8 @@ tlbd_make_help(void)
     }
     fprintf(fp, "%-26s%s\n", "file=<FILENAME>",
             "(required) the raw image or block device");
+    fprintf(fp, "%-26s%s\n", "readonly=true|false",
+            "open read-only and lock as a reader (use with -r)");
     blockdev_print_options(fp, "");
     if (fclose(fp) != 0) {
         free(config_help);

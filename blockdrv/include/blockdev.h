@@ -91,6 +91,8 @@ typedef struct BlockDevOptions {
     uint64_t volatile_cache; /* bytes of volatile write cache; 0: none */
     const char *powercut;    /* power-cut rule, see paio(3); needs
                                 volatile_cache.  Can be NULL. */
+    bool force_share;        /* lock the image but share everything and
+                                check nothing (QEMU's force-share) */
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
