@@ -874,6 +874,8 @@ blockdev_get_stats(BlockDev *bd, BlockDevStats *stats)
     stats->errors = st.errors;
     stats->in_flight = st.in_flight;
     stats->inline_ops = st.inline_ops;
+    stats->cancelled = st.cancelled;
+    stats->interrupted = st.interrupted;
 }
 
 int

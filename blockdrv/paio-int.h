@@ -48,6 +48,8 @@ struct PaioDev {
     _Atomic uint64_t stat_bytes_read;
     _Atomic uint64_t stat_bytes_written;
     _Atomic uint64_t stat_errors;
+    _Atomic uint64_t stat_cancelled;
+    _Atomic uint64_t stat_interrupted;
 
     /* Locks, in the order a request takes them (a worker never holds two
      * at once; anything that must nest them takes them in this order):

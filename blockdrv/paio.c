@@ -16,12 +16,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/magic.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -252,6 +254,8 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->errors = atomic_load(&dev->stat_errors);
     st->in_flight = in_flight_pending(atomic_load(&dev->in_flight));
     st->inline_ops = atomic_load(&dev->stat_inline);
+    st->cancelled = atomic_load(&dev->stat_cancelled);
+    st->interrupted = atomic_load(&dev->stat_interrupted);
 }
 
 static int64_t
@@ -338,13 +342,28 @@ modifies(PaioType type)
            type == PAIO_WRITE_ZEROES || type == PAIO_TRUNCATE;
 }
 
-/* Sleep NS nanoseconds, resuming after signals. */
-static void
-sleep_ns(uint64_t ns)
+/* Sleep NS nanoseconds for an injected delay, on REQ's futex word so that
+ * paio_interrupt can wake it.  Returns true when interrupted.
+ */
+static bool
+delay_request(PaioRequest *req, uint64_t ns)
 {
-    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
-                           .tv_nsec = (long)(ns % 1000000000u) };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    uint64_t end = tlbd_now_ns() + ns;
+
+    for (;;) {
+        uint64_t now = tlbd_now_ns();
+        struct timespec ts;
+
+        if (atomic_load(&req->intr)) {
+            return true;
+        }
+        if (now >= end) {
+            return false;
+        }
+        ts.tv_sec = (time_t)((end - now) / 1000000000u);
+        ts.tv_nsec = (long)((end - now) % 1000000000u);
+        /* EINTR, EAGAIN (the word changed) and ETIMEDOUT all loop. */
+        syscall(SYS_futex, &req->intr, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
     }
 }
 
@@ -365,8 +384,9 @@ precheck(PaioRequest *req)
             err = paio_inject_decide_locked(dev->inject, req->type, &delay);
         }
         tlbd_mutex_unlock(&dev->inject_lock);
-        if (delay) {
-            sleep_ns(delay);
+        if (delay && delay_request(req, delay)) {
+            atomic_fetch_add(&dev->stat_interrupted, 1);
+            return -EINTR;
         }
     }
     return err;
@@ -410,6 +430,7 @@ request_start(PaioDev *dev, PaioRequest *req)
 {
     req->dev = dev;
     req->ret = 0;
+    atomic_store(&req->intr, 0);
     atomic_fetch_add(&dev->in_flight, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
 }
 
@@ -421,6 +442,7 @@ paio_complete(ThreadletWork *work)
 
     if (threadlet_work_state(work) == THREADLET_CANCELLED) {
         req->ret = -ECANCELED;
+        atomic_fetch_add(&dev->stat_cancelled, 1);
     }
     paio_count_done(dev, req);
     atomic_fetch_sub(&dev->in_flight, IN_FLIGHT_PENDING);
@@ -467,6 +489,18 @@ paio_cancel(PaioRequest *req)
     }
     return threadlet_work_state(&req->work) == THREADLET_RUNNING ? PAIO_RUNNING
                                                                  : PAIO_DONE;
+}
+
+PaioCancelResult
+paio_interrupt(PaioRequest *req)
+{
+    PaioCancelResult r = paio_cancel(req);
+
+    if (r == PAIO_RUNNING) {
+        atomic_store(&req->intr, 1);
+        syscall(SYS_futex, &req->intr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    }
+    return r;
 }
 
 static void

@@ -399,8 +399,11 @@ dump_stats(FuseMain *m, FILE *fp)
     blockdev_get_stats(m->bd, &bs);
     fprintf(fp,
             "  image: reads %" PRIu64 ", writes %" PRIu64 ", flushes %" PRIu64
-            ", discards %" PRIu64 ", zeroes %" PRIu64 ", errors %" PRIu64 "\n",
-            bs.reads, bs.writes, bs.flushes, bs.discards, bs.zeroes, bs.errors);
+            ", discards %" PRIu64 ", zeroes %" PRIu64 ", errors %" PRIu64
+            ", cancelled %" PRIu64 ", delays interrupted %" PRIu64
+            ", in flight %" PRIu64 "\n",
+            bs.reads, bs.writes, bs.flushes, bs.discards, bs.zeroes, bs.errors,
+            bs.cancelled, bs.interrupted, bs.in_flight);
     threadlet_queue_get_stats(&m->queue, &ts);
     fprintf(fp,
             "  workers: %u now, %u idle, %u peak, %u..%u; submitted %" PRIu64

@@ -105,6 +105,8 @@ struct PaioRequest {
 
     /* private */
     ThreadletWork work;
+    _Atomic uint32_t intr; /* paio_interrupt: 1 cuts an injected delay
+                              short (a futex word) */
 };
 
 /* What the device is, fixed at paio_dev_new. */
@@ -133,7 +135,9 @@ typedef struct PaioStats {
     uint64_t bytes_written;
     uint64_t errors;
     uint64_t in_flight;
-    uint64_t inline_ops; /* of ops[]: run on the caller's thread */
+    uint64_t inline_ops;  /* of ops[]: run on the caller's thread */
+    uint64_t cancelled;   /* of ops[]: taken back from the queue */
+    uint64_t interrupted; /* of ops[]: an injected delay cut short */
 } PaioStats;
 
 /* Make a PaioDev for CFG->fd (not taken over: the caller closes it after
@@ -206,6 +210,14 @@ typedef enum PaioCancelResult {
 
 /* Cancel REQ if it is still queued.  Call only before REQ->cb returns. */
 PaioCancelResult paio_cancel(PaioRequest *req);
+
+/* A client gave up on REQ (a FUSE INTERRUPT): paio_cancel it if it is
+ * still queued (cb then gets -ECANCELED); if a worker runs it, cut an
+ * injected delay short, so that cb gets -EINTR without the handler
+ * running, or else let it complete as usual.  Call only before REQ->cb
+ * starts (on the IOThread that runs cb, for instance).
+ */
+PaioCancelResult paio_interrupt(PaioRequest *req);
 
 /* Run REQ on DEV and wait for it; returns REQ->ret (or the submit error).
  * With IO NULL on a caller_runs device, REQ runs on the calling thread,
