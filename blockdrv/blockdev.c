@@ -266,6 +266,20 @@ set_force_share(BlockDevOptions *opts, const char *value, char **errmsg)
 }
 
 static int
+set_enospc(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    if (value && strcmp(value, "error") == 0) {
+        opts->enospc_wait = false;
+    } else if (value && strcmp(value, "wait") == 0) {
+        opts->enospc_wait = true;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int
 set_powercut(BlockDevOptions *opts, const char *value, char **errmsg)
 {
     PowercutRule rule;
@@ -319,6 +333,8 @@ static const struct {
     { "force-share", set_force_share,
       "is not a boolean (true, false, on, off, yes, no, 1, 0)", true,
       "[=on|off]", "skip the image lock check and share everything (risky)" },
+    { "enospc", set_enospc, "is not one of error, wait", true, "error|wait",
+      "a write finding the host disk full: fails, or waits for space" },
     { "readonly", set_readonly,
       "is not a boolean (true, false, on, off, yes, no, 1, 0)", false, NULL,
       NULL },
@@ -705,6 +721,8 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     cfg.inline_max =
         opts->offload == BLOCKDEV_OFFLOAD_ALWAYS ? 0 : opts->inline_max;
     cfg.caller_runs = opts->offload == BLOCKDEV_OFFLOAD_NEVER;
+    cfg.enospc_wait = opts->enospc_wait;
+    cfg.name = path;
     ret = paio_dev_new(&cfg, &bd->dev);
     if (ret < 0) {
         fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
@@ -876,6 +894,9 @@ blockdev_get_stats(BlockDev *bd, BlockDevStats *stats)
     stats->inline_ops = st.inline_ops;
     stats->cancelled = st.cancelled;
     stats->interrupted = st.interrupted;
+    stats->enospc_episodes = st.enospc_episodes;
+    stats->enospc_waits = st.enospc_waits;
+    stats->enospc_pending = st.enospc_pending;
 }
 
 int

@@ -68,11 +68,13 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     if (!dev) {
         return -ENOMEM;
     }
-    if (!cfg->queue && !threadlet_global_queue()) {
+    if ((!cfg->queue && !threadlet_global_queue()) ||
+        (cfg->name && !(dev->name = strdup(cfg->name)))) {
         free(dev);
         return -ENOMEM;
     }
     dev->fd = cfg->fd;
+    dev->enospc_wait = cfg->enospc_wait;
     dev->is_blockdev = cfg->is_blockdev;
     dev->readonly = cfg->readonly;
     dev->growable = cfg->growable && !cfg->is_blockdev;
@@ -97,6 +99,8 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     pthread_mutex_init(&dev->inject_lock, NULL);
     pthread_mutex_init(&dev->drain_lock, NULL);
     pthread_cond_init(&dev->drain_cond, NULL);
+    pthread_mutex_init(&dev->enospc_lock, NULL);
+    pthread_cond_init(&dev->enospc_cond, NULL);
     *out = dev;
     return 0;
 }
@@ -220,6 +224,9 @@ paio_dev_free(PaioDev *dev)
     pthread_mutex_destroy(&dev->drain_lock);
     pthread_mutex_destroy(&dev->inject_lock);
     pthread_rwlock_destroy(&dev->rmw_lock);
+    pthread_cond_destroy(&dev->enospc_cond);
+    pthread_mutex_destroy(&dev->enospc_lock);
+    free(dev->name);
     free(dev);
 }
 
@@ -256,6 +263,11 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->inline_ops = atomic_load(&dev->stat_inline);
     st->cancelled = atomic_load(&dev->stat_cancelled);
     st->interrupted = atomic_load(&dev->stat_interrupted);
+    st->enospc_episodes = atomic_load(&dev->stat_enospc_episodes);
+    st->enospc_waits = atomic_load(&dev->stat_enospc_waits);
+    tlbd_mutex_lock(&dev->enospc_lock);
+    st->enospc_pending = dev->enospc_pending;
+    tlbd_mutex_unlock(&dev->enospc_lock);
 }
 
 static int64_t
@@ -400,6 +412,8 @@ paio_worker(ThreadletWork *work)
 
     if (ret == 0 && req->dev->vcache) {
         ret = vcache_handle(req->dev->vcache, req, handlers[req->type]);
+    } else if (ret == 0 && req->dev->enospc_wait) {
+        ret = paio_enospc_run(req, handlers[req->type]);
     } else if (ret == 0) {
         ret = handlers[req->type](req);
     } else if (req->type == PAIO_FLUSH && ret != -EROFS) {

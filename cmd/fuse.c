@@ -404,6 +404,10 @@ dump_stats(FuseMain *m, FILE *fp)
             ", in flight %" PRIu64 "\n",
             bs.reads, bs.writes, bs.flushes, bs.discards, bs.zeroes, bs.errors,
             bs.cancelled, bs.interrupted, bs.in_flight);
+    fprintf(fp,
+            "  host disk full (enospc=wait): episodes %" PRIu64
+            ", writes that waited %" PRIu64 ", waiting now %" PRIu64 "\n",
+            bs.enospc_episodes, bs.enospc_waits, bs.enospc_pending);
     threadlet_queue_get_stats(&m->queue, &ts);
     fprintf(fp,
             "  workers: %u now, %u idle, %u peak, %u..%u; submitted %" PRIu64

@@ -93,6 +93,8 @@ typedef struct BlockDevOptions {
                                 volatile_cache.  Can be NULL. */
     bool force_share;        /* lock the image but share everything and
                                 check nothing (QEMU's force-share) */
+    bool enospc_wait;        /* enospc=wait: writes finding the host disk
+                                full wait for space (paio(3)) */
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
@@ -128,9 +130,12 @@ typedef struct BlockDevStats {
     uint64_t bytes_read, bytes_written;
     uint64_t errors;
     uint64_t in_flight;
-    uint64_t inline_ops;  /* of the above: run on the caller's thread */
-    uint64_t cancelled;   /* of the above: taken back from the queue */
-    uint64_t interrupted; /* of the above: an injected delay cut short */
+    uint64_t inline_ops;      /* of the above: run on the caller's thread */
+    uint64_t cancelled;       /* of the above: taken back from the queue */
+    uint64_t interrupted;     /* of the above: an injected delay cut short */
+    uint64_t enospc_episodes; /* enospc=wait: times the host disk filled */
+    uint64_t enospc_waits;    /* writes that waited for space */
+    uint64_t enospc_pending;  /* writes waiting for space now */
 } BlockDevStats;
 
 /* Defaults: read-write, writeback, discard=unmap, no injection, offload

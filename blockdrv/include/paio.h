@@ -126,6 +126,9 @@ typedef struct PaioDevConfig {
     bool caller_runs;      /* paio_run without an I/O thread runs every
                               request on the calling thread, which waits for
                               it anyway; else only what paio_try_inline takes */
+    bool enospc_wait;      /* a write failing with ENOSPC or EDQUOT waits
+                              and retries until there is space (paio(3)) */
+    const char *name;      /* for messages (copied).  Can be NULL. */
 } PaioDevConfig;
 
 /* Per-operation counters, all atomic. */
@@ -135,9 +138,12 @@ typedef struct PaioStats {
     uint64_t bytes_written;
     uint64_t errors;
     uint64_t in_flight;
-    uint64_t inline_ops;  /* of ops[]: run on the caller's thread */
-    uint64_t cancelled;   /* of ops[]: taken back from the queue */
-    uint64_t interrupted; /* of ops[]: an injected delay cut short */
+    uint64_t inline_ops;      /* of ops[]: run on the caller's thread */
+    uint64_t cancelled;       /* of ops[]: taken back from the queue */
+    uint64_t interrupted;     /* of ops[]: an injected delay cut short */
+    uint64_t enospc_episodes; /* enospc=wait: times the disk filled up */
+    uint64_t enospc_waits;    /* writes that waited for space */
+    uint64_t enospc_pending;  /* writes waiting for space now */
 } PaioStats;
 
 /* Make a PaioDev for CFG->fd (not taken over: the caller closes it after
