@@ -7,7 +7,9 @@
  * same data at the same place again is harmless, so the handler may be
  * rerun from scratch.  Writes that come meanwhile try once and, failing
  * too, wait the same way.  A flush waits until no write waits: it must
- * not report durable what the disk has not taken yet.  The first write to
+ * not report durable what the disk has not taken yet.  A client that
+ * gives up on a waiting write (paio_interrupt, a FUSE INTERRUPT) gets
+ * -EINTR for it.  The first write to
  * wait starts an episode: one line on stderr, counted in the statistics;
  * the episode ends when no write waits any more.
  *
@@ -18,21 +20,11 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "paio-int.h"
 
 #define BACKOFF_MIN_NS (10u * 1000 * 1000)
 #define BACKOFF_MAX_NS (1000u * 1000 * 1000)
-
-static void
-sleep_ns(uint64_t ns)
-{
-    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
-                           .tv_nsec = (long)(ns % 1000000000u) };
-    while (nanosleep(&ts, &ts) < 0) {
-    }
-}
 
 /* REQ starts waiting for space after failing with ERR. */
 static void
@@ -85,7 +77,10 @@ paio_enospc_run(PaioRequest *req, PaioHandler *handler)
     }
     wait_begin(dev, ret);
     while (paio_is_nospace(ret)) {
-        sleep_ns(backoff);
+        if (paio_sleep_interruptible(req, backoff)) {
+            ret = -EINTR; /* the client gave up (paio_interrupt) */
+            break;
+        }
         backoff = backoff * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : backoff * 2;
         ret = handler(req);
     }

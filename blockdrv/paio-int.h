@@ -116,6 +116,12 @@ bool paio_valid_request(const PaioRequest *req);
 /* Count a finished request (req->ret set) in the device's statistics. */
 void paio_count_done(PaioDev *dev, const PaioRequest *req);
 
+/* Sleep NS nanoseconds on REQ's futex word (an injected delay, a write
+ * waiting for space), so that paio_interrupt can wake it.  Returns true
+ * when REQ was interrupted.
+ */
+bool paio_sleep_interruptible(PaioRequest *req, uint64_t ns);
+
 /* Handlers: bytes, 0 or -errno. */
 typedef int64_t PaioHandler(PaioRequest *req);
 

@@ -354,11 +354,8 @@ modifies(PaioType type)
            type == PAIO_WRITE_ZEROES || type == PAIO_TRUNCATE;
 }
 
-/* Sleep NS nanoseconds for an injected delay, on REQ's futex word so that
- * paio_interrupt can wake it.  Returns true when interrupted.
- */
-static bool
-delay_request(PaioRequest *req, uint64_t ns)
+bool
+paio_sleep_interruptible(PaioRequest *req, uint64_t ns)
 {
     uint64_t end = tlbd_now_ns() + ns;
 
@@ -396,7 +393,7 @@ precheck(PaioRequest *req)
             err = paio_inject_decide_locked(dev->inject, req->type, &delay);
         }
         tlbd_mutex_unlock(&dev->inject_lock);
-        if (delay && delay_request(req, delay)) {
+        if (delay && paio_sleep_interruptible(req, delay)) {
             atomic_fetch_add(&dev->stat_interrupted, 1);
             return -EINTR;
         }

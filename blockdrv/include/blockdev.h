@@ -216,8 +216,9 @@ int blockdev_aio_flush_intr(BlockDev *bd, BlockDevCompleteFn *cb, void *opaque,
 /* The client gave up on AIO (a FUSE INTERRUPT).  Still queued in the
  * pool: it is taken back, and its callback gets -ECANCELED without the
  * image being touched; returns true.  Running: an injected delay is cut
- * short (the callback gets -EINTR, the image untouched), else it completes
- * as usual; returns false.  Call it on the IOThread where the callback
+ * short (the callback gets -EINTR, the image untouched), so is a write's
+ * wait for space (enospc=wait), else it completes as usual; returns
+ * false.  Call it on the IOThread where the callback
  * runs, before the callback ran.
  */
 bool blockdev_aio_interrupt(BlockDevAio *aio);

@@ -220,7 +220,8 @@ PaioCancelResult paio_cancel(PaioRequest *req);
 /* A client gave up on REQ (a FUSE INTERRUPT): paio_cancel it if it is
  * still queued (cb then gets -ECANCELED); if a worker runs it, cut an
  * injected delay short, so that cb gets -EINTR without the handler
- * running, or else let it complete as usual.  Call only before REQ->cb
+ * running, or a write's wait for space (enospc=wait; cb gets -EINTR), or
+ * else let it complete as usual.  Call only before REQ->cb
  * starts (on the IOThread that runs cb, for instance).
  */
 PaioCancelResult paio_interrupt(PaioRequest *req);

@@ -5,8 +5,9 @@
 # no error reaches ext4 (no read-only remount, errors_count stays 0), reads
 # of the FUSE file still work; the ballast goes, everything completes, the data checks out
 # and e2fsck finds the file system clean.  The statistics and one stderr
-# line report the episode.  With the default enospc=error a write through
-# the FUSE file sees ENOSPC, as before.
+# line report the episode.  A writer that waits gives up on SIGINT.  With
+# the default enospc=error a write through the FUSE file sees ENOSPC, as
+# before.
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
@@ -105,8 +106,29 @@ stop_fuse "$d/log" "$mnt"
     die "not one stderr line for the episode"
 echo "space came back: the writer completed, e2fsck is clean, data ok"
 
-# enospc=error (the default): the client sees ENOSPC.
+# A writer waiting for space gives up on SIGINT: the export answers EINTR
+# (the disk stays full, so it would wait forever otherwise).
 head -c 40M /dev/zero >"$tmp/ballast2" 2>/dev/null || true
+start_fuse "$d/log3" --enospc=wait "$img" "$mnt"
+exec env --default-signal=INT dd if=/dev/urandom of="$mnt/disk.img" \
+    bs=1M count=60 seek=30 conv=notrunc oflag=direct status=none &
+writer=$!
+cleanup_fn "kill -9 $writer 2>/dev/null"
+for ((i = 0; i < 600; i++)); do
+    grep -q "the host file system is full" "$d/log3" && break
+    sleep 0.1
+done
+grep -q "the host file system is full" "$d/log3" || die "no episode"
+kill -INT "$writer"
+timeout 60 tail --pid="$writer" -f /dev/null ||
+    die "the waiting writer did not give up on SIGINT"
+rc=0
+wait "$writer" || rc=$?
+[ $rc = 130 ] || die "the interrupted writer exited with $rc"
+stop_fuse "$d/log3" "$mnt"
+echo "a waiting writer gives up on SIGINT"
+
+# enospc=error (the default): the client sees ENOSPC.
 start_fuse "$d/log2" "$img" "$mnt"
 rc=0
 dd if=/dev/urandom of="$mnt/disk.img" bs=1M count=60 seek=30 \
