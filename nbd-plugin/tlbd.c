@@ -122,6 +122,8 @@ tlbd_dump_plugin(void)
     printf("tlbd_inject=yes\n");
     printf("tlbd_volatile_cache=yes\n");
     printf("tlbd_powercut=yes\n");
+    printf("tlbd_locking=qemu\n");
+    printf("tlbd_enospc_wait=yes\n");
     printf("tlbd_fua=native\n");
     printf("tlbd_fast_zero=yes\n");
     printf("tlbd_extents=yes\n");

@@ -17,6 +17,8 @@ requires qemu-img --version
 requires qemu-io --version
 requires qemu-system-x86_64 --version
 
+"${nbdkit_env[@]}" nbdkit "$plugin" --dump-plugin |
+    grep -qx 'tlbd_locking=qemu' || die "the plugin does not lock images"
 tlbd=$(tlbd_bin)
 fuse_test_dirs
 rm -rf "$mnt"
