@@ -102,6 +102,13 @@ expect_served()
     echo "served: $*"
 }
 
+# tlbd nbd with ARGS on the image; "SERVED" once it serves.
+nbd_run()
+{
+    timeout 60 "${nbdkit_env[@]}" "$tlbd" nbd "$@" \
+        --run "$drop echo SERVED" "$img"
+}
+
 fuse_ro_mount()
 {
     timeout 60 "$tlbd" fuse "$@" && fusermount3 -u "${!#}" && echo SERVED
@@ -123,6 +130,8 @@ expect_refused 'Failed to get "write" lock' \
 "$tlbd" info "$img" >/dev/null
 # The override.
 expect_served plugin_run force-share=on
+expect_served nbd_run --force-share
+expect_refused "error: '$img' $writer" nbd_run
 expect_served fuse_ro_mount --force-share "$img" "$m2"
 stop_fuse "$d/f1.log" "$m1"
 wait_unlocked
@@ -132,6 +141,7 @@ start_fuse "$d/f1.log" -r "$img" "$m1"
 [ "$(locks | tr '\n' ' ')" = "100 100 201 201 " ] ||
     die "unexpected read-only locks: $(locks)"
 expect_served plugin_run -r readonly=true
+expect_served nbd_run -r
 expect_served fuse_ro_mount -r "$img" "$m2"
 expect_refused "'$img' is in use by another process that does not share write" \
     "$tlbd" fuse -f "$img" "$m2"
