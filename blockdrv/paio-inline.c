@@ -128,6 +128,10 @@ paio_try_inline(PaioDev *dev, PaioRequest *req)
     default:
         break;
     }
+    if (done && dev->enospc_wait && req->type == PAIO_WRITE &&
+        paio_is_nospace(req->ret)) {
+        done = false; /* a worker waits for space (paio-enospc.c) */
+    }
     if (done) {
         atomic_fetch_add_explicit(&dev->stat_inline, 1, memory_order_relaxed);
         paio_count_done(dev, req);

@@ -111,7 +111,9 @@ struct PaioRequest {
 
     /* private */
     ThreadletWork work;
-    uint64_t start_ns; /* tlbd_now_ns when it started: its latency */
+    uint64_t start_ns;     /* tlbd_now_ns when it started: its latency */
+    _Atomic uint32_t intr; /* paio_interrupt: 1 cuts an injected delay
+                              short (a futex word) */
 };
 
 /* What the device is, fixed at paio_dev_new. */
@@ -131,6 +133,9 @@ typedef struct PaioDevConfig {
     bool caller_runs;      /* paio_run without an I/O thread runs every
                               request on the calling thread, which waits for
                               it anyway; else only what paio_try_inline takes */
+    bool enospc_wait;      /* a write failing with ENOSPC or EDQUOT waits
+                              and retries until there is space (paio(3)) */
+    const char *name;      /* for messages (copied).  Can be NULL. */
 } PaioDevConfig;
 
 /* Per-operation counters, all atomic. */
@@ -140,7 +145,12 @@ typedef struct PaioStats {
     uint64_t bytes_written;
     uint64_t errors;
     uint64_t in_flight;
-    uint64_t inline_ops; /* of ops[]: run on the caller's thread */
+    uint64_t inline_ops;      /* of ops[]: run on the caller's thread */
+    uint64_t cancelled;       /* of ops[]: taken back from the queue */
+    uint64_t interrupted;     /* of ops[]: an injected delay cut short */
+    uint64_t enospc_episodes; /* enospc=wait: times the disk filled up */
+    uint64_t enospc_waits;    /* writes that waited for space */
+    uint64_t enospc_pending;  /* writes waiting for space now */
 } PaioStats;
 
 /* Make a PaioDev for CFG->fd (not taken over: the caller closes it after
@@ -225,6 +235,15 @@ typedef enum PaioCancelResult {
 
 /* Cancel REQ if it is still queued.  Call only before REQ->cb returns. */
 PaioCancelResult paio_cancel(PaioRequest *req);
+
+/* A client gave up on REQ (a FUSE INTERRUPT): paio_cancel it if it is
+ * still queued (cb then gets -ECANCELED); if a worker runs it, cut an
+ * injected delay short, so that cb gets -EINTR without the handler
+ * running, or a write's wait for space (enospc=wait; cb gets -EINTR), or
+ * else let it complete as usual.  Call only before REQ->cb
+ * starts (on the IOThread that runs cb, for instance).
+ */
+PaioCancelResult paio_interrupt(PaioRequest *req);
 
 /* Run REQ on DEV and wait for it; returns REQ->ret (or the submit error).
  * With IO NULL on a caller_runs device, REQ runs on the calling thread,
