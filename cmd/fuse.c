@@ -42,6 +42,7 @@ enum {
     NAME_OPTION,
     LOG_OPTION,
     DEBUG_OPTION,
+    IO_URING_OPTION,
 };
 
 static const char short_options[] = "fo:P:rV";
@@ -54,6 +55,7 @@ static const struct option own_options[] = {
     { "direct-io", required_argument, NULL, DIRECT_IO_OPTION },
     { "foreground", no_argument, NULL, 'f' },
     { "growable", no_argument, NULL, GROWABLE_OPTION },
+    { "io-uring", required_argument, NULL, IO_URING_OPTION },
     { "log", required_argument, NULL, LOG_OPTION },
     { "name", required_argument, NULL, NAME_OPTION },
     { "option", required_argument, NULL, 'o' },
@@ -78,6 +80,7 @@ typedef struct FuseMain {
     BlockDevOptions bo; /* --readonly, --growable, --cache, ...; the
                            pool's in bo.pool */
     bool direct_io;
+    FexpIoUring io_uring;
     bool foreground;
     bool debug;
     AllowOther allow_other;
@@ -97,8 +100,9 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
                 "[--direct-io=on|off]\n"
                 "                 [--growable] [--name=NAME] "
                 "[--allow-other=on|off|auto]\n"
-                "                 [--log=FILE] [--DEVICE-OPTION=VALUE...] "
-                "IMAGE MOUNTPOINT\n");
+                "                 [--io-uring=auto|on|off] [--log=FILE] "
+                "[--DEVICE-OPTION=VALUE...]\n"
+                "                 IMAGE MOUNTPOINT\n");
     if (fp == stdout) {
         fprintf(
             fp,
@@ -117,6 +121,9 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
             "      --name=NAME         the file's name in a directory mount\n"
             "      --allow-other=on|off|auto   let other users in (default "
             "auto)\n"
+            "      --io-uring=auto|on|off  carry requests over io_uring where "
+            "the kernel\n"
+            "                          offers it (default auto)\n"
             "  -f, --foreground        do not detach\n"
             "  -P, --pidfile=FILE      write the pid there while serving\n"
             "  -o OPTS                 extra FUSE mount options\n"
@@ -219,6 +226,15 @@ parse_args(FuseMain *m, int argc, char **argv)
                 m->allow_other = parse_on_off("--allow-other", optarg)
                                      ? ALLOW_ON
                                      : ALLOW_OFF;
+            }
+            break;
+        case IO_URING_OPTION:
+            if (!strcmp(optarg, "auto")) {
+                m->io_uring = FEXP_IO_URING_AUTO;
+            } else {
+                m->io_uring = parse_on_off("--io-uring", optarg)
+                                  ? FEXP_IO_URING_ON
+                                  : FEXP_IO_URING_OFF;
             }
             break;
         case NAME_OPTION:
@@ -346,6 +362,16 @@ check_args(FuseMain *m)
         tlbd_fatal("cannot open /dev/fuse: %s", strerror(errno));
     }
     close(fd);
+
+    char why[160];
+    if (m->io_uring == FEXP_IO_URING_ON &&
+        !fexp_io_uring_offered(why, sizeof(why))) {
+        tlbd_fatal("--io-uring=on: FUSE over io_uring is not available: %s;"
+                   " an administrator turns it on with 'echo Y >"
+                   " /sys/module/fuse/parameters/enable_uring'"
+                   " (see tlbd-fuse(1))",
+                   why);
+    }
 
     if (m->pidfile) {
         m->pidfile_abs = m->pidfile[0] == '/' ? strdup(m->pidfile)
@@ -587,6 +613,7 @@ serve(FuseMain *m, int ready_fd)
     fo.allow_other = want_allow_other(m);
     fo.fuse_opts = m->fuse_opts;
     fo.debug = m->debug;
+    fo.io_uring = m->io_uring;
     ret = fexp_new(m->bd, m->io, &fo, &m->exp, &errmsg);
     if (ret < 0) {
         blockdev_close(m->bd);
