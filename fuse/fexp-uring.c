@@ -43,8 +43,8 @@
 #include "fexp-int.h"
 #include "util.h"
 
-#define RING_MAX_ENTRIES 64   /* over all queues, when CPUs allow */
-#define RING_MAX_DEPTH   32   /* entries per queue */
+#define RING_MAX_ENTRIES 64 /* over all queues, when CPUs allow */
+#define RING_MAX_DEPTH   32 /* entries per queue */
 #define RING_MIN_DEPTH   2
 #define REQ_ROOM         4096 /* room for the rebuilt request headers */
 #define MIN_PAYLOAD      8192 /* the kernel's FUSE_MIN_READ_BUFFER */
@@ -378,8 +378,8 @@ fexp_uring_start(FuseExport *exp)
         return ret;
     }
     ring->hooked = true;
-    ret = iothread_add_fd(exp->io, ring->uring.ring_fd, EPOLLIN,
-                          ring_readable, ring);
+    ret = iothread_add_fd(exp->io, ring->uring.ring_fd, EPOLLIN, ring_readable,
+                          ring);
     if (ret < 0) {
         return ret;
     }

@@ -25,11 +25,7 @@ rc=0
 wait "$writer" || rc=$?
 [ "$rc" != 0 ] || die "the writer did not notice the daemon's death"
 
-if stat "$mnt/disk.img" 2>"$d/err"; then
-    die "the dead mount still answers"
-fi
-grep -q "Transport endpoint is not connected" "$d/err" ||
-    die "dead mount: $(cat "$d/err")"
+expect_dead_mount "$mnt/disk.img"
 fusermount3 -u "$mnt"
 ! fuse_is_mounted "$mnt" || die "fusermount3 -u did not clear the mount"
 
