@@ -66,7 +66,8 @@ static const struct option own_options[] = {
     { NULL, 0, NULL, 0 },
 };
 
-typedef enum { ALLOW_OFF, ALLOW_ON, ALLOW_AUTO } AllowOther;
+/* --allow-other, --io-uring */
+typedef enum { SET_OFF, SET_ON, SET_AUTO } OnOffAuto;
 
 /* Everything the command line says, and what the daemon holds. */
 typedef struct FuseMain {
@@ -80,10 +81,10 @@ typedef struct FuseMain {
     BlockDevOptions bo; /* --readonly, --growable, --cache, ...; the
                            pool's in bo.pool */
     bool direct_io;
-    FexpIoUring io_uring;
+    OnOffAuto io_uring;
     bool foreground;
     bool debug;
-    AllowOther allow_other;
+    OnOffAuto allow_other;
 
     ThreadletQueue queue;
     IOThread *io;
@@ -158,6 +159,15 @@ parse_on_off(const char *opt, const char *arg)
     tlbd_fatal("%s: '%s' is neither on nor off", opt, arg);
 }
 
+static OnOffAuto
+parse_on_off_auto(const char *opt, const char *arg)
+{
+    if (!strcmp(arg, "auto")) {
+        return SET_AUTO;
+    }
+    return parse_on_off(opt, arg) ? SET_ON : SET_OFF;
+}
+
 static void
 add_fuse_opts(FuseMain *m, const char *opts)
 {
@@ -220,22 +230,10 @@ parse_args(FuseMain *m, int argc, char **argv)
             m->bo.growable = true;
             break;
         case ALLOW_OTHER_OPTION:
-            if (!strcmp(optarg, "auto")) {
-                m->allow_other = ALLOW_AUTO;
-            } else {
-                m->allow_other = parse_on_off("--allow-other", optarg)
-                                     ? ALLOW_ON
-                                     : ALLOW_OFF;
-            }
+            m->allow_other = parse_on_off_auto("--allow-other", optarg);
             break;
         case IO_URING_OPTION:
-            if (!strcmp(optarg, "auto")) {
-                m->io_uring = FEXP_IO_URING_AUTO;
-            } else {
-                m->io_uring = parse_on_off("--io-uring", optarg)
-                                  ? FEXP_IO_URING_ON
-                                  : FEXP_IO_URING_OFF;
-            }
+            m->io_uring = parse_on_off_auto("--io-uring", optarg);
             break;
         case NAME_OPTION:
             free(m->name);
@@ -364,8 +362,7 @@ check_args(FuseMain *m)
     close(fd);
 
     char why[160];
-    if (m->io_uring == FEXP_IO_URING_ON &&
-        !fexp_io_uring_offered(why, sizeof(why))) {
+    if (m->io_uring == SET_ON && !fexp_io_uring_offered(why, sizeof(why))) {
         tlbd_fatal("--io-uring=on: FUSE over io_uring is not available: %s;"
                    " an administrator turns it on with 'echo Y >"
                    " /sys/module/fuse/parameters/enable_uring'"
@@ -391,8 +388,8 @@ want_allow_other(const FuseMain *m)
     char line[256];
     bool allowed = false;
 
-    if (m->allow_other != ALLOW_AUTO) {
-        return m->allow_other == ALLOW_ON;
+    if (m->allow_other != SET_AUTO) {
+        return m->allow_other == SET_ON;
     }
     if (getuid() == 0) {
         return true;
@@ -613,7 +610,9 @@ serve(FuseMain *m, int ready_fd)
     fo.allow_other = want_allow_other(m);
     fo.fuse_opts = m->fuse_opts;
     fo.debug = m->debug;
-    fo.io_uring = m->io_uring;
+    fo.io_uring = m->io_uring == SET_ON    ? FEXP_IO_URING_ON
+                  : m->io_uring == SET_OFF ? FEXP_IO_URING_OFF
+                                           : FEXP_IO_URING_AUTO;
     ret = fexp_new(m->bd, m->io, &fo, &m->exp, &errmsg);
     if (ret < 0) {
         blockdev_close(m->bd);
@@ -670,7 +669,8 @@ tlbd_fuse_main(int argc, char **argv)
     memset(&m, 0, sizeof(m));
     blockdev_options_init(&m.bo);
     m.direct_io = true;
-    m.allow_other = ALLOW_AUTO;
+    m.allow_other = SET_AUTO;
+    m.io_uring = SET_AUTO;
     m.sfd = -1;
 
     tlbd_set_program("tlbd fuse");

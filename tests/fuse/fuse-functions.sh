@@ -14,7 +14,9 @@
 #   tlbd_fuse ARGS       `tlbd fuse --io-uring=$fuse_io_uring ARGS`
 #   check_transport LOG  the statistics in LOG show that the requests went
 #                        over this run's transport
-#   expect_dead_mount F  stat F fails with ENOTCONN (the daemon is gone)
+#   kill9_fuse MNT PID   kill -9 the daemon while PID (a client) runs:
+#                        the client fails, MNT's file reports ENOTCONN
+#                        and fusermount3 -u clears the mount
 #   set_enable_uring Y|N set the fuse module's enable_uring; the old value
 #                        comes back at exit, also when the test fails
 #
@@ -124,6 +126,18 @@ expect_dead_mount()
     grep -q "Transport endpoint is not connected" "$err" ||
         die "dead mount: $(cat "$err")"
     rm -f "$err"
+}
+
+kill9_fuse()
+{
+    local mnt=$1 client=$2 rc=0
+    kill -KILL "$fuse_pid"
+    wait "$fuse_pid" || true
+    wait "$client" || rc=$?
+    [ "$rc" != 0 ] || die "the client did not notice the daemon's death"
+    expect_dead_mount "$mnt/disk.img"
+    fusermount3 -u "$mnt"
+    ! fuse_is_mounted "$mnt" || die "fusermount3 -u did not clear the mount"
 }
 
 start_fuse()

@@ -11,8 +11,8 @@ source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/fuse-functions.sh"
 set -e
 
-requires fio --version
 fuse_test_dirs
+requires fio --version
 truncate -s 64M "$img"
 head -c 8M /dev/urandom >"$d/pattern"
 sum=$(sha256sum <"$img")
@@ -53,14 +53,7 @@ for ((i = 0; i < 100; i++)); do
     [ "${n:-0}" -lt 1000 ] || break
 done
 [ "${n:-0}" -ge 1000 ] || die "fio's requests do not come over the ring"
-kill -KILL "$fuse_pid"
-wait "$fuse_pid" || true
-rc=0
-wait "$writer" || rc=$?
-[ "$rc" != 0 ] || die "fio did not notice the daemon's death"
-expect_dead_mount "$mnt/disk.img"
-fusermount3 -u "$mnt"
-! fuse_is_mounted "$mnt" || die "fusermount3 -u did not clear the mount"
+kill9_fuse "$mnt" "$writer"
 
 # A new mount at once; fusermount3 -u while the kernel holds the entries.
 start_fuse "$d/log2" "$img" "$mnt"
