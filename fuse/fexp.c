@@ -147,7 +147,10 @@ fexp_send(FuseExport *exp, struct iovec *iov, int count)
 {
     const struct fuse_out_header *oh = iov[0].iov_base;
 
-    if (count >= 1 && iov[0].iov_len >= sizeof(*oh)) {
+    /* Notifications (unique 0) may come from any thread: they touch no
+     * state and always take /dev/fuse.
+     */
+    if (count >= 1 && iov[0].iov_len >= sizeof(*oh) && oh->unique != 0) {
         if (exp->init_unique && oh->unique == exp->init_unique) {
             exp->init_unique = 0;
             if (oh->error == 0 && count == 2 &&
