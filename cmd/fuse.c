@@ -97,13 +97,13 @@ typedef struct FuseMain {
 
 static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
-    fprintf(fp, "usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] "
-                "[--direct-io=on|off]\n"
-                "                 [--growable] [--name=NAME] "
-                "[--allow-other=on|off|auto]\n"
-                "                 [--io-uring=auto|on|off] [--log=FILE] "
-                "[--DEVICE-OPTION=VALUE...]\n"
-                "                 IMAGE MOUNTPOINT\n");
+    fprintf(fp,
+            "usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] "
+            "[--direct-io=on|off]\n"
+            "                 [--growable] [--name=NAME] "
+            "[--allow-other=on|off|auto]\n"
+            "                 [--io-uring=auto|on|off] [--log=FILE]\n"
+            "                 [--DEVICE-OPTION=VALUE...] IMAGE MOUNTPOINT\n");
     if (fp == stdout) {
         fprintf(
             fp,
