@@ -48,6 +48,7 @@
 #define RING_MIN_DEPTH   2
 #define REQ_ROOM         4096 /* room for the rebuilt request headers */
 #define MIN_PAYLOAD      8192 /* the kernel's FUSE_MIN_READ_BUFFER */
+#define SERVE_ROUNDS     4    /* submit-and-serve rounds per pass hook */
 
 typedef struct FexpRingEnt {
     struct FexpRing *ring;
@@ -216,19 +217,16 @@ queue_cmd(FexpRing *ring, FexpRingEnt *ent, uint32_t cmd_op)
     ring->queued++;
 }
 
-/* The pass hook: one io_uring_enter for every commit of the pass. */
-static void
-submit_queued(void *opaque)
-{
-    FexpRing *ring = opaque;
-    FuseExport *exp = ring->exp;
+static void ring_readable(void *opaque, int fd, uint32_t events);
 
-    if (!ring->queued) {
-        return;
-    }
+/* Submit what is queued; 0 or -errno. */
+static int
+submit_now(FexpRing *ring)
+{
+    FuseExport *exp = ring->exp;
     int ret = io_uring_submit(&ring->uring);
     if (ret == -EINTR || ret == -EAGAIN) {
-        return; /* the next pass tries again */
+        return ret; /* the next pass tries again */
     }
     exp->stats.ring_enters++;
     if (ret < 0) {
@@ -238,9 +236,31 @@ submit_queued(void *opaque)
         }
         ring->queued = 0;
         fexp_shutdown(exp);
-        return;
+        return ret;
     }
     ring->queued -= (unsigned)ret < ring->queued ? (unsigned)ret : ring->queued;
+    return 0;
+}
+
+/* The pass hook: one io_uring_enter for every commit of the pass.  A
+ * commit fetches the entry's next request at once when one waits: serve
+ * those here, a few rounds, rather than through another epoll_wait.
+ */
+static void
+submit_queued(void *opaque)
+{
+    FexpRing *ring = opaque;
+
+    for (int round = 0; round < SERVE_ROUNDS && ring->queued; round++) {
+        if (submit_now(ring) < 0 || !ring->watching ||
+            !io_uring_cq_ready(&ring->uring)) {
+            return;
+        }
+        ring_readable(ring, ring->uring.ring_fd, EPOLLIN);
+    }
+    if (ring->queued) {
+        submit_now(ring);
+    }
 }
 
 static void
