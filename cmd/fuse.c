@@ -42,6 +42,7 @@ enum {
     NAME_OPTION,
     LOG_OPTION,
     DEBUG_OPTION,
+    IO_URING_OPTION,
 };
 
 static const char short_options[] = "fo:P:rV";
@@ -54,6 +55,7 @@ static const struct option own_options[] = {
     { "direct-io", required_argument, NULL, DIRECT_IO_OPTION },
     { "foreground", no_argument, NULL, 'f' },
     { "growable", no_argument, NULL, GROWABLE_OPTION },
+    { "io-uring", required_argument, NULL, IO_URING_OPTION },
     { "log", required_argument, NULL, LOG_OPTION },
     { "name", required_argument, NULL, NAME_OPTION },
     { "option", required_argument, NULL, 'o' },
@@ -64,7 +66,8 @@ static const struct option own_options[] = {
     { NULL, 0, NULL, 0 },
 };
 
-typedef enum { ALLOW_OFF, ALLOW_ON, ALLOW_AUTO } AllowOther;
+/* --allow-other, --io-uring */
+typedef enum { SET_OFF, SET_ON, SET_AUTO } OnOffAuto;
 
 /* Everything the command line says, and what the daemon holds. */
 typedef struct FuseMain {
@@ -78,9 +81,10 @@ typedef struct FuseMain {
     BlockDevOptions bo; /* --readonly, --growable, --cache, ...; the
                            pool's in bo.pool */
     bool direct_io;
+    OnOffAuto io_uring;
     bool foreground;
     bool debug;
-    AllowOther allow_other;
+    OnOffAuto allow_other;
 
     ThreadletQueue queue;
     IOThread *io;
@@ -93,12 +97,13 @@ typedef struct FuseMain {
 
 static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
-    fprintf(fp, "usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] "
-                "[--direct-io=on|off]\n"
-                "                 [--growable] [--name=NAME] "
-                "[--allow-other=on|off|auto]\n"
-                "                 [--log=FILE] [--DEVICE-OPTION=VALUE...] "
-                "IMAGE MOUNTPOINT\n");
+    fprintf(fp,
+            "usage: tlbd fuse [-r] [-f] [-P PIDFILE] [-o FUSE-OPTS] "
+            "[--direct-io=on|off]\n"
+            "                 [--growable] [--name=NAME] "
+            "[--allow-other=on|off|auto]\n"
+            "                 [--io-uring=auto|on|off] [--log=FILE]\n"
+            "                 [--DEVICE-OPTION=VALUE...] IMAGE MOUNTPOINT\n");
     if (fp == stdout) {
         fprintf(
             fp,
@@ -117,6 +122,9 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
             "      --name=NAME         the file's name in a directory mount\n"
             "      --allow-other=on|off|auto   let other users in (default "
             "auto)\n"
+            "      --io-uring=auto|on|off  carry requests over io_uring where "
+            "the kernel\n"
+            "                          offers it (default auto)\n"
             "  -f, --foreground        do not detach\n"
             "  -P, --pidfile=FILE      write the pid there while serving\n"
             "  -o OPTS                 extra FUSE mount options\n"
@@ -149,6 +157,15 @@ parse_on_off(const char *opt, const char *arg)
         return false;
     }
     tlbd_fatal("%s: '%s' is neither on nor off", opt, arg);
+}
+
+static OnOffAuto
+parse_on_off_auto(const char *opt, const char *arg)
+{
+    if (!strcmp(arg, "auto")) {
+        return SET_AUTO;
+    }
+    return parse_on_off(opt, arg) ? SET_ON : SET_OFF;
 }
 
 static void
@@ -213,13 +230,10 @@ parse_args(FuseMain *m, int argc, char **argv)
             m->bo.growable = true;
             break;
         case ALLOW_OTHER_OPTION:
-            if (!strcmp(optarg, "auto")) {
-                m->allow_other = ALLOW_AUTO;
-            } else {
-                m->allow_other = parse_on_off("--allow-other", optarg)
-                                     ? ALLOW_ON
-                                     : ALLOW_OFF;
-            }
+            m->allow_other = parse_on_off_auto("--allow-other", optarg);
+            break;
+        case IO_URING_OPTION:
+            m->io_uring = parse_on_off_auto("--io-uring", optarg);
             break;
         case NAME_OPTION:
             free(m->name);
@@ -347,6 +361,15 @@ check_args(FuseMain *m)
     }
     close(fd);
 
+    char why[160];
+    if (m->io_uring == SET_ON && !fexp_io_uring_offered(why, sizeof(why))) {
+        tlbd_fatal("--io-uring=on: FUSE over io_uring is not available: %s;"
+                   " an administrator turns it on with 'echo Y >"
+                   " /sys/module/fuse/parameters/enable_uring'"
+                   " (see tlbd-fuse(1))",
+                   why);
+    }
+
     if (m->pidfile) {
         m->pidfile_abs = m->pidfile[0] == '/' ? strdup(m->pidfile)
                                               : absolute_path(m->pidfile);
@@ -365,8 +388,8 @@ want_allow_other(const FuseMain *m)
     char line[256];
     bool allowed = false;
 
-    if (m->allow_other != ALLOW_AUTO) {
-        return m->allow_other == ALLOW_ON;
+    if (m->allow_other != SET_AUTO) {
+        return m->allow_other == SET_ON;
     }
     if (getuid() == 0) {
         return true;
@@ -594,6 +617,9 @@ serve(FuseMain *m, int ready_fd)
     fo.allow_other = want_allow_other(m);
     fo.fuse_opts = m->fuse_opts;
     fo.debug = m->debug;
+    fo.io_uring = m->io_uring == SET_ON    ? FEXP_IO_URING_ON
+                  : m->io_uring == SET_OFF ? FEXP_IO_URING_OFF
+                                           : FEXP_IO_URING_AUTO;
     ret = fexp_new(m->bd, m->io, &fo, &m->exp, &errmsg);
     if (ret < 0) {
         blockdev_close(m->bd);
@@ -660,7 +686,8 @@ tlbd_fuse_main(int argc, char **argv)
     memset(&m, 0, sizeof(m));
     blockdev_options_init(&m.bo);
     m.direct_io = true;
-    m.allow_other = ALLOW_AUTO;
+    m.allow_other = SET_AUTO;
+    m.io_uring = SET_AUTO;
     m.sfd = -1;
 
     tlbd_set_program("tlbd fuse");

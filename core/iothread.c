@@ -37,6 +37,12 @@
 
 #define MAX_EVENTS 64
 
+typedef struct PassHook {
+    IOPassHook *hook;
+    void *opaque;
+    LIST_ENTRY(PassHook) next;
+} PassHook;
+
 typedef struct FdHandler {
     int fd;
     bool dead;
@@ -70,6 +76,7 @@ struct IOThread {
     uint64_t poll_ns; /* adaptive poll window */
     LIST_HEAD(FdHandlerList, FdHandler) handlers;
     struct FdHandlerList graveyard; /* removed during a dispatch */
+    LIST_HEAD(PassHookList, PassHook) pass_hooks;
     bool dispatching;
 
     /* set up by iothread_new; thread and has_thread: owner only */
@@ -94,6 +101,7 @@ iothread_new(const char *name, IOThread **out)
     snprintf(io->name, sizeof(io->name), "io-%s", name ? name : "loop");
     LIST_INIT(&io->handlers);
     LIST_INIT(&io->graveyard);
+    LIST_INIT(&io->pass_hooks);
     lfstack_init(&io->tasks);
     tlbd_gate_init(&io->kick_gate);
     atomic_init(&io->poll_max_ns, IOTHREAD_DEFAULT_POLL_NS);
@@ -196,6 +204,19 @@ free_handlers(struct FdHandlerList *list)
     }
 }
 
+/* The end of a pass: let the hooks flush what the pass batched. */
+static void
+run_pass_hooks(IOThread *io)
+{
+    PassHook *h;
+    PassHook *next;
+
+    for (h = LIST_FIRST(&io->pass_hooks); h; h = next) {
+        next = LIST_NEXT(h, next); /* a hook may remove itself */
+        h->hook(h->opaque);
+    }
+}
+
 /* Spin until a task is posted, the loop is asked to stop or DEADLINE
  * passes.  Returns true when a task is waiting.
  */
@@ -229,6 +250,7 @@ iothread_run(IOThread *io)
         uint64_t t0 = max ? tlbd_now_ns() : 0;
         int timeout = -1;
 
+        run_pass_hooks(io);
         if (io->poll_ns > max) {
             io->poll_ns = max;
         }
@@ -277,6 +299,7 @@ iothread_run(IOThread *io)
     /* Tasks posted before the stop still run exactly once. */
     while (drain_tasks(io)) {
     }
+    run_pass_hooks(io);
     current_iothread = NULL;
     return ret;
 }
@@ -345,6 +368,11 @@ iothread_free(IOThread *io)
     tlbd_gate_close(&io->kick_gate);
     free_handlers(&io->handlers);
     free_handlers(&io->graveyard);
+    PassHook *h;
+    while ((h = LIST_FIRST(&io->pass_hooks)) != NULL) {
+        LIST_REMOVE(h, next);
+        free(h);
+    }
     close(io->efd);
     close(io->epfd);
     free(io);
@@ -424,6 +452,34 @@ iothread_del_fd(IOThread *io, int fd)
         free(h);
     }
     return 0;
+}
+
+int
+iothread_add_pass_hook(IOThread *io, IOPassHook *hook, void *opaque)
+{
+    PassHook *h = calloc(1, sizeof(*h));
+    if (!h) {
+        return -ENOMEM;
+    }
+    h->hook = hook;
+    h->opaque = opaque;
+    LIST_INSERT_HEAD(&io->pass_hooks, h, next);
+    return 0;
+}
+
+int
+iothread_del_pass_hook(IOThread *io, IOPassHook *hook, void *opaque)
+{
+    PassHook *h;
+    LIST_FOREACH(h, &io->pass_hooks, next)
+    {
+        if (h->hook == hook && h->opaque == opaque) {
+            LIST_REMOVE(h, next);
+            free(h);
+            return 0;
+        }
+    }
+    return -ENOENT;
 }
 
 int

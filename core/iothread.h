@@ -43,6 +43,9 @@ struct IOThreadTask {
 /* Called on the loop's thread with the epoll events that fired. */
 typedef void IOHandler(void *opaque, int fd, uint32_t events);
 
+/* Called on the loop's thread once per pass of the loop. */
+typedef void IOPassHook(void *opaque);
+
 typedef struct IOThreadStats {
     uint64_t posted;    /* tasks posted */
     uint64_t kicks;     /* eventfd writes by posters */
@@ -106,6 +109,19 @@ int iothread_add_fd(IOThread *io, int fd, uint32_t events, IOHandler *handler,
  * Returns 0 or -ENOENT.
  */
 int iothread_del_fd(IOThread *io, int fd);
+
+/* Run HOOK(OPAQUE) once per pass of the loop: after the pass's fd handlers
+ * and tasks have run and before the loop polls or sleeps again, and once
+ * more after the loop stopped and ran its last tasks.  The place to flush
+ * work that handlers and tasks batch up during a pass (one system call for
+ * many replies).  Same thread rules as iothread_add_fd.  Returns 0 or
+ * -errno.
+ */
+int iothread_add_pass_hook(IOThread *io, IOPassHook *hook, void *opaque);
+
+/* Remove a hook added with the same HOOK and OPAQUE.  Returns 0 or -ENOENT.
+ */
+int iothread_del_pass_hook(IOThread *io, IOPassHook *hook, void *opaque);
 
 /* Have the loop poll its completion list before it sleeps, for a window
  * that adapts between 0 and MAX_NS (at most IOTHREAD_MAX_POLL_NS): it grows

@@ -13,6 +13,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "fexp-uring-abi.h"
+
 #include "fexp.h"
 
 /* In a directory mount the root is the directory and the image is this
@@ -33,7 +35,8 @@ struct FuseExport {
     bool readonly;
     bool growable;
     bool direct_io;
-    unsigned max_read;    /* from -o max_read=, 0 if not given */
+    unsigned max_read; /* from -o max_read=, 0 if not given */
+    FexpIoUring io_uring_mode;
     mode_t base_mode;     /* the most the file's mode may grant */
     mode_t file_mode;     /* permission bits of the file */
     mode_t dir_mode_bits; /* permission bits of the root directory */
@@ -49,6 +52,13 @@ struct FuseExport {
     void *free_bufs;      /* buffers to reuse, linked through their
                              first word */
     unsigned n_free_bufs;
+    struct FexpRing *ring;         /* the io_uring transport, or NULL */
+    struct FexpRingEnt *cur_ent;   /* ring entry of the request being
+                                      processed, or NULL */
+    uint64_t init_unique;          /* of the INIT being answered, or 0 */
+    bool uring_offered;            /* the kernel's INIT offered io_uring */
+    char uring_why[160];           /* why not io_uring, or "" */
+    struct fuse_init_out init_out; /* the INIT reply, patched */
     bool mounted;
     bool watching;  /* the fd handler is registered */
     bool stopping;  /* fexp_shutdown or session gone */
@@ -65,6 +75,7 @@ typedef struct FexpReq {
     uint64_t length;
     void *buf;       /* read data, or the write's receive buffer */
     bool buf_pooled; /* buf goes back with fexp_buf_put */
+    bool buf_ring;   /* buf is a ring entry's payload: not ours to free */
     bool is_write;   /* counted in writes_in_flight */
     struct iovec iov;
     int whence;       /* lseek */
@@ -111,6 +122,45 @@ void *fexp_take_rbuf(FuseExport *exp);
  */
 void fexp_reply_open_flags(FuseExport *exp, fuse_req_t req,
                            uint32_t open_flags);
+
+/* The io_uring transport (fexp-uring.c).  I/O thread only, like the rest;
+ * fexp_uring_init_reply runs within fexp_new.
+ */
+
+/* The INIT reply OUT is about to be written: set up the ring for its
+ * max_write and, if that worked, announce FUSE_OVER_IO_URING in it.  Else
+ * leave it alone and say why in exp->uring_why.
+ */
+void fexp_uring_init_reply(FuseExport *exp, struct fuse_init_out *out);
+
+/* After the INIT reply: register every entry (on the loop's first pass, so
+ * from the loop's thread) and watch the ring.  Returns 0 or -errno.
+ */
+int fexp_uring_start(FuseExport *exp);
+
+/* Send a reply: a ring request's reply goes into its entry and is committed
+ * at the end of the loop's pass.  Returns the bytes taken, or -ENOENT when
+ * the reply is not for a ring request (it goes to /dev/fuse).
+ */
+ssize_t fexp_uring_send(FuseExport *exp, const struct iovec *iov, int count);
+
+/* The payload buffer of the ring entry the request being processed came
+ * in, when it holds SIZE bytes; else NULL.  A read's data goes straight
+ * there.
+ */
+void *fexp_uring_payload(FuseExport *exp, size_t size);
+
+/* Stop taking requests from the ring (shutdown); replies still commit. */
+void fexp_uring_stop(FuseExport *exp);
+
+/* Tear the ring down.  NULL ring is fine. */
+void fexp_uring_free(FuseExport *exp);
+
+/* Run one request from buffer BUF (a /dev/fuse receive buffer, or a ring
+ * entry's rebuilt request when ENT is not NULL).  Returns its opcode.
+ */
+uint32_t fexp_process(FuseExport *exp, struct fuse_buf *buf,
+                      struct FexpRingEnt *ent);
 
 /* True for the inode that is the image. */
 static inline bool

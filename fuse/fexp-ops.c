@@ -328,7 +328,9 @@ fexp_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fexp_reply_err(exp, req, ENOMEM);
         return;
     }
-    if (size <= exp->buf_size) {
+    if ((r->buf = fexp_uring_payload(exp, size)) != NULL) {
+        r->buf_ring = true; /* read into the ring entry: no copy */
+    } else if (size <= exp->buf_size) {
         r->buf = fexp_buf_get(exp);
         r->buf_pooled = true;
     } else if (posix_memalign(&r->buf, READ_ALIGN, size)) {

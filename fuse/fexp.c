@@ -65,7 +65,9 @@ fexp_req_end(FexpReq *r)
 {
     FuseExport *exp = r->exp;
 
-    if (r->buf_pooled) {
+    if (r->buf_ring) {
+        /* The entry's; it goes back to the kernel with the reply. */
+    } else if (r->buf_pooled) {
         fexp_buf_put(exp, r->buf);
     } else {
         free(r->buf);
@@ -140,6 +142,56 @@ fexp_take_rbuf(FuseExport *exp)
     return buf;
 }
 
+/* Every reply libfuse sends, and ours: a ring request's goes to its ring
+ * entry, the rest to /dev/fuse.  The INIT reply gets the io_uring flag
+ * here, as libfuse 3.14 cannot set it.
+ */
+static ssize_t
+fexp_send(FuseExport *exp, struct iovec *iov, int count)
+{
+    const struct fuse_out_header *oh = iov[0].iov_base;
+
+    /* Notifications (unique 0) may come from any thread: they touch no
+     * state and always take /dev/fuse.
+     */
+    if (count >= 1 && iov[0].iov_len >= sizeof(*oh) && oh->unique != 0) {
+        if (exp->init_unique && oh->unique == exp->init_unique) {
+            exp->init_unique = 0;
+            if (oh->error == 0 && count == 2 &&
+                iov[1].iov_len == sizeof(exp->init_out)) {
+                memcpy(&exp->init_out, iov[1].iov_base, sizeof(exp->init_out));
+                fexp_uring_init_reply(exp, &exp->init_out);
+                iov[1].iov_base = &exp->init_out;
+            }
+        } else {
+            ssize_t n = fexp_uring_send(exp, iov, count);
+            if (n != -ENOENT) {
+                return n;
+            }
+        }
+    }
+    return writev(exp->fd, iov, count);
+}
+
+static ssize_t
+io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+    (void)fd;
+    return fexp_send(userdata, iov, count);
+}
+
+static ssize_t
+io_read(int fd, void *buf, size_t len, void *userdata)
+{
+    (void)userdata;
+    return read(fd, buf, len);
+}
+
+static const struct fuse_custom_io fexp_io = {
+    .writev = io_writev,
+    .read = io_read,
+};
+
 void
 fexp_reply_open_flags(FuseExport *exp, fuse_req_t req, uint32_t open_flags)
 {
@@ -157,7 +209,7 @@ fexp_reply_open_flags(FuseExport *exp, fuse_req_t req, uint32_t open_flags)
     iov[1].iov_base = &oo;
     iov[1].iov_len = sizeof(oo);
     /* ENOENT: the opener was interrupted and no longer waits; harmless. */
-    if (writev(exp->fd, iov, 2) < 0 && errno != ENOENT) {
+    if (fexp_send(exp, iov, 2) < 0 && errno != ENOENT) {
         exp->stats.errors++;
     }
     fuse_reply_none(req); /* frees libfuse's request, sends nothing */
@@ -208,26 +260,36 @@ fexp_shutdown(FuseExport *exp)
     }
     exp->stopping = true;
     stop_watching(exp);
+    fexp_uring_stop(exp);
     if (exp->stats.in_flight == 0) {
         flush_and_stop(exp);
     }
+}
+
+uint32_t
+fexp_process(FuseExport *exp, struct fuse_buf *buf, struct FexpRingEnt *ent)
+{
+    const struct fuse_in_header *in = buf->mem;
+    uint32_t opcode = in->opcode;
+
+    /* A ring request's buffer is the entry's: no write takes it over. */
+    exp->cur_buf = ent ? NULL : buf->mem;
+    exp->cur_ent = ent;
+    exp->cur_unique = in->unique;
+    fuse_session_process_buf(exp->se, buf);
+    if (!ent && !exp->cur_buf) {
+        buf->mem = NULL; /* a write kept it */
+    }
+    exp->cur_buf = NULL;
+    exp->cur_ent = NULL;
+    return opcode;
 }
 
 /* Process the request just received; returns its opcode. */
 static uint32_t
 process_one(FuseExport *exp)
 {
-    const struct fuse_in_header *in = exp->rbuf.mem;
-    uint32_t opcode = in->opcode;
-
-    exp->cur_buf = exp->rbuf.mem;
-    exp->cur_unique = in->unique;
-    fuse_session_process_buf(exp->se, &exp->rbuf);
-    if (!exp->cur_buf) {
-        exp->rbuf.mem = NULL; /* a write kept it */
-    }
-    exp->cur_buf = NULL;
-    return opcode;
+    return fexp_process(exp, &exp->rbuf, NULL);
 }
 
 /* Read and process requests until none is waiting. */
@@ -355,6 +417,24 @@ out:
     return ret;
 }
 
+/* Before INIT is answered: remember it, and whether the kernel offers
+ * FUSE over io_uring (FUSE_INIT_EXT, flags2).
+ */
+static void
+note_init(FuseExport *exp)
+{
+    const struct fuse_in_header *in = exp->rbuf.mem;
+    const struct fuse_init_in *ii = (const void *)(in + 1);
+
+    if (in->opcode != FUSE_INIT) {
+        return;
+    }
+    exp->init_unique = in->unique;
+    exp->uring_offered = in->len >= sizeof(*in) + sizeof(*ii) &&
+                         (ii->flags & FUSE_INIT_EXT) &&
+                         (ii->flags2 & (uint32_t)(FUSE_OVER_IO_URING >> 32));
+}
+
 /* The kernel sends INIT as soon as the mount exists; answer it before the
  * loop runs, so the mount is usable when fexp_new returns.
  */
@@ -372,6 +452,7 @@ answer_init(FuseExport *exp)
         if (ret <= 0) {
             return ret < 0 ? ret : -ENOTCONN;
         }
+        note_init(exp);
         if (process_one(exp) == FUSE_INIT) {
             return fuse_session_exited(exp->se) ? -EPROTO : 0;
         }
@@ -411,6 +492,7 @@ fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts, FuseExport **out,
     exp->readonly = blockdev_is_readonly(bd);
     exp->growable = opts->growable;
     exp->direct_io = opts->direct_io;
+    exp->io_uring_mode = opts->io_uring;
     exp->base_mode = ist.st_mode & 0777;
     if (exp->readonly) {
         exp->base_mode &= ~0222;
@@ -447,10 +529,33 @@ fexp_new(BlockDev *bd, IOThread *io, const FexpOptions *opts, FuseExport **out,
     }
     exp->mounted = true;
     exp->fd = fuse_session_fd(exp->se);
+    /* Our read and writev: replies to ring requests go to the ring. */
+    if (fuse_session_custom_io(exp->se, &fexp_io, exp->fd) != 0) {
+        ret = -ENOMEM;
+        goto out_free;
+    }
     ret = answer_init(exp);
     if (ret < 0) {
         if (asprintf(errmsg, "FUSE handshake on '%s' failed: %s",
                      exp->mountpoint, strerror(-ret)) < 0) {
+            *errmsg = NULL;
+        }
+        goto out_free;
+    }
+    if (exp->ring) {
+        ret = fexp_uring_start(exp);
+        if (ret < 0) {
+            if (asprintf(errmsg, "cannot start io_uring on '%s': %s",
+                         exp->mountpoint, strerror(-ret)) < 0) {
+                *errmsg = NULL;
+            }
+            goto out_free;
+        }
+    } else if (exp->io_uring_mode == FEXP_IO_URING_ON) {
+        ret = -EOPNOTSUPP;
+        if (asprintf(errmsg,
+                     "--io-uring=on: FUSE over io_uring is not available: %s",
+                     exp->uring_why) < 0) {
             *errmsg = NULL;
         }
         goto out_free;
@@ -492,8 +597,9 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
 
     fprintf(fp,
             "tlbd fuse: %s on %s\n"
-            "  requests %" PRIu64 " (wake-ups %" PRIu64 ", max batch %" PRIu64
-            ")\n"
+            "  requests %" PRIu64 ": /dev/fuse %" PRIu64 " in %" PRIu64
+            " wake-ups (%.2f per wake-up, max batch %" PRIu64
+            "), io_uring %" PRIu64 "\n"
             "  reads %" PRIu64 " (%" PRIu64 " bytes), writes %" PRIu64
             " (%" PRIu64 " bytes)\n"
             "  flushes %" PRIu64 ", fsyncs %" PRIu64 ", fallocates %" PRIu64
@@ -505,12 +611,34 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             "  buffers: allocated %" PRIu64 ", receive buffers handed to"
             " writes %" PRIu64 "\n"
             "  max_write %u, max_read %u, max_background %u\n",
-            exp->image, exp->mountpoint, s->requests, s->wakeups, s->max_batch,
-            s->reads, s->bytes_read, s->writes, s->bytes_written, s->flushes,
-            s->fsyncs, s->fallocates, s->lseeks, s->truncates, s->errors,
-            s->in_flight, s->peak_in_flight, s->peak_writes_in_flight,
-            s->inline_ops, s->interrupts, s->cancelled, s->buf_allocs,
-            s->handoffs, s->max_write, s->max_read, s->max_background);
+            exp->image, exp->mountpoint, s->requests + s->ring_requests,
+            s->requests, s->wakeups,
+            s->wakeups ? (double)s->requests / (double)s->wakeups : 0.0,
+            s->max_batch, s->ring_requests, s->reads, s->bytes_read, s->writes,
+            s->bytes_written, s->flushes, s->fsyncs, s->fallocates, s->lseeks,
+            s->truncates, s->errors, s->in_flight, s->peak_in_flight,
+            s->peak_writes_in_flight, s->inline_ops, s->interrupts,
+            s->cancelled, s->buf_allocs, s->handoffs, s->max_write, s->max_read,
+            s->max_background);
+    if (s->io_uring) {
+        fprintf(
+            fp,
+            "  transport: io_uring, %u queues x %u entries, payload %zu"
+            " bytes\n"
+            "  ring: requests %" PRIu64 " (%.1f per entry), commits %" PRIu64
+            " in %" PRIu64 " io_uring_enter (%.2f per enter),"
+            " oversized replies %" PRIu64 ", errors %" PRIu64 "\n",
+            s->ring_queues, s->ring_depth, s->ring_payload, s->ring_requests,
+            (double)s->ring_requests / (double)(s->ring_queues * s->ring_depth),
+            s->ring_commits, s->ring_enters,
+            s->ring_enters ? (double)s->ring_commits / (double)s->ring_enters
+                           : 0.0,
+            s->ring_oversize, s->ring_errors);
+    } else {
+        fprintf(fp, "  transport: /dev/fuse%s%s%s\n",
+                exp->uring_why[0] ? " (io_uring not used: " : "",
+                exp->uring_why, exp->uring_why[0] ? ")" : "");
+    }
 }
 
 void
@@ -522,6 +650,8 @@ fexp_free(FuseExport *exp)
         return;
     }
     stop_watching(exp);
+    /* First the ring: the entries the kernel holds come back cancelled. */
+    fexp_uring_free(exp);
     if (exp->se) {
         if (exp->mounted) {
             /* Also after an unmount from outside: libfuse then sees the
@@ -592,6 +722,28 @@ fexp_is_mounted(const char *path)
     free(line);
     fclose(fp);
     return found;
+}
+
+bool
+fexp_io_uring_offered(char *why, size_t len)
+{
+    static const char param[] = "/sys/module/fuse/parameters/enable_uring";
+    FILE *fp = fopen(param, "re");
+    int c;
+
+    if (!fp) {
+        snprintf(why, len, "this kernel has no FUSE over io_uring (no %s)",
+                 param);
+        return false;
+    }
+    c = fgetc(fp);
+    fclose(fp);
+    if (c != 'Y' && c != 'y' && c != '1') {
+        snprintf(why, len, "enable_uring is %c (%s)", c == EOF ? '?' : c,
+                 param);
+        return false;
+    }
+    return true;
 }
 
 const char *

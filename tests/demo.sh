@@ -32,12 +32,16 @@ mkdir -p "$demo"
 # --- cleanup: whatever state a failure leaves ------------------------------
 fs_mounted=
 fuse_pid=
+loop=
 cleanup()
 {
     local status=$?
     set +e
     if [ -n "$fs_mounted" ]; then
         umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" 2>/dev/null
+    fi
+    if [ -n "$loop" ]; then
+        losetup -d "$loop" 2>/dev/null
     fi
     if [ -n "$fuse_pid" ]; then
         fusermount3 -u "$fusefile" 2>/dev/null
@@ -117,7 +121,10 @@ else
     mount_fs()
     {
         if [ "$(id -u)" = 0 ]; then
-            mount -o loop "$fusefile" "$mnt"
+            # Direct I/O: the loop device sends several requests at once
+            # instead of one at a time (see tlbd-fuse(1)).
+            loop=$(losetup -f --show --direct-io=on "$fusefile") &&
+                mount "$loop" "$mnt"
         else
             fuse2fs -o fakeroot "$fusefile" "$mnt" >>"$demo/fuse2fs.log"
         fi
@@ -125,7 +132,11 @@ else
     }
     umount_fs()
     {
-        if [ "$(id -u)" = 0 ]; then umount "$mnt"; else fusermount3 -u "$mnt"; fi
+        if [ "$(id -u)" = 0 ]; then
+            umount "$mnt" && losetup -d "$loop" && loop=
+        else
+            fusermount3 -u "$mnt"
+        fi
         fs_mounted=
     }
     mount_fs || fail "mounting the file system"

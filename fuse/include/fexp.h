@@ -3,10 +3,10 @@
  * fexp_new mounts a libfuse3 low-level session on a regular file (the file
  * itself becomes the image) or on a directory (the image appears inside it
  * as one file), answers the kernel's INIT and registers the session's fd as
- * a handler of an IOThread.  From then on everything happens on that
- * IOThread: requests are read from /dev/fuse there, data requests become
- * blockdev_aio_* calls, and their completions, which the BlockDev posts to
- * the same IOThread, send the replies.
+ * a handler of an IOThread; with io_uring (fexp-uring.c) the ring's fd too.
+ * From then on everything happens on that IOThread: requests are read from
+ * /dev/fuse there, data requests become blockdev_aio_* calls, and their
+ * completions, which the BlockDev posts to the same IOThread, send the replies.
  *
  * fexp_shutdown (on the IOThread) stops reading new requests, waits for the
  * ones in flight, flushes the image and then stops the IOThread's loop; the
@@ -28,6 +28,13 @@
 
 typedef struct FuseExport FuseExport;
 
+/* The transport of requests and replies (--io-uring). */
+typedef enum FexpIoUring {
+    FEXP_IO_URING_AUTO, /* io_uring where the kernel offers it */
+    FEXP_IO_URING_ON,   /* io_uring or fail */
+    FEXP_IO_URING_OFF,  /* /dev/fuse only */
+} FexpIoUring;
+
 typedef struct FexpOptions {
     const char *mountpoint; /* absolute path, a regular file or directory */
     const char *name;       /* the file's name in a directory mount */
@@ -37,11 +44,21 @@ typedef struct FexpOptions {
     bool allow_other;       /* other users may use the mount */
     const char *fuse_opts;  /* extra -o options. Can be NULL. */
     bool debug;             /* libfuse's -d */
+    FexpIoUring io_uring;   /* the transport */
 } FexpOptions;
 
 /* What the export has done.  I/O thread only. */
 typedef struct FexpStats {
-    uint64_t requests; /* read from /dev/fuse */
+    uint64_t requests;      /* read from /dev/fuse */
+    bool io_uring;          /* the ring carries the requests */
+    uint64_t ring_requests; /* arrived in ring entries */
+    uint64_t ring_commits;  /* replies committed (COMMIT_AND_FETCH) */
+    uint64_t ring_enters;   /* io_uring_enter calls that submitted them */
+    uint64_t ring_oversize; /* replies too big for the entry: sent EIO */
+    uint64_t ring_errors;   /* completions with an unexpected error */
+    unsigned ring_queues;   /* one per possible CPU */
+    unsigned ring_depth;    /* entries per queue */
+    size_t ring_payload;    /* bytes of each entry's payload buffer */
     uint64_t reads, writes, flushes, fsyncs, fallocates, lseeks, truncates;
     uint64_t bytes_read, bytes_written;
     uint64_t errors;    /* replies carrying an error */
@@ -83,6 +100,12 @@ void fexp_free(FuseExport *exp);
 
 /* True when PATH is the mount point of a tlbd FUSE mount (live or dead). */
 bool fexp_is_mounted(const char *path);
+
+/* True when the kernel may carry FUSE over io_uring (its fuse module's
+ * enable_uring is Y); else false with the reason in WHY.  The kernel's INIT
+ * has the last word.
+ */
+bool fexp_io_uring_offered(char *why, size_t len);
 
 /* The version of the libfuse the export runs on, e.g. "3.14.0". */
 const char *fexp_libfuse_version(void);

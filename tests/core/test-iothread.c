@@ -13,6 +13,7 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -244,6 +245,84 @@ test_fd_handler(void **state)
     sem_destroy(&ctx.got);
 }
 
+/* A pass hook flushes what the tasks of a pass batched: ten tasks posted
+ * at once are flushed in one call, on the loop's thread, also when the last
+ * task stops the loop.
+ */
+typedef struct HookCtx HookCtx;
+
+typedef struct HookTask {
+    IOThreadTask task;
+    HookCtx *c;
+    bool last; /* stops the loop */
+} HookTask;
+
+struct HookCtx {
+    HookTask tasks[10];
+    IOThread *io;
+    int batched;
+    int flushed;
+    int flushes;
+    int max_flush;
+    int wrong_thread;
+};
+
+static void
+batch_task_fn(IOThreadTask *t)
+{
+    HookTask *ht = container_of(t, HookTask, task);
+
+    ht->c->batched++;
+    if (ht->last) {
+        iothread_stop(ht->c->io);
+    }
+}
+
+static void
+flush_hook(void *opaque)
+{
+    HookCtx *c = opaque;
+
+    if (!iothread_is_current(c->io)) {
+        c->wrong_thread++;
+    }
+    if (c->batched) {
+        c->flushes++;
+        if (c->batched > c->max_flush) {
+            c->max_flush = c->batched;
+        }
+        c->flushed += c->batched;
+        c->batched = 0;
+    }
+}
+
+static void
+test_pass_hook(void **state)
+{
+    (void)state;
+    HookCtx c;
+
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(iothread_new("hook", &c.io), 0);
+    assert_int_equal(iothread_add_pass_hook(c.io, flush_hook, &c), 0);
+    for (int i = 0; i < 10; i++) {
+        c.tasks[i].task.fn = batch_task_fn;
+        c.tasks[i].c = &c;
+        c.tasks[i].last = i == 9;
+        iothread_post(c.io, &c.tasks[i].task);
+    }
+    assert_int_equal(iothread_run(c.io), 0);
+    assert_int_equal(c.flushed, 10);
+    assert_int_equal(c.flushes, 1);
+    assert_int_equal(c.max_flush, 10);
+    assert_int_equal(c.wrong_thread, 0);
+    assert_int_equal(iothread_del_pass_hook(c.io, flush_hook, &c), 0);
+    assert_int_equal(iothread_del_pass_hook(c.io, flush_hook, &c), -ENOENT);
+    /* A hook still added when the loop is freed is freed with it. */
+    assert_int_equal(iothread_add_pass_hook(c.io, flush_hook, &c), 0);
+    iothread_free(c.io);
+}
+
 /* iothread_run in the caller's thread; stop from another thread. */
 static void *
 stopper_main(void *opaque)
@@ -441,6 +520,7 @@ main(void)
         WITH_POLL(test_many_posters),
         cmocka_unit_test(test_fd_handler),
         cmocka_unit_test(test_run_in_caller),
+        cmocka_unit_test(test_pass_hook),
         cmocka_unit_test(test_stop_runs_pending),
         cmocka_unit_test(test_free_while_posters_return),
         cmocka_unit_test(test_poll_ping_pong),

@@ -11,6 +11,18 @@
 #   fexp_seek            path of the SEEK_DATA/SEEK_HOLE helper
 #   fuse_test_dirs       set d (a fresh test directory), img=$d/disk.img
 #                        (not created) and mnt=$d/mnt (an empty directory)
+#   tlbd_fuse ARGS       `tlbd fuse --io-uring=$fuse_io_uring ARGS`
+#   check_transport LOG  the statistics in LOG show that the requests went
+#                        over this run's transport
+#   kill9_fuse MNT PID   kill -9 the daemon while PID (a client) runs:
+#                        the client fails, MNT's file reports ENOTCONN
+#                        and fusermount3 -u clears the mount
+#   set_enable_uring Y|N set the fuse module's enable_uring; the old value
+#                        comes back at exit, also when the test fails
+#
+# The suite runs twice (tests/CMakeLists.txt, tlbd_add_fuse_test): with
+# TLBD_FUSE_IO_URING=off over /dev/fuse, and with TLBD_FUSE_IO_URING=on
+# over io_uring, enable_uring turned on for the test.
 
 fexp_seek()
 {
@@ -52,11 +64,88 @@ kill_fuse()
     fi
 }
 
+_uring_param=/sys/module/fuse/parameters/enable_uring
+set_enable_uring()
+{
+    local old
+    requires_root
+    [ -w "$_uring_param" ] || skip "no $_uring_param"
+    old=$(cat "$_uring_param")
+    if [ -z "${_uring_restore:-}" ]; then
+        _uring_restore=$old
+        cleanup_fn "echo '$old' >'$_uring_param'"
+    fi
+    echo "$1" >"$_uring_param"
+}
+
+case ${TLBD_FUSE_IO_URING:-off} in
+on)
+    fuse_io_uring=on
+    set_enable_uring Y
+    ;;
+off) fuse_io_uring=off ;;
+*) die "TLBD_FUSE_IO_URING='$TLBD_FUSE_IO_URING' is neither on nor off" ;;
+esac
+
+tlbd_fuse()
+{
+    "$(tlbd_bin)" fuse --io-uring="$fuse_io_uring" "$@"
+}
+
+check_transport()
+{
+    local log=$1 n
+    if [ "$fuse_io_uring" = on ]; then
+        grep -q "^  transport: io_uring" "$log" ||
+            die "not served over io_uring: $(cat "$log")"
+        n=$(sed -n 's/^  ring: requests \([0-9]*\) .*/\1/p' "$log" | tail -1)
+        [ "${n:-0}" -gt 0 ] || die "no request came over the ring: $(cat "$log")"
+    else
+        grep -q "^  transport: /dev/fuse" "$log" ||
+            die "not served over /dev/fuse: $(cat "$log")"
+    fi
+}
+
+# After kill -9 over io_uring the kernel tears the ring down after the
+# process is gone, asynchronously, and a request caught in that teardown
+# fails with ECONNABORTED; once it is done, every request gets ENOTCONN.
+expect_dead_mount()
+{
+    local f=$1 err i
+    err=$(mktemp)
+    for ((i = 0; i < 100; i++)); do
+        if stat "$f" >/dev/null 2>"$err"; then
+            rm -f "$err"
+            die "the dead mount still answers"
+        fi
+        grep -q "Transport endpoint is not connected" "$err" && break
+        grep -q "Software caused connection abort" "$err" ||
+            die "dead mount: $(cat "$err")"
+        sleep 0.1
+    done
+    grep -q "Transport endpoint is not connected" "$err" ||
+        die "dead mount: $(cat "$err")"
+    rm -f "$err"
+}
+
+kill9_fuse()
+{
+    local mnt=$1 client=$2 rc=0
+    kill -KILL "$fuse_pid"
+    wait "$fuse_pid" || true
+    wait "$client" || rc=$?
+    [ "$rc" != 0 ] || die "the client did not notice the daemon's death"
+    expect_dead_mount "$mnt/disk.img"
+    fusermount3 -u "$mnt"
+    ! fuse_is_mounted "$mnt" || die "fusermount3 -u did not clear the mount"
+}
+
 start_fuse()
 {
     local log=$1 mnt=${!#} i
     shift
-    "$(tlbd_bin)" fuse -f "$@" 2>"$log" &
+    # Not through tlbd_fuse: $! must be tlbd's pid, not a subshell's.
+    "$(tlbd_bin)" fuse --io-uring="$fuse_io_uring" -f "$@" 2>"$log" &
     fuse_pid=$!
     cleanup_fn "kill_fuse $fuse_pid '$mnt'"
     for ((i = 0; i < 300; i++)); do
@@ -84,6 +173,7 @@ stop_fuse()
     if fuse_is_mounted "$mnt"; then
         die "$mnt is still mounted after tlbd fuse exited"
     fi
+    check_transport "$log"
 }
 
 requires_fuse

@@ -32,41 +32,43 @@ refuse()
 }
 
 refuse "cannot open '$d/missing.img': No such file or directory" \
-       "$tlbd" fuse -f "$d/missing.img" "$mnt"
+       tlbd_fuse -f "$d/missing.img" "$mnt"
 refuse "cannot use mountpoint '$d/nowhere': No such file or directory" \
-       "$tlbd" fuse -f "$img" "$d/nowhere"
-refuse "image '$d' is a directory" "$tlbd" fuse -f "$d" "$mnt"
+       tlbd_fuse -f "$img" "$d/nowhere"
+refuse "image '$d' is a directory" tlbd_fuse -f "$d" "$mnt"
+refuse "--io-uring: 'maybe' is neither on nor off" \
+       tlbd_fuse --io-uring=maybe "$img" "$mnt"
 refuse "is not a regular file or block device" \
-       "$tlbd" fuse -f /dev/null "$mnt"
+       tlbd_fuse -f /dev/null "$mnt"
 refuse "mountpoint '/dev/null' is not a regular file or directory" \
-       "$tlbd" fuse -f "$img" /dev/null
+       tlbd_fuse -f "$img" /dev/null
 refuse "cache: 'fast' is not one of writeback, none" \
-       "$tlbd" fuse --cache=fast "$img" "$mnt"
+       tlbd_fuse --cache=fast "$img" "$mnt"
 refuse "--direct-io: 'maybe' is neither on nor off" \
-       "$tlbd" fuse --direct-io=maybe "$img" "$mnt"
+       tlbd_fuse --direct-io=maybe "$img" "$mnt"
 refuse "threads-max: 'many' is not a number from 1 to 4096" \
-       "$tlbd" fuse --threads-max=many "$img" "$mnt"
+       tlbd_fuse --threads-max=many "$img" "$mnt"
 refuse "--readonly and --growable exclude each other" \
-       "$tlbd" fuse -r --growable "$img" "$mnt"
+       tlbd_fuse -r --growable "$img" "$mnt"
 refuse "--name needs MOUNTPOINT" \
-       "$tlbd" fuse --name=x "$img" "$img"
+       tlbd_fuse --name=x "$img" "$img"
 refuse "--name: 'a/b' is not a file name" \
-       "$tlbd" fuse --name=a/b "$img" "$mnt"
+       tlbd_fuse --name=a/b "$img" "$mnt"
 refuse "--log: cannot open '$d/no/log'" \
-       "$tlbd" fuse --log="$d/no/log" "$img" "$mnt"
+       tlbd_fuse --log="$d/no/log" "$img" "$mnt"
 # Both the foreground and the detaching form report and fail.
-refuse "cannot open '$d/missing.img'" "$tlbd" fuse "$d/missing.img" "$mnt"
+refuse "cannot open '$d/missing.img'" tlbd_fuse "$d/missing.img" "$mnt"
 
 # Already mounted: refused, the first mount keeps working.
 start_fuse "$d/log" "$img" "$mnt"
 refuse "mountpoint '$mnt' is already a tlbd mount" \
-       "$tlbd" fuse -f "$img" "$mnt"
+       tlbd_fuse -f "$img" "$mnt"
 fuse_is_mounted "$mnt" || die "the first mount went away"
 cmp "$img" "$mnt/disk.img"
 # ... and while it is dead too.
 kill -KILL "$fuse_pid"
 wait "$fuse_pid" || true
-"$tlbd" fuse -f "$img" "$mnt" 2>"$d/err" && die "mounted over a dead mount"
+tlbd_fuse -f "$img" "$mnt" 2>"$d/err" && die "mounted over a dead mount"
 grep -q "already a tlbd mount" "$d/err" || die "dead: $(cat "$d/err")"
 fusermount3 -u "$mnt"
 [ "$(sha256sum <"$img")" = "$sum" ] || die "the image changed"

@@ -84,8 +84,8 @@ grep -q "kept=$kept dropped=$((8 - kept)) " "$d/cut" ||
     die "$kept blocks kept; the line says otherwise"
 
 # Detached, with a relative PATH: ready means the socket answers.
-(cd "$d" && "$tlbd" fuse -P "$d/pid" --volatile-cache=64k \
-    --control=ctl.sock "$img" "$mnt")
+(cd "$d" && "$tlbd" fuse --io-uring="$fuse_io_uring" -P "$d/pid" \
+    --volatile-cache=64k --control=ctl.sock "$img" "$mnt")
 pid=$(cat "$d/pid")
 cleanup_fn "kill_fuse $pid '$mnt'"
 expect_stat volatile_cache 65536

@@ -19,19 +19,7 @@ dd if=/dev/urandom of="$mnt/disk.img" bs=64k seek=256 count=100000 \
 writer=$!
 cleanup_fn "kill $writer 2>/dev/null"
 sleep 1
-kill -KILL "$fuse_pid"
-wait "$fuse_pid" || true
-rc=0
-wait "$writer" || rc=$?
-[ "$rc" != 0 ] || die "the writer did not notice the daemon's death"
-
-if stat "$mnt/disk.img" 2>"$d/err"; then
-    die "the dead mount still answers"
-fi
-grep -q "Transport endpoint is not connected" "$d/err" ||
-    die "dead mount: $(cat "$d/err")"
-fusermount3 -u "$mnt"
-! fuse_is_mounted "$mnt" || die "fusermount3 -u did not clear the mount"
+kill9_fuse "$mnt" "$writer"
 
 start_fuse "$d/log2" "$img" "$mnt"
 dd if="$mnt/disk.img" bs=1M skip=2 count=8 status=none | cmp - "$d/pattern" ||

@@ -20,15 +20,15 @@ grep -q "IMAGE MOUNTPOINT" "$d/help" || die "--help: $(cat "$d/help")"
 "$tlbd" fuse --version | grep -q "^tlbd fuse [0-9]" || die "--version"
 "$tlbd" fuse --long-options | grep -qx -- "--growable" || die "--long-options"
 "$tlbd" fuse --short-options | grep -qx -- "-r" || die "--short-options"
-if "$tlbd" fuse --no-such-option "$img" "$mnt" 2>/dev/null; then
+if tlbd_fuse --no-such-option "$img" "$mnt" 2>/dev/null; then
     die "an unknown option was accepted"
 fi
-if "$tlbd" fuse "$img" 2>/dev/null; then
+if tlbd_fuse "$img" 2>/dev/null; then
     die "a missing MOUNTPOINT was accepted"
 fi
 
 # Detached: usable as soon as the command returns.
-"$tlbd" fuse -P "$d/pid" --log="$d/log" "$img" "$mnt"
+tlbd_fuse -P "$d/pid" --log="$d/log" "$img" "$mnt"
 cleanup_fn "kill_fuse \$(cat '$d/pid' 2>/dev/null || echo 0) '$mnt'"
 cmp "$img" "$mnt/disk.img"
 pid=$(cat "$d/pid")
@@ -49,6 +49,7 @@ done
 [ ! -e "$d/pid" ] || die "the pid file is still there"
 [ "$(grep -c "receive buffers" "$d/log")" = 2 ] ||
     die "no statistics at exit"
+check_transport "$d/log"
 
 # fusermount3 -u from outside: exit status 0.
 start_fuse "$d/log2" --direct-io=off "$img" "$mnt"
@@ -59,6 +60,7 @@ fusermount3 -u "$mnt"
 rc=0
 wait "$fuse_pid" || rc=$?
 [ "$rc" = 0 ] || die "exit status $rc after fusermount3 -u"
+check_transport "$d/log2"
 cmp -n 65536 "$img" /dev/zero || die "write with --direct-io=off lost"
 
 # The image opened with O_DIRECT.
@@ -137,7 +139,7 @@ for max in 64k 0; do
     check_inline "$d/log-alone-$max" "$max" 4 "writes alone"
 done
 
-if "$(tlbd_bin)" fuse --inline-max=lots "$img" "$mnt" 2>"$d/err"; then
+if tlbd_fuse --inline-max=lots "$img" "$mnt" 2>"$d/err"; then
     die "--inline-max=lots was accepted"
 fi
 grep -q -- "^tlbd fuse: inline-max: 'lots' is not a size" "$d/err" ||

@@ -85,7 +85,7 @@ done
 # message, exported with -r, where the file says BLKROGET 1.
 loop_dev=$(losetup -r -f --show "$d/back-512")
 cleanup_fn "losetup -d $loop_dev 2>/dev/null"
-if "$(tlbd_bin)" fuse "$loop_dev" "$mnt" 2>"$d/err"; then
+if tlbd_fuse "$loop_dev" "$mnt" 2>"$d/err"; then
     die "a read-only device was mounted for writing"
 fi
 grep -q "the device is read-only" "$d/err" || die "$(cat "$d/err")"

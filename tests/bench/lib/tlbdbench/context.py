@@ -165,15 +165,33 @@ class Context:
 
     # ext4 over the export ------------------------------------------------
 
-    def ext4(self, inst):
-        """A fresh ext4 on a loop device over the instance's file."""
+    def enable_uring(self):
+        """Turn the fuse module's enable_uring on for this run (tlbd-uring
+        mounts); the old value comes back when the run ends."""
+        path = "/sys/module/fuse/parameters/enable_uring"
+        with open(path) as f:
+            old = f.read().strip()
+        if old != "Y":
+            self.cleanup.push("enable_uring back to " + old, _write, path,
+                              old)
+            _write(path, "Y")
+
+    def ext4(self, inst, dio=False):
+        """A fresh ext4 on a loop device over the instance's file, with
+        the loop in direct-I/O mode (losetup --direct-io=on) when DIO.  One
+        ext4 per instance at a time: the other kind is dropped first."""
         fx = self.fixtures.get(id(inst))
-        if fx is not None:
+        if fx is not None and fx[2] == dio:
             return fx[0]
+        if fx is not None:
+            for t in reversed(fx[1]):
+                self.cleanup.pop(t)
+            del self.fixtures[id(inst)]
         tokens = []
         try:
-            loop = run(["losetup", "-f", "--show", inst.target],
-                       timeout=60).stdout.strip()
+            loop = run(["losetup", "-f", "--show",
+                        "--direct-io=" + ("on" if dio else "off"),
+                        inst.target], timeout=60).stdout.strip()
             tokens.append(self.cleanup.push(
                 "detach " + loop, run, ["losetup", "-d", loop]))
             run(["mkfs.ext4", "-q", "-F", "-E",
@@ -187,11 +205,16 @@ class Context:
             for t in reversed(tokens):
                 self.cleanup.pop(t)
             raise
-        self.fixtures[id(inst)] = (mnt, tokens)
+        self.fixtures[id(inst)] = (mnt, tokens, dio)
         return mnt
 
     def drop_ext4(self):
-        for mnt, tokens in self.fixtures.values():
+        for mnt, tokens, _ in self.fixtures.values():
             for t in reversed(tokens):
                 self.cleanup.pop(t)
         self.fixtures = {}
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)

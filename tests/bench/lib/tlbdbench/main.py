@@ -181,11 +181,15 @@ def run_cell(ctx, defs, row, name, rep):
     elif row.kind == "nbdcopy":
         rec = R.run_nbdcopy(ctx, row, inst)
     elif row.kind == "untar":
-        mnt = ctx.ext4(inst)
+        mnt = ctx.ext4(inst, row.loop_dio)
         settle()
         rec = R.run_untar(ctx, row, inst, mnt)
+    elif row.kind == "meta":
+        mnt = ctx.ext4(inst, row.loop_dio)
+        settle()
+        rec = R.run_meta(ctx, row, inst, mnt)
     elif row.kind == "fsync":
-        mnt = ctx.ext4(inst)
+        mnt = ctx.ext4(inst, row.loop_dio)
         settle()
         rec = R.run_fio(ctx, row, os.path.join(mnt, "fsync.dat"), "file",
                         inst, tag)
@@ -218,7 +222,7 @@ def run_all(ctx, defs, rows, report, servers_for):
     for rep in range(1, n + 1):
         pool = None
         for row in rows:
-            if row.kind not in ("untar", "fsync"):
+            if row.kind not in ("untar", "fsync", "meta"):
                 ctx.drop_ext4()
             if row.kind == "pool":
                 pool = run_pool_row(ctx, row, report, servers_for, rep, pool)

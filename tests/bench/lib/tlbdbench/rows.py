@@ -3,7 +3,10 @@ server of its family.
 
   nbd   fio ioengine=nbd on the server's Unix socket; nbdcopy URI null:
   fuse  fio on the exported file (O_DIRECT and buffered); ext4 on a loop
-        device over the exported file (untar + syncfs, 4k write+fsync)
+        device over the exported file (untar + syncfs, 4k write+fsync, a
+        metadata round: untar, find, rm -rf, syncfs), each with a plain
+        loop and again (-dio) with a direct-I/O loop (losetup
+        --direct-io=on)
   raw   the same fio jobs directly on an image file: the limit
   pool  tests/bench/pool-bench, folded in row by row
 
@@ -27,7 +30,7 @@ GIB = 1024 * MIB
 class Row:
     def __init__(self, name, section, family, kind, unit, desc,
                  fio=None, storage="tmpfs", dense=True, higher=True,
-                 ref=None):
+                 ref=None, loop_dio=False):
         self.name = name
         self.section = section    # nbd, fuse, raw or pool
         self.family = family      # which servers: nbd, fuse, ext4, raw
@@ -39,6 +42,7 @@ class Row:
         self.dense = dense
         self.higher = higher      # is a higher value better?
         self.ref = ref            # raw rows: the row they are the limit of
+        self.loop_dio = loop_dio  # ext4 rows: losetup --direct-io=on
 
     @property
     def image_key(self):
@@ -103,19 +107,30 @@ def _fuse_rows():
                             desc + (", O_DIRECT" if direct else ", buffered"),
                             fio=fio))
     for storage in ("tmpfs", "disk"):
-        sfx = "-disk" if storage == "disk" else ""
-        rows.append(Row(
-            "ext4-untar-sync" + sfx, "fuse", "ext4", "untar", "s",
-            "ext4 on a loop device over the export: untar the fixed "
-            "tarball, then syncfs; image on %s" % storage,
-            storage=storage, dense=(storage == "tmpfs"), higher=False))
-        rows.append(Row(
-            "ext4-write-fsync" + sfx, "fuse", "ext4", "fsync", "pairs/s",
-            "ext4 on a loop device over the export: 4k write + fsync "
-            "pairs per second, one file; image on %s" % storage,
-            storage=storage, dense=(storage == "tmpfs"),
-            fio=dict(rw="write", bs="4k", ioengine="psync", fsync=1,
-                     size="16m")))
+        for dio in (False, True):
+            sfx = ("-disk" if storage == "disk" else "") + \
+                ("-dio" if dio else "")
+            loop = ("a direct-I/O loop device" if dio
+                    else "a loop device")
+            common = dict(storage=storage, dense=(storage == "tmpfs"),
+                          loop_dio=dio)
+            rows.append(Row(
+                "ext4-untar-sync" + sfx, "fuse", "ext4", "untar", "s",
+                "ext4 on %s over the export: untar the fixed tarball, "
+                "then syncfs; image on %s" % (loop, storage),
+                higher=False, **common))
+            rows.append(Row(
+                "ext4-write-fsync" + sfx, "fuse", "ext4", "fsync",
+                "pairs/s",
+                "ext4 on %s over the export: 4k write + fsync pairs per "
+                "second, one file; image on %s" % (loop, storage),
+                fio=dict(rw="write", bs="4k", ioengine="psync", fsync=1,
+                         size="16m"), **common))
+            rows.append(Row(
+                "ext4-meta" + sfx, "fuse", "ext4", "meta", "s",
+                "ext4 on %s over the export: untar the fixed tarball, "
+                "find, rm -rf, syncfs (metadata); image on %s"
+                % (loop, storage), higher=False, **common))
     return rows
 
 
@@ -251,6 +266,23 @@ def run_untar(ctx, row, inst, mnt):
     cpu0 = cpu_seconds(pids)
     t0 = time.monotonic()
     run(["tar", "-xf", tarball, "-C", dest], timeout=600)
+    run(["sync", "-f", mnt], timeout=600)     # syncfs(2)
+    elapsed = time.monotonic() - t0
+    cpu = cpu_seconds(pids) - cpu0
+    return dict(value=elapsed, elapsed_s=elapsed, cpu_s=cpu)
+
+
+def run_meta(ctx, row, inst, mnt):
+    """A metadata round on the ext4: untar, find, rm -rf, syncfs."""
+    pids = inst.pids()
+    dest = os.path.join(mnt, "meta")
+    tarball = ctx.tarball()
+    cpu0 = cpu_seconds(pids)
+    t0 = time.monotonic()
+    os.mkdir(dest)
+    run(["tar", "-xf", tarball, "-C", dest], timeout=600)
+    run(["find", dest, "-type", "f"], timeout=600)
+    run(["rm", "-rf", dest], timeout=600)
     run(["sync", "-f", mnt], timeout=600)     # syncfs(2)
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds(pids) - cpu0

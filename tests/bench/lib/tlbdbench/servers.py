@@ -7,7 +7,10 @@ NBD family (served on a Unix socket; target is an NBD URI):
   qemu-nbd-threads  qemu-nbd --aio=threads
   qemu-nbd-uring    qemu-nbd --aio=io_uring
 FUSE family (target is the exported file):
-  tlbd              BUILD/cmd/tlbd fuse -f IMG MOUNTFILE
+  tlbd              BUILD/cmd/tlbd fuse -f --io-uring=off IMG MOUNTFILE
+  tlbd-uring        the same with --io-uring=on (FUSE over io_uring; the run
+                    turns the fuse module's enable_uring on and puts the
+                    old value back at its end)
   nbdfuse           nbdfuse DIR --unix SOCK over nbdkit file
   qsd               qemu-storage-daemon --export type=fuse
   raw               no server: the image file itself (the limit)
@@ -193,13 +196,35 @@ class TlbdFuse(ServerDef):
             return "not built (tlbd has no fuse command yet)"
         return None
 
+    #: the transport, chosen explicitly: auto would follow enable_uring
+    io_uring = "off"
+
     def start(self, image_key, image):
-        tag = "tlbd-fuse-" + image_key
+        tag = "%s-fuse-%s" % (self.name, image_key)
         mnt = self.ctx.mount_file(tag)
-        p = self._spawn(tag, [self.path(), "fuse", "-f"]
+        p = self._spawn(tag, [self.path(), "fuse", "-f",
+                              "--io-uring=" + self.io_uring]
                         + self.ctx.opts.tlbd_fuse_args + [image, mnt])
         wait_until(tag + " mount", lambda: mounted(mnt), p)
         return Instance(self, image_key, mnt, [p])
+
+
+class TlbdFuseUring(TlbdFuse):
+    name = "tlbd-uring"
+    io_uring = "on"
+
+    def unavailable(self):
+        why = super().unavailable()
+        if why is None and not os.access(ENABLE_URING, os.W_OK):
+            why = "no FUSE over io_uring here (%s)" % ENABLE_URING
+        return why
+
+    def start(self, image_key, image):
+        self.ctx.enable_uring()
+        return super().start(image_key, image)
+
+
+ENABLE_URING = "/sys/module/fuse/parameters/enable_uring"
 
 
 class Nbdfuse(ServerDef):
@@ -247,6 +272,6 @@ class Raw(ServerDef):
 
 
 NBD_SERVERS = (TlbdNbd, NbdkitFile, QemuNbdThreads, QemuNbdUring)
-FUSE_SERVERS = (TlbdFuse, Nbdfuse, QsdFuse)
+FUSE_SERVERS = (TlbdFuse, TlbdFuseUring, Nbdfuse, QsdFuse)
 ALL_NAMES = ("tlbd", "nbdkit", "qemu-nbd-threads", "qemu-nbd-uring",
-             "nbdfuse", "qsd", "raw")
+             "tlbd-uring", "nbdfuse", "qsd", "raw")
