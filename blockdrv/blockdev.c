@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "paio-inject.h"
 #include "parse.h"
 #include "vcache.h"
@@ -87,9 +88,8 @@ blockdev_parse_offload(const char *str, BlockDevOffload *offload)
     return -EINVAL;
 }
 
-/* Set *ERRMSG (if not NULL) to a formatted message; return ERR. */
-static int __attribute__((format(printf, 3, 4)))
-fail(char **errmsg, int err, const char *fmt, ...)
+int
+blockdev_fail(char **errmsg, int err, const char *fmt, ...)
 {
     va_list ap;
 
@@ -264,6 +264,17 @@ set_powercut(BlockDevOptions *opts, const char *value, char **errmsg)
     return ret;
 }
 
+static int
+set_control(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    if (!ctl_path_ok(value)) {
+        return -EINVAL;
+    }
+    opts->control = value;
+    return 0;
+}
+
 #define STR(x)  #x
 #define XSTR(x) STR(x)
 
@@ -303,6 +314,9 @@ static const struct {
       "a disk's volatile write cache of SIZE bytes, see paio(3)" },
     { "powercut", set_powercut, "is not a power-cut rule", true, "RULE",
       "cut the power on a trigger, see paio(3)" },
+    { "control", set_control,
+      "is not a socket path of 1 to " XSTR(CTL_PATH_MAX) " bytes", true, "PATH",
+      "serve `tlbd ctl` on the Unix socket PATH, see tlbd(1)" },
     { "readonly", set_readonly,
       "is not a boolean (true, false, on, off, yes, no, 1, 0)", false, NULL,
       NULL },
@@ -322,8 +336,8 @@ blockdev_parse_option(BlockDevOptions *opts, const char *key, const char *value,
         if (strcmp(key, options[i].key) == 0) {
             int ret = options[i].set(opts, value, errmsg);
             if (ret < 0 && (!errmsg || !*errmsg)) {
-                return fail(errmsg, ret, "%s: '%s' %s", key, value ? value : "",
-                            options[i].reason);
+                return blockdev_fail(errmsg, ret, "%s: '%s' %s", key,
+                                     value ? value : "", options[i].reason);
             }
             return ret;
         }
@@ -393,9 +407,9 @@ blockdev_check_pool(BlockDevPoolOptions *pool, char **errmsg)
         }
     }
     if (pool->threads_min > pool->threads_max) {
-        return fail(errmsg, -EINVAL,
-                    "threads-min: %d is more than threads-max (%d)",
-                    pool->threads_min, pool->threads_max);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "threads-min: %d is more than threads-max (%d)",
+                             pool->threads_min, pool->threads_max);
     }
     return 0;
 }
@@ -408,19 +422,19 @@ check_options(const char *path, const BlockDevOptions *opts, char **errmsg)
     int ret;
 
     if (!path || !*path) {
-        return fail(errmsg, -EINVAL, "no image path given");
+        return blockdev_fail(errmsg, -EINVAL, "no image path given");
     }
     if ((unsigned)opts->cache > BLOCKDEV_CACHE_NONE) {
-        return fail(errmsg, -EINVAL,
-                    "cache: %d is not one of writeback, "
-                    "none",
-                    (int)opts->cache);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "cache: %d is not one of writeback, "
+                             "none",
+                             (int)opts->cache);
     }
     if ((unsigned)opts->discard > BLOCKDEV_DISCARD_IGNORE) {
-        return fail(errmsg, -EINVAL,
-                    "discard: %d is not one of unmap, "
-                    "ignore",
-                    (int)opts->discard);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "discard: %d is not one of unmap, "
+                             "ignore",
+                             (int)opts->discard);
     }
     ret = paio_inject_parse(opts->inject, &inj, errmsg);
     paio_inject_free(inj);
@@ -434,16 +448,22 @@ check_options(const char *path, const BlockDevOptions *opts, char **errmsg)
             return ret;
         }
         if (!opts->volatile_cache) {
-            return fail(errmsg, -EINVAL,
-                        "powercut: '%s' needs a "
-                        "volatile-cache=SIZE",
-                        opts->powercut);
+            return blockdev_fail(errmsg, -EINVAL,
+                                 "powercut: '%s' needs a "
+                                 "volatile-cache=SIZE",
+                                 opts->powercut);
         }
     }
+    if (opts->control && !ctl_path_ok(opts->control)) {
+        return blockdev_fail(errmsg, -EINVAL,
+                             "control: '%s' is not a socket path of 1 to %d "
+                             "bytes",
+                             opts->control, CTL_PATH_MAX);
+    }
     if (opts->volatile_cache && opts->growable) {
-        return fail(errmsg, -EINVAL,
-                    "volatile-cache: a growable image "
-                    "cannot have a volatile cache");
+        return blockdev_fail(errmsg, -EINVAL,
+                             "volatile-cache: a growable image "
+                             "cannot have a volatile cache");
     }
     return 0;
 }
@@ -479,18 +499,18 @@ open_path(BlockDev *bd, const BlockDevOptions *opts, char **errmsg)
     }
 failed:
     if (errno == EISDIR) {
-        return fail(errmsg, -EISDIR, "'%s': is a directory", bd->path);
+        return blockdev_fail(errmsg, -EISDIR, "'%s': is a directory", bd->path);
     }
     if (!opts->readonly && (errno == EROFS || errno == EACCES ||
                             errno == EPERM || errno == ETXTBSY)) {
         int err = errno;
-        return fail(errmsg, -err,
-                    "cannot open '%s' for writing: %s "
-                    "(readonly=true opens it read-only)",
-                    bd->path, strerror(err));
+        return blockdev_fail(errmsg, -err,
+                             "cannot open '%s' for writing: %s "
+                             "(readonly=true opens it read-only)",
+                             bd->path, strerror(err));
     }
-    return fail(errmsg, -errno, "cannot open '%s': %s", bd->path,
-                strerror(errno));
+    return blockdev_fail(errmsg, -errno, "cannot open '%s': %s", bd->path,
+                         strerror(errno));
 }
 
 /* The smallest request alignment O_DIRECT accepts on FD (512..4096). */
@@ -523,14 +543,15 @@ check_readonly(BlockDev *bd, char **errmsg)
     int64_t ret = blockdev_ioctl(bd, BLKROGET, &ro);
 
     if (ret < 0) {
-        return fail(errmsg, (int)ret, "'%s': BLKROGET: %s", bd->path,
-                    strerror((int)-ret));
+        return blockdev_fail(errmsg, (int)ret, "'%s': BLKROGET: %s", bd->path,
+                             strerror((int)-ret));
     }
     if (ro && !bd->readonly) {
-        return fail(errmsg, -EROFS,
-                    "cannot open '%s' for writing: the "
-                    "device is read-only (readonly=true opens it read-only)",
-                    bd->path);
+        return blockdev_fail(
+            errmsg, -EROFS,
+            "cannot open '%s' for writing: the "
+            "device is read-only (readonly=true opens it read-only)",
+            bd->path);
     }
     return 0;
 }
@@ -546,8 +567,8 @@ probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
         unsigned int pbs = 0;
         int64_t ret = blockdev_ioctl(bd, BLKGETSIZE64, &size);
         if (ret < 0) {
-            return fail(errmsg, (int)ret, "'%s': BLKGETSIZE64: %s", bd->path,
-                        strerror((int)-ret));
+            return blockdev_fail(errmsg, (int)ret, "'%s': BLKGETSIZE64: %s",
+                                 bd->path, strerror((int)-ret));
         }
         if (blockdev_ioctl(bd, BLKSSZGET, &lbs) < 0 || lbs <= 0) {
             lbs = 512;
@@ -599,7 +620,7 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     bd = calloc(1, sizeof(*bd));
     if (!bd || !(bd->path = strdup(path))) {
         free(bd);
-        return fail(errmsg, -ENOMEM, "'%s': out of memory", path);
+        return blockdev_fail(errmsg, -ENOMEM, "'%s': out of memory", path);
     }
     bd->readonly = opts->readonly;
     bd->discard_ignore = opts->discard == BLOCKDEV_DISCARD_IGNORE;
@@ -609,18 +630,18 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         goto out_free;
     }
     if (fstat(bd->fd, &st) < 0) {
-        ret = fail(errmsg, -errno, "'%s': %s", path, strerror(errno));
+        ret = blockdev_fail(errmsg, -errno, "'%s': %s", path, strerror(errno));
         goto out_close;
     }
     if (S_ISDIR(st.st_mode)) {
-        ret = fail(errmsg, -EISDIR, "'%s': is a directory", path);
+        ret = blockdev_fail(errmsg, -EISDIR, "'%s': is a directory", path);
         goto out_close;
     }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        ret = fail(errmsg, -EINVAL,
-                   "'%s': not a regular file or block "
-                   "device",
-                   path);
+        ret = blockdev_fail(errmsg, -EINVAL,
+                            "'%s': not a regular file or block "
+                            "device",
+                            path);
         goto out_close;
     }
     bd->is_blockdev = S_ISBLK(st.st_mode);
@@ -639,7 +660,7 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     cfg.caller_runs = opts->offload == BLOCKDEV_OFFLOAD_NEVER;
     ret = paio_dev_new(&cfg, &bd->dev);
     if (ret < 0) {
-        fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
+        blockdev_fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
         goto out_close;
     }
     ret = probe_geometry(bd, &st, errmsg);
@@ -647,7 +668,8 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         goto out_dev;
     }
     if (blockdev_size(bd) == 0 && !(opts->growable && !bd->is_blockdev)) {
-        ret = fail(errmsg, -EINVAL, "'%s': image is empty (0 bytes)", path);
+        ret = blockdev_fail(errmsg, -EINVAL, "'%s': image is empty (0 bytes)",
+                            path);
         goto out_dev;
     }
     ret = paio_dev_set_inject(bd->dev, opts->inject, errmsg);
@@ -661,8 +683,15 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         ret = vcache_new(bd->dev, opts->volatile_cache, has_rule ? &rule : NULL,
                          &bd->vcache);
         if (ret < 0) {
-            fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
+            blockdev_fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
             goto out_dev;
+        }
+        bd->volatile_cache = opts->volatile_cache;
+    }
+    if (opts->control) {
+        ret = ctl_open(bd, opts->control, &bd->ctl, errmsg);
+        if (ret < 0) {
+            goto out_vcache;
         }
     }
     /* Only now: the probes above must not wait for a loop that may not
@@ -675,6 +704,8 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     *out = bd;
     return 0;
 
+out_vcache:
+    vcache_free(bd->vcache);
 out_dev:
     paio_dev_free(bd->dev);
 out_close:
@@ -694,6 +725,8 @@ blockdev_close(BlockDev *bd)
     if (!bd) {
         return;
     }
+    /* No command may start a request from now on. */
+    ctl_close(bd->ctl);
     /* An orderly shutdown writes the volatile set back. */
     paio_dev_drain(bd->dev);
     ret = vcache_free(bd->vcache);
@@ -806,6 +839,53 @@ blockdev_get_stats(BlockDev *bd, BlockDevStats *stats)
     stats->errors = st.errors;
     stats->in_flight = st.in_flight;
     stats->inline_ops = st.inline_ops;
+    stats->marks = atomic_load(&bd->marks);
+    stats->volatile_cache = bd->volatile_cache;
+    if (bd->vcache) {
+        VcacheStats vs;
+        vcache_get_stats(bd->vcache, &vs);
+        stats->volatile_bytes = vs.volatile_bytes;
+        stats->volatile_writes = vs.volatile_writes;
+        stats->cache_writes = vs.writes;
+        stats->epoch = vs.epoch;
+        stats->destaged = vs.destaged;
+        stats->dead = vs.dead;
+    } else {
+        stats->volatile_bytes = stats->volatile_writes = 0;
+        stats->cache_writes = stats->epoch = stats->destaged = 0;
+        stats->dead = false;
+    }
+}
+
+bool
+blockdev_is_mark_name(const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+
+    if (len == 0 || len > BLOCKDEV_MARK_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (name[i] <= ' ' || name[i] > '~') {
+            return false;
+        }
+    }
+    return true;
+}
+
+int
+blockdev_mark(BlockDev *bd, const char *name)
+{
+    int ret;
+
+    if (!blockdev_is_mark_name(name)) {
+        return -EINVAL;
+    }
+    ret = vcache_mark(bd->vcache, name);
+    if (ret == 0) {
+        atomic_fetch_add(&bd->marks, 1);
+    }
+    return ret;
 }
 
 int

@@ -2,12 +2,13 @@
  *
  *   rule    := item ( ',' item )*
  *   item    := 'after-writes=' N | 'after-flushes=' N | 'after=' DURATION
- *            | 'mode=' mode | 'seed=' N
+ *            | 'at-mark=' NAME | 'mode=' mode | 'seed=' N
  *   mode    := 'all' | 'subset' [ ':' P ] | 'prefix' | 'torn' [ ':' P ]
  *            | 'ignore-flush'
  *
- * At least one trigger (after-writes, after-flushes, after) is needed; the
- * mode defaults to all, P to 0.5 and the seed to 0.  Every decision is a
+ * At least one trigger (after-writes, after-flushes, after, at-mark) is
+ * needed; the first to fire cuts.  The mode defaults to all, P to 0.5
+ * and the seed to 0.  Every decision is a
  * pure function of the seed and a write's sequence number, so the same
  * rule and the same sequence of requests give the same crash state.
  *
@@ -80,6 +81,15 @@ parse_mode(const char *spec, const char *val, size_t col, PowercutRule *r,
                (int)len, val);
 }
 
+int
+powercut_parse_mode(const char *mode, PowercutRule *rule, char **errmsg)
+{
+    if (errmsg) {
+        *errmsg = NULL;
+    }
+    return parse_mode(mode, mode, 1, rule, errmsg);
+}
+
 /* One "key=value" item, ITEM being a NUL-terminated copy at column COL. */
 static int
 parse_item(const char *spec, char *item, size_t col, PowercutRule *r,
@@ -109,11 +119,19 @@ parse_item(const char *spec, char *item, size_t col, PowercutRule *r,
         r->after_ns = v;
         return 0;
     }
+    if (strcmp(item, "at-mark") == 0) {
+        if (!blockdev_is_mark_name(val)) {
+            return bad(errmsg, spec, vcol, "'%s' %s", val,
+                       BLOCKDEV_MARK_REASON);
+        }
+        strcpy(r->at_mark, val);
+        return 0;
+    }
     if (strcmp(item, "after-writes") != 0 &&
         strcmp(item, "after-flushes") != 0 && strcmp(item, "seed") != 0) {
         return bad(errmsg, spec, col,
                    "unknown key '%s' (after-writes, "
-                   "after-flushes, after, mode, seed)",
+                   "after-flushes, after, at-mark, mode, seed)",
                    item);
     }
     if (tlbd_parse_uint(val, UINT64_MAX, &v) < 0 ||
@@ -161,10 +179,10 @@ powercut_parse(const char *spec, PowercutRule *rule, char **errmsg)
         }
         pos++; /* the comma */
     }
-    if (!r.after_writes && !r.after_flushes && !r.after_ns) {
+    if (!r.after_writes && !r.after_flushes && !r.after_ns && !r.at_mark[0]) {
         return bad(errmsg, s, 1,
-                   "no trigger (after-writes=N, "
-                   "after-flushes=N or after=DURATION)");
+                   "no trigger (after-writes=N, after-flushes=N, "
+                   "after=DURATION or at-mark=NAME)");
     }
     *rule = r;
     return 0;

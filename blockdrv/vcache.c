@@ -16,7 +16,8 @@
  * The cache is a list of extents in completion order; a lookup walks it,
  * O(extents) per read: fine for a cache of a few MiB, slow for GiBs.
  *
- * A power cut (a rule of powercut.c, or vcache_powercut) applies the
+ * A power cut (a rule of powercut.c, a mark (vcache_mark), or on demand:
+ * vcache_powercut, for the control channel) applies the
  * writes its mode keeps to the image in completion order, fdatasyncs,
  * prints one line on stderr, and kills the device: every request fails
  * with EIO from then on.
@@ -71,7 +72,7 @@ struct Vcache {
     PaioDev *dev;
     uint64_t cap; /* SIZE */
     bool has_rule;
-    PowercutRule rule; /* read-only */
+    PowercutRule rule; /* read-only; without a rule: mode all, seed 0 */
     uint64_t start_ns; /* open time, for after= */
     _Atomic bool dead; /* the power was cut: written under lock */
 
@@ -439,21 +440,25 @@ apply_cut(Vcache *vc, const PowercutRule *r, VcExtent *list, uint64_t nwrites,
     return ret;
 }
 
-/* Under flush_lock: cut the power (once). */
+/* Under flush_lock: cut the power (once) with rule R, for the trigger
+ * WHY.  Writes the report line (without the "tlbd: " of stderr) to
+ * REPORT (LEN bytes; can be NULL).  Returns 0, -EALREADY if the power was
+ * cut already, or -errno if the kept writes could not be written.
+ */
 static int
-cut_locked(Vcache *vc, const char *why)
+cut_locked(Vcache *vc, const PowercutRule *r, const char *why, char *report,
+           size_t len)
 {
-    PowercutRule all = { .mode = POWERCUT_ALL };
-    const PowercutRule *r = vc->has_rule ? &vc->rule : &all;
     uint64_t kept = 0, dropped = 0, epoch, nwrites, destaged;
     VcExtent *list;
     char mode[32];
+    char line[320];
     int ret;
 
     tlbd_mutex_lock(&vc->lock);
     if (atomic_load(&vc->dead)) {
         tlbd_mutex_unlock(&vc->lock);
-        return 0;
+        return -EALREADY;
     }
     atomic_store(&vc->dead, true);
     list = vc->head;
@@ -472,32 +477,87 @@ cut_locked(Vcache *vc, const char *why)
         ret = paio_do_flush(vc->dev);
     }
     powercut_mode_str(r, mode, sizeof(mode));
-    fprintf(stderr,
-            "tlbd: power cut (%s): mode=%s seed=%" PRIu64 " epoch=%" PRIu64
-            " writes=%" PRIu64 " kept=%" PRIu64 " dropped=%" PRIu64
-            " destaged=%" PRIu64 " powercut-token=%s/%" PRIu64 "/%" PRIu64
-            "/%" PRIu64 "%s%s\n",
-            why, mode, r->seed, epoch, nwrites, kept, dropped, destaged, mode,
-            r->seed, epoch, nwrites, ret < 0 ? ": " : "",
-            ret < 0 ? strerror(-ret) : "");
+    snprintf(line, sizeof(line),
+             "power cut (%s): mode=%s seed=%" PRIu64 " epoch=%" PRIu64
+             " writes=%" PRIu64 " kept=%" PRIu64 " dropped=%" PRIu64
+             " destaged=%" PRIu64 " powercut-token=%s/%" PRIu64 "/%" PRIu64
+             "/%" PRIu64 "%s%s",
+             why, mode, r->seed, epoch, nwrites, kept, dropped, destaged, mode,
+             r->seed, epoch, nwrites, ret < 0 ? ": " : "",
+             ret < 0 ? strerror(-ret) : "");
+    fprintf(stderr, "tlbd: %s\n", line);
+    if (report) {
+        snprintf(report, len, "%s", line);
+    }
     return ret;
 }
 
-static int
+/* A cut by the device's rule. */
+static void
 cut(Vcache *vc, const char *why)
+{
+    tlbd_mutex_lock(&vc->flush_lock);
+    (void)cut_locked(vc, &vc->rule, why, NULL, 0);
+    tlbd_mutex_unlock(&vc->flush_lock);
+}
+
+void
+vcache_rule(const Vcache *vc, PowercutRule *rule)
+{
+    *rule = vc->rule;
+}
+
+int
+vcache_powercut(Vcache *vc, const PowercutRule *rule, char *report, size_t len)
 {
     int ret;
 
     tlbd_mutex_lock(&vc->flush_lock);
-    ret = cut_locked(vc, why);
+    ret = cut_locked(vc, rule ? rule : &vc->rule, "on demand", report, len);
     tlbd_mutex_unlock(&vc->flush_lock);
     return ret;
 }
 
-int
-vcache_powercut(Vcache *vc)
+void
+vcache_get_stats(Vcache *vc, VcacheStats *st)
 {
-    return cut(vc, "on demand");
+    uint64_t last = 0;
+
+    memset(st, 0, sizeof(*st));
+    tlbd_mutex_lock(&vc->lock);
+    for (VcExtent *e = vc->head; e; e = e->next) {
+        st->volatile_bytes += e->length;
+        if (e->seq != last) {
+            st->volatile_writes++;
+            last = e->seq;
+        }
+    }
+    st->writes = vc->nwrites;
+    st->epoch = vc->nflushes;
+    st->destaged = vc->ndestaged;
+    tlbd_mutex_unlock(&vc->lock);
+    st->dead = atomic_load(&vc->dead);
+}
+
+int
+vcache_mark(Vcache *vc, const char *name)
+{
+    bool cut_now;
+
+    if (!vc) {
+        return 0;
+    }
+    tlbd_mutex_lock(&vc->lock);
+    if (atomic_load(&vc->dead)) {
+        tlbd_mutex_unlock(&vc->lock);
+        return -EIO;
+    }
+    cut_now = vc->has_rule && strcmp(vc->rule.at_mark, name) == 0;
+    tlbd_mutex_unlock(&vc->lock);
+    if (cut_now) {
+        cut(vc, "at-mark");
+    }
+    return 0;
 }
 
 /* Under flush_lock: write the whole volatile set and fdatasync. */
@@ -800,6 +860,7 @@ vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule, Vcache **out)
     vc->dev = dev;
     vc->cap = size;
     vc->has_rule = rule != NULL;
+    vc->rule = (PowercutRule){ .mode = POWERCUT_ALL, .p = 0.5 };
     if (rule) {
         vc->rule = *rule;
         vc->destage_rng = rule->seed;

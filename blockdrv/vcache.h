@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blockdev.h"
 #include "paio.h"
 
 typedef enum PowercutMode {
@@ -37,6 +38,8 @@ typedef struct PowercutRule {
     uint64_t after_flushes; /* cut as the N-th flush completes; 0: no */
     uint64_t after_ns;      /* cut at the first request this long after
                                the open; 0: no */
+    char at_mark[BLOCKDEV_MARK_MAX + 1]; /* cut as this mark is placed;
+                                            "": no */
     PowercutMode mode;
     double p; /* subset and torn */
     uint64_t seed;
@@ -47,6 +50,11 @@ typedef struct PowercutRule {
  * "powercut: 'SPEC': unknown mode 'x' at column 12".
  */
 int powercut_parse(const char *spec, PowercutRule *rule, char **errmsg);
+
+/* Parse MODE ("subset:0.5") into RULE's mode and p, for a cut on demand.
+ * Returns 0, or -EINVAL with *ERRMSG as powercut_parse's, SPEC being MODE.
+ */
+int powercut_parse_mode(const char *mode, PowercutRule *rule, char **errmsg);
 
 /* The mode as the rule spells it: "all", "subset:0.5", ... */
 void powercut_mode_str(const PowercutRule *rule, char *buf, size_t len);
@@ -83,10 +91,39 @@ int vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule,
 int64_t vcache_handle(Vcache *vc, PaioRequest *req,
                       int64_t (*fallback)(PaioRequest *));
 
-/* Cut the power now (the rule's mode and seed; mode all without a rule).
- * Returns 0, or -errno if the kept writes could not be written.
+/* The device's rule (mode all, p 0.5, seed 0, no trigger without one),
+ * the defaults of a cut on demand.
  */
-int vcache_powercut(Vcache *vc);
+void vcache_rule(const Vcache *vc, PowercutRule *rule);
+
+/* Cut the power now with RULE's mode, p and seed (its triggers do not
+ * matter; NULL: vcache_rule's).  The report line, as printed on stderr
+ * without "tlbd: ", goes to REPORT (LEN bytes; can be NULL).  Returns 0,
+ * -EALREADY if the power was cut already, or -errno if the kept writes
+ * could not be written (the device is dead all the same).
+ */
+int vcache_powercut(Vcache *vc, const PowercutRule *rule, char *report,
+                    size_t len);
+
+typedef struct VcacheStats {
+    uint64_t volatile_bytes;  /* data bytes in the volatile set */
+    uint64_t volatile_writes; /* writes in the volatile set */
+    uint64_t writes;          /* writes completed (zeroes, discards too) */
+    uint64_t epoch;           /* flushes completed */
+    uint64_t destaged;        /* writes destaged early */
+    bool dead;                /* the power was cut */
+} VcacheStats;
+
+/* A snapshot of the counters; walks the extents, O(extents). */
+void vcache_get_stats(Vcache *vc, VcacheStats *st);
+
+/* Place the mark NAME (a name blockdev_is_mark_name accepts): the one
+ * place where a mark happens.  A rule's at-mark=NAME cuts the power here,
+ * after every write completed before the mark.  VC may be NULL (a device
+ * without a cache): the mark then does nothing here.  Returns 0, or -EIO
+ * once the power was cut.
+ */
+int vcache_mark(Vcache *vc, const char *name);
 
 /* An orderly shutdown: write the volatile set and fdatasync, unless the
  * power was cut; then detach from the device and free.  Call it once no

@@ -663,6 +663,12 @@ open_all(Bench *b)
         }
         return -1;
     }
+    ret = blockdev_serve(b->bd);
+    if (ret < 0) {
+        fprintf(stderr, "tlbd: cannot start the control channel: %s\n",
+                strerror(-ret));
+        return -1;
+    }
     return 0;
 }
 

@@ -136,9 +136,9 @@ start_export(const CtArgs *a, const CtWork *w, const char *image,
         asprintf(&ctlopt, "--control=%s", sock) < 0) {
         tlbd_die("asprintf", ENOMEM);
     }
-    char *argv[] = { a->self, "fuse",  "-f",   "-P",         pidfile,
-                     cache,   logopt,  ctlopt, "--direct-io=on", (char *)image,
-                     (char *)dev, NULL };
+    char *argv[] = { a->self,          "fuse",        "-f",        "-P",
+                     pidfile,          cache,         logopt,      ctlopt,
+                     "--direct-io=on", (char *)image, (char *)dev, NULL };
 
     fd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -202,8 +202,9 @@ run_workload(const CtArgs *a, const char *mnt, const char *sock)
                  path ? path : "/usr/bin:/bin") < 0) {
         tlbd_die("asprintf", ENOMEM);
     }
-    CtRunOpts o = { .cwd = mnt, .out_fd = -1, .stdout_to_err = true,
-                    .env_add = env };
+    CtRunOpts o = {
+        .cwd = mnt, .out_fd = -1, .stdout_to_err = true, .env_add = env
+    };
     ct_msg("running the workload: %s%s", a->workload[0],
            a->workload[1] ? " ..." : "");
     st = ct_run(a->workload, &o);
@@ -259,8 +260,8 @@ make_fs(const CtArgs *a, const CtWork *w, const char *loop, const char *sock)
 static int
 mount_fs(const CtArgs *a, const CtWork *w, const char *loop, const char *mnt)
 {
-    char *argv[] = { "mount", "-t", (char *)a->fs->name, NULL, NULL,
-                     NULL,    NULL, NULL };
+    char *argv[] = { "mount", "-t", (char *)a->fs->name, NULL, NULL, NULL,
+                     NULL,    NULL };
     int n = 3;
     int ret;
 
@@ -312,8 +313,7 @@ ct_record(const CtArgs *a, CtWork *w)
         ret = step_failed(w, "losetup --direct-io=on", 1, w->out);
         goto out;
     }
-    ct_msg("recording: %s on %s (%s over tlbd fuse)", a->fs->name, loop,
-           dev);
+    ct_msg("recording: %s on %s (%s over tlbd fuse)", a->fs->name, loop, dev);
     ret = make_fs(a, w, loop, sock);
     if (!ret) {
         ret = mount_fs(a, w, loop, mnt);

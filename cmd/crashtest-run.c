@@ -261,7 +261,8 @@ static void
 forget(CleanKind kind, const char *what)
 {
     for (int i = ncleans - 1; i >= 0; i--) {
-        if (cleans[i].kind == kind && (!what || !strcmp(cleans[i].what, what))) {
+        if (cleans[i].kind == kind &&
+            (!what || !strcmp(cleans[i].what, what))) {
             free(cleans[i].what);
             memmove(&cleans[i], &cleans[i + 1],
                     (size_t)(ncleans - i - 1) * sizeof(cleans[0]));
@@ -523,8 +524,8 @@ ct_copy_image(const char *src, const char *dst)
         off_t in = data;
         off_t out = data;
         while (in < hole) {
-            ssize_t n = copy_file_range(sfd, &in, dfd, &out,
-                                        (size_t)(hole - in), 0);
+            ssize_t n =
+                copy_file_range(sfd, &in, dfd, &out, (size_t)(hole - in), 0);
             if (n < 0 && errno == EINTR) {
                 continue;
             }

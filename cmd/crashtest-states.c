@@ -60,16 +60,16 @@ typedef struct CtState {
 
 /* The paths and the moving base of the building. */
 typedef struct Builder {
-    char *base;  /* DIR/base.img */
-    char *state; /* DIR/state.img */
-    char *rmnt;  /* DIR/rmnt: where states are mounted */
-    char *sout;  /* DIR/state.out: the current state's output */
-    char *list;  /* DIR/list */
+    char *base;       /* DIR/base.img */
+    char *state;      /* DIR/state.img */
+    char *rmnt;       /* DIR/rmnt: where states are mounted */
+    char *sout;       /* DIR/state.out: the current state's output */
+    char *list;       /* DIR/list */
     uint64_t base_at; /* base holds the state after entries [0, base_at) */
 } Builder;
 
-static char *
-xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 static char *
 xasprintf(const char *fmt, ...)
@@ -114,7 +114,8 @@ parse_entry(char *line, uint64_t expect, CtEntry *e)
         tlbd_parse_uint(nr, UINT64_MAX, &e->nr_sectors) < 0) {
         return -EINVAL;
     }
-    for (char *f = strtok_r(flags, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+    for (char *f = strtok_r(flags, ",", &save); f;
+         f = strtok_r(NULL, ",", &save)) {
         if (!strcmp(f, "FLUSH")) {
             e->flags |= CT_FLUSH;
         } else if (!strcmp(f, "FUA")) {
@@ -216,8 +217,8 @@ add_state(CtState **v, size_t *n, size_t *alloc, uint64_t limit, int mode,
     if (mode < 0) {
         snprintf(s->token, sizeof(s->token), "%" PRIu64, limit);
     } else {
-        snprintf(s->token, sizeof(s->token), "%" PRIu64 "/%s/%" PRIu64,
-                 limit, cut_modes[mode], seed);
+        snprintf(s->token, sizeof(s->token), "%" PRIu64 "/%s/%" PRIu64, limit,
+                 cut_modes[mode], seed);
     }
 }
 
@@ -415,8 +416,8 @@ static int
 mount_state(const CtArgs *a, const char *dev, const char *dir, bool ro,
             int out_fd)
 {
-    char *argv[] = { "mount", "-t", (char *)a->fs->name, "-o",
-                     ro ? "ro" : "rw", (char *)dev, (char *)dir, NULL };
+    char *argv[] = { "mount",          "-t",        (char *)a->fs->name, "-o",
+                     ro ? "ro" : "rw", (char *)dev, (char *)dir,         NULL };
     CtRunOpts o = { .out_fd = out_fd };
     int st = ct_run(argv, &o);
 
@@ -428,8 +429,8 @@ mount_state(const CtArgs *a, const char *dev, const char *dir, bool ro,
 
 /* Run --check on the read-only file system. */
 static int
-run_check(const CtArgs *a, const CtWork *w, const Builder *b,
-          const CtState *s, int out_fd)
+run_check(const CtArgs *a, const CtWork *w, const Builder *b, const CtState *s,
+          int out_fd)
 {
     char *marks = marks_before(w, s->limit);
     char *env[4] = {
@@ -597,8 +598,8 @@ print_table(const CtState *v, size_t n, uint64_t nfailed)
     }
     if (secs && n) {
         qsort(secs, n, sizeof(*secs), cmp_double);
-        printf("%zu states, %" PRIu64 " failed, %.3f s per state (median)\n",
-               n, nfailed, secs[n / 2]);
+        printf("%zu states, %" PRIu64 " failed, %.3f s per state (median)\n", n,
+               nfailed, secs[n / 2]);
     }
     free(secs);
 }
@@ -678,8 +679,8 @@ ct_check_states(const CtArgs *a, CtWork *w)
             break;
         }
         s->seconds = (double)(tlbd_now_ns() - t0) / 1e9;
-        fprintf(stderr, "tlbd crashtest: [%zu/%zu] %s: %s (%.2f s)\n", i + 1,
-                n, s->token, s->verdict, s->seconds);
+        fprintf(stderr, "tlbd crashtest: [%zu/%zu] %s: %s (%.2f s)\n", i + 1, n,
+                s->token, s->verdict, s->seconds);
         if (s->failed) {
             nfailed++;
             if (!kept) {

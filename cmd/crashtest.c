@@ -41,7 +41,7 @@ static const CtFs filesystems[] = {
 };
 
 #define MAX_STATES 1000000
-#define MAX_SIZE (1ull << 40)
+#define MAX_SIZE   (1ull << 40)
 
 static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
@@ -149,8 +149,7 @@ size_opt(const char *option, const char *value)
 {
     uint64_t v;
 
-    if (tlbd_parse_size(value, &v) < 0 || v == 0 || v > MAX_SIZE ||
-        v % 4096) {
+    if (tlbd_parse_size(value, &v) < 0 || v == 0 || v > MAX_SIZE || v % 4096) {
         bad_usage("%s: bad value '%s': expected a size (such as 256M), a "
                   "multiple of 4k, up to 1T",
                   option, value);
@@ -186,8 +185,8 @@ have_program(const char *prog)
     char *save = NULL;
     bool found = false;
 
-    if (asprintf(&dirs, "%s:/usr/sbin:/sbin:/usr/bin:/bin",
-                 path ? path : "") < 0) {
+    if (asprintf(&dirs, "%s:/usr/sbin:/sbin:/usr/bin:/bin", path ? path : "") <
+        0) {
         tlbd_die("asprintf", ENOMEM);
     }
     for (char *d = strtok_r(dirs, ":", &save); d && !found;
@@ -232,8 +231,8 @@ parse_args(int argc, char **argv, CtArgs *a)
     }
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(dashes, argv, short_options, long_options,
-                            NULL)) != -1) {
+    while ((c = getopt_long(dashes, argv, short_options, long_options, NULL)) !=
+           -1) {
         switch (c) {
         case 'h':
         case HELP_OPTION:
@@ -304,8 +303,8 @@ parse_args(int argc, char **argv, CtArgs *a)
 static void
 check_setup(CtArgs *a)
 {
-    const char *need[] = { a->fs->mkfs, a->fs->check[0], "losetup", "mount",
-                           "umount", "fusermount3" };
+    const char *need[] = { a->fs->mkfs, a->fs->check[0], "losetup",
+                           "mount",     "umount",        "fusermount3" };
     char exe[PATH_MAX];
     ssize_t n;
 

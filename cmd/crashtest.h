@@ -26,9 +26,9 @@
 #include <sys/types.h>
 
 /* Exit statuses. */
-#define CT_EXIT_CLEAN 0
-#define CT_EXIT_FAILED 1 /* some state failed */
-#define CT_EXIT_SETUP 2  /* usage or setup error */
+#define CT_EXIT_CLEAN       0
+#define CT_EXIT_FAILED      1 /* some state failed */
+#define CT_EXIT_SETUP       2 /* usage or setup error */
 #define CT_EXIT_INTERRUPTED 130
 
 /* How a file system is made and checked after the kernel's recovery. */
@@ -46,8 +46,8 @@ typedef struct CtArgs {
     uint64_t size;
     uint64_t states;
     uint64_t seed;
-    uint64_t cache; /* volatile-cache SIZE of the recording export */
-    char **mkfs_options; /* split at blanks; NULL-terminated */
+    uint64_t cache;            /* volatile-cache SIZE of the recording export */
+    char **mkfs_options;       /* split at blanks; NULL-terminated */
     char **mount_options_argv; /* {"-o", OPTS} or empty */
     const char *mount_options;
     const char *check; /* --check CMD (sh -c) or NULL */
@@ -64,16 +64,16 @@ typedef struct CtEntry {
     char *mark;     /* MARK entries: the name; else NULL */
 } CtEntry;
 
-#define CT_FLUSH 1u
-#define CT_FUA 2u
+#define CT_FLUSH   1u
+#define CT_FUA     2u
 #define CT_DISCARD 4u
-#define CT_MARK 8u
+#define CT_MARK    8u
 
 /* The work directory and what the recording left in it. */
 typedef struct CtWork {
-    char *dir;      /* the work directory, absolute */
-    char *log;      /* DIR/log: the write log */
-    char *out;      /* DIR/out: children's output, appended */
+    char *dir; /* the work directory, absolute */
+    char *log; /* DIR/log: the write log */
+    char *out; /* DIR/out: children's output, appended */
     uint64_t nentries;
     CtEntry *entries;
     uint64_t start; /* first entry after the mark "mkfs" */

@@ -606,6 +606,16 @@ serve(FuseMain *m, int ready_fd)
         tlbd_fatal("cannot write pid file '%s': %s", m->pidfile_abs,
                    strerror(-ret));
     }
+    /* The control socket (control=) answers before anyone hears we are
+     * ready.
+     */
+    ret = blockdev_serve(m->bd);
+    if (ret < 0) {
+        fexp_free(m->exp);
+        blockdev_close(m->bd);
+        unlink(m->pidfile_abs);
+        tlbd_fatal("cannot start the control channel: %s", strerror(-ret));
+    }
     if (ready_fd >= 0) {
         report_ready(m, ready_fd);
     }

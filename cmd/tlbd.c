@@ -4,6 +4,7 @@
  *   tlbd bench  IMAGE              (cmd/bench.c)
  *   tlbd nbd    IMAGE              (cmd/nbd.c)
  *   tlbd info   IMAGE              (cmd/info.c)
+ *   tlbd ctl    PATH COMMAND       (cmd/ctl.c)
  *   tlbd crashtest -- WORKLOAD     (cmd/crashtest*.c)
  *
  * Each subcommand parses its own options and prints its own --help.  A
@@ -29,6 +30,7 @@ static const struct subcommand {
     { "nbd", tlbd_nbd_main, "serve IMAGE over NBD with nbdkit" },
     { "bench", tlbd_bench_main, "drive IMAGE with verified vcpu I/O" },
     { "info", tlbd_info_main, "show size, allocation and block sizes" },
+    { "ctl", tlbd_ctl_main, "send a command to an export's control socket" },
     { NULL, NULL, NULL },
 };
 

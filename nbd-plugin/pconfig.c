@@ -34,13 +34,16 @@ void
 pconfig_free(PluginConfig *cfg)
 {
     free(cfg->file);
-    free(cfg->inject);
-    free(cfg->powercut);
     cfg->file = NULL;
-    cfg->inject = NULL;
+    for (size_t i = 0; i < cfg->nvalues; i++) {
+        free(cfg->values[i]);
+    }
+    free(cfg->values);
+    cfg->values = NULL;
+    cfg->nvalues = 0;
     cfg->opts.inject = NULL;
-    cfg->powercut = NULL;
     cfg->opts.powercut = NULL;
+    cfg->opts.control = NULL;
 }
 
 /* Set *ERRMSG to a formatted message; returns ERR (a -errno). */
@@ -95,6 +98,7 @@ int
 pconfig_set(PluginConfig *cfg, const char *key, const char *value,
             char **errmsg)
 {
+    char **values;
     char *copy;
     int ret;
 
@@ -106,19 +110,19 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
         return fail(errmsg, -EINVAL,
                     "unknown parameter '%s' (see nbdkit tlbd --help)", key);
     }
-    /* inject= and powercut= keep their value: give them one that outlives
-     * nbdkit's. */
-    copy = strdup(value);
+    /* inject=, powercut= and control= keep their value: give every key
+     * one that outlives nbdkit's. */
+    values = realloc(cfg->values, (cfg->nvalues + 1) * sizeof(*values));
+    if (values) {
+        cfg->values = values;
+    }
+    copy = values ? strdup(value) : NULL;
     if (!copy) {
         return fail(errmsg, -ENOMEM, "%s: out of memory", key);
     }
     ret = blockdev_parse_option(&cfg->opts, key, copy, errmsg);
-    if (ret == 0 && cfg->opts.inject == copy) {
-        free(cfg->inject);
-        cfg->inject = copy;
-    } else if (ret == 0 && cfg->opts.powercut == copy) {
-        free(cfg->powercut);
-        cfg->powercut = copy;
+    if (ret == 0) {
+        cfg->values[cfg->nvalues++] = copy;
     } else {
         free(copy);
     }

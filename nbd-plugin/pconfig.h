@@ -18,8 +18,10 @@
 typedef struct PluginConfig {
     char *file;           /* absolute path; NULL until file= */
     BlockDevOptions opts; /* every other key; the pool's in opts.pool */
-    char *inject;         /* opts.inject points here. Can be NULL. */
-    char *powercut;       /* opts.powercut points here. Can be NULL. */
+    char **values;        /* copies of every accepted value, which outlive
+                             nbdkit's: opts' strings (inject, powercut,
+                             control) point into them */
+    size_t nvalues;
 } PluginConfig;
 
 /* Fill in the defaults. */

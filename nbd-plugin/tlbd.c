@@ -224,11 +224,23 @@ tlbd_get_ready(void)
     return r;
 }
 
-/* Start the pool in the process that serves. */
+/* Start the pool and the control channel (control=) in the process that
+ * serves.  nbdkit calls this without --fork too, before it serves.
+ */
 static int
 tlbd_after_fork(void)
 {
-    return start_threads(config.opts.pool.threads_min);
+    int r = start_threads(config.opts.pool.threads_min);
+
+    if (r == 0) {
+        r = blockdev_serve(bd);
+        if (r < 0) {
+            errno = -r;
+            nbdkit_error("cannot start the control channel: %m");
+            return -1;
+        }
+    }
+    return r;
 }
 
 /* Stop everything, in dependency order: the BlockDev waits for its requests,

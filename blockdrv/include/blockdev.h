@@ -91,6 +91,8 @@ typedef struct BlockDevOptions {
     uint64_t volatile_cache; /* bytes of volatile write cache; 0: none */
     const char *powercut;    /* power-cut rule, see paio(3); needs
                                 volatile_cache.  Can be NULL. */
+    const char *control;     /* the control socket's path, served by
+                                blockdev_serve.  Can be NULL. */
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
@@ -127,6 +129,15 @@ typedef struct BlockDevStats {
     uint64_t errors;
     uint64_t in_flight;
     uint64_t inline_ops; /* of the above: run on the caller's thread */
+    uint64_t marks;      /* blockdev_mark calls that placed a mark */
+    /* volatile-cache (all 0 without one): */
+    uint64_t volatile_cache;  /* SIZE */
+    uint64_t volatile_bytes;  /* data bytes written but not yet durable */
+    uint64_t volatile_writes; /* writes in that volatile set */
+    uint64_t cache_writes;    /* writes, zeroes, discards completed */
+    uint64_t epoch;           /* flushes completed */
+    uint64_t destaged;        /* writes the cache destaged early */
+    bool dead;                /* the power was cut */
 } BlockDevStats;
 
 /* Defaults: read-write, writeback, discard=unmap, no injection, offload
@@ -166,6 +177,43 @@ unsigned blockdev_alignment(const BlockDev *bd); /* O_DIRECT; 1 otherwise */
 bool blockdev_can_discard(const BlockDev *bd);
 bool blockdev_can_fast_zero(const BlockDev *bd);
 void blockdev_get_stats(BlockDev *bd, BlockDevStats *stats);
+
+/* Marks name points in a device's history (a write log's MARK entries, a
+ * power-cut rule's at-mark=NAME).  A name is 1 to BLOCKDEV_MARK_MAX
+ * printable ASCII characters without spaces: dm-log-writes keeps a mark
+ * in one sector, as a C string of at most 31 bytes.
+ */
+#define BLOCKDEV_MARK_MAX 31
+#define BLOCKDEV_MARK_REASON                                                   \
+    "is not a mark name (1 to 31 printable characters, no spaces)"
+
+bool blockdev_is_mark_name(const char *name);
+
+/* Place the mark NAME after every request completed so far: a power-cut
+ * rule's at-mark=NAME cuts the power here.  Without volatile-cache the
+ * mark is only counted (BlockDevStats.marks).  Returns 0, -EINVAL for a
+ * name blockdev_is_mark_name refuses, or -EIO once the power was cut.
+ */
+int blockdev_mark(BlockDev *bd, const char *name);
+
+/* The control channel (control=PATH, see tlbd(1) "TLBD CTL").
+ * blockdev_open creates the Unix socket PATH (mode 0600) and listens on
+ * it, refusing a PATH that exists unless it is a stale socket of the same
+ * user that nobody listens on; blockdev_close removes it.  Connections
+ * wait until blockdev_serve starts the thread "ctl" that answers them:
+ * call it in the process that serves, after any fork (threads do not
+ * survive one), and before telling anyone the device is ready.  Returns 0
+ * (also without control=, or when already serving) or -errno.
+ */
+int blockdev_serve(BlockDev *bd);
+
+/* Lines a front end adds to the control channel's `stats`: FN prints
+ * "key=value\n" lines on FP.  It runs on the ctl thread, while requests
+ * run, so it reads only what is safe there.  Set it before
+ * blockdev_serve.  FN can be NULL.
+ */
+typedef void BlockDevStatsHook(void *opaque, FILE *fp);
+void blockdev_set_stats_hook(BlockDev *bd, BlockDevStatsHook *fn, void *opaque);
 
 /* Change the fault/latency injection spec at run time (NULL or "" clears).
  * Returns 0, or -EINVAL with *ERRMSG showing where SPEC is wrong.

@@ -134,10 +134,21 @@ test_grammar(void **state)
           "probability from 0 to 1 at column 13" },
         { "powercut", "mode=all",
           "powercut: 'mode=all': no trigger (after-writes=N, "
-          "after-flushes=N or after=DURATION) at column 1" },
+          "after-flushes=N, after=DURATION or at-mark=NAME) at column 1" },
         { "powercut", "after=5s,colour=red",
           "powercut: 'after=5s,colour=red': unknown key 'colour' "
-          "(after-writes, after-flushes, after, mode, seed) at column 10" },
+          "(after-writes, after-flushes, after, at-mark, mode, seed) at "
+          "column 10" },
+        { "powercut", "at-mark=two words",
+          "powercut: 'at-mark=two words': 'two words' is not a mark name "
+          "(1 to 31 printable characters, no spaces) at column 9" },
+        { "powercut", "mode=all,at-mark=",
+          "powercut: 'mode=all,at-mark=': '' is not a mark name (1 to 31 "
+          "printable characters, no spaces) at column 18" },
+        { "powercut", "at-mark=abcdefghijklmnopqrstuvwxyz012345",
+          "powercut: 'at-mark=abcdefghijklmnopqrstuvwxyz012345': "
+          "'abcdefghijklmnopqrstuvwxyz012345' is not a mark name (1 to 31 "
+          "printable characters, no spaces) at column 9" },
         { "powercut", "after-flushes=1,,seed=1",
           "powercut: 'after-flushes=1,,seed=1': empty item at column 17" },
         { "powercut", "after-writes=1,mode=prefix:0.5",
@@ -159,6 +170,8 @@ test_grammar(void **state)
         "after=500ms,mode=prefix",
         "after-writes=1,mode=ignore-flush,seed=0",
         "after-writes=1,mode=all",
+        "at-mark=commit-1,mode=subset:0.5,seed=3",
+        "at-mark=abcdefghijklmnopqrstuvwxyz01234",
     };
     BlockDevOptions opts;
 
@@ -536,6 +549,69 @@ test_after_duration(void **state)
     free(img);
 }
 
+/* Marks: names checked, counted with or without a cache; at-mark cuts as
+ * its mark is placed (after every write before it), not at another mark.
+ */
+static void
+test_at_mark(void **state)
+{
+    BtFixture *f = *state;
+    BlockDev *bd;
+    BlockDevStats st;
+    uint8_t buf[SECTOR];
+    uint8_t *img;
+
+    assert_false(blockdev_is_mark_name(NULL));
+    assert_false(blockdev_is_mark_name(""));
+    assert_false(blockdev_is_mark_name("a b"));
+    assert_false(blockdev_is_mark_name("tab\there"));
+    assert_false(blockdev_is_mark_name("\xc3\xa9t\xc3\xa9"));
+    assert_false(blockdev_is_mark_name("abcdefghijklmnopqrstuvwxyz012345"));
+    assert_true(blockdev_is_mark_name("abcdefghijklmnopqrstuvwxyz01234"));
+    assert_true(blockdev_is_mark_name("a"));
+
+    /* no cache: counted, nothing else */
+    assert_int_equal(blockdev_open(f->path, NULL, &bd, NULL), 0);
+    assert_int_equal(blockdev_mark(bd, "one"), 0);
+    assert_int_equal(blockdev_mark(bd, "bad name"), -EINVAL);
+    blockdev_get_stats(bd, &st);
+    assert_int_equal(st.marks, 1);
+    blockdev_close(bd);
+
+    bd = open_cached(f, "1M", "at-mark=commit,mode=subset:1");
+    write_base(bd);
+    write_version(bd, 1, 0, 4, 0);
+    assert_int_equal(blockdev_mark(bd, "other"), 0);
+    write_version(bd, 2, 8, 4, 0);
+    assert_int_equal(blockdev_pread(bd, buf, SECTOR, 0), SECTOR);
+    assert_int_equal(blockdev_mark(bd, "commit"), 0); /* cut: keep all */
+    assert_int_equal(blockdev_pread(bd, buf, SECTOR, 0), -EIO);
+    assert_int_equal(blockdev_mark(bd, "later"), -EIO);
+    blockdev_get_stats(bd, &st);
+    assert_int_equal(st.marks, 2);
+    blockdev_close(bd);
+    img = image(f);
+    for (uint32_t s = 0; s < NSECTORS; s++) {
+        assert_int_equal(sector_version(img, s), s < 4    ? 1
+                                                 : s < 8  ? 0
+                                                 : s < 12 ? 2
+                                                          : 0);
+    }
+    free(img);
+
+    /* mode all at the mark: the volatile set before it is lost */
+    bd = open_cached(f, "1M", "at-mark=commit,mode=all");
+    write_base(bd);
+    write_version(bd, 1, 0, 4, 0);
+    assert_int_equal(blockdev_mark(bd, "commit"), 0);
+    blockdev_close(bd);
+    img = image(f);
+    for (uint32_t s = 0; s < NSECTORS; s++) {
+        assert_int_equal(sector_version(img, s), 0);
+    }
+    free(img);
+}
+
 /* ignore-flush: flushed data is lost, FUA data is not. */
 static void
 test_ignore_flush(void **state)
@@ -734,6 +810,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_after_duration, setup,
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_ignore_flush, setup, bt_teardown),
+        cmocka_unit_test_setup_teardown(test_at_mark, setup, bt_teardown),
         cmocka_unit_test_setup_teardown(test_destage_survives, setup,
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_unsafe_protocol, setup,
