@@ -275,6 +275,17 @@ set_control(BlockDevOptions *opts, const char *value, char **errmsg)
     return 0;
 }
 
+static int
+set_log_writes(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    if (!value || !*value) {
+        return -EINVAL;
+    }
+    opts->log_writes = value;
+    return 0;
+}
+
 #define STR(x)  #x
 #define XSTR(x) STR(x)
 
@@ -317,6 +328,8 @@ static const struct {
     { "control", set_control,
       "is not a socket path of 1 to " XSTR(CTL_PATH_MAX) " bytes", true, "PATH",
       "serve `tlbd ctl` on the Unix socket PATH, see tlbd(1)" },
+    { "log-writes", set_log_writes, "is not a file name", true, "FILE",
+      "log the writes as dm-log-writes does, see paio(3)" },
     { "readonly", set_readonly,
       "is not a boolean (true, false, on, off, yes, no, 1, 0)", false, NULL,
       NULL },
@@ -460,6 +473,11 @@ check_options(const char *path, const BlockDevOptions *opts, char **errmsg)
                              "bytes",
                              opts->control, CTL_PATH_MAX);
     }
+    if (opts->log_writes && !opts->volatile_cache) {
+        return blockdev_fail(errmsg, -EINVAL,
+                             "log-writes: '%s' needs a volatile-cache=SIZE",
+                             opts->log_writes);
+    }
     if (opts->volatile_cache && opts->growable) {
         return blockdev_fail(errmsg, -EINVAL,
                              "volatile-cache: a growable image "
@@ -594,6 +612,20 @@ probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
     return 0;
 }
 
+/* Create the write log PATH, which must not be the image (ST). */
+static int
+open_log(const char *path, const struct stat *image, Wlog **log, char **errmsg)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 && st.st_dev == image->st_dev &&
+        st.st_ino == image->st_ino) {
+        return blockdev_fail(errmsg, -EINVAL, "log-writes: '%s' is the image",
+                             path);
+    }
+    return wlog_create(path, log, errmsg);
+}
+
 int
 blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
               char **errmsg)
@@ -680,8 +712,15 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         PowercutRule rule;
         bool has_rule =
             opts->powercut && powercut_parse(opts->powercut, &rule, NULL) == 0;
+        Wlog *log = NULL;
+        if (opts->log_writes) {
+            ret = open_log(opts->log_writes, &st, &log, errmsg);
+            if (ret < 0) {
+                goto out_dev;
+            }
+        }
         ret = vcache_new(bd->dev, opts->volatile_cache, has_rule ? &rule : NULL,
-                         &bd->vcache);
+                         log, &bd->vcache);
         if (ret < 0) {
             blockdev_fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
             goto out_dev;

@@ -166,7 +166,7 @@ cmd_powercut(Ctl *c, int argc, char **argv, FILE *out, char **errmsg)
                                  "[MODE] [seed=N])",
                                  argv[i]);
         }
-        ret = powercut_parse_mode(a, &rule, errmsg);
+        ret = powercut_parse_mode("powercut", a, &rule, errmsg);
         if (ret < 0) {
             return ret;
         }

@@ -22,6 +22,14 @@
  * prints one line on stderr, and kills the device: every request fails
  * with EIO from then on.
  *
+ * With log-writes=FILE the cache also writes the log (wlog.c) as a disk
+ * makes writes durable: FUA, write-through and destaged writes (flagged
+ * FUA) when they reach the image; the volatile set of a flush just before
+ * that flush's FLUSH entry, once the flush is done; at a cut the whole
+ * volatile set, then a MARK entry "powercut".  So the image always equals
+ * a replay of the whole log, and a replay with the cut's mode and seed
+ * rebuilds the cut.  A log that cannot be written stops the device.
+ *
  * Threads: vcache_handle runs on whatever thread runs the request (pool
  * workers, the caller with offload=never), many at once.  Two locks:
  *  - flush_lock is held by whoever writes the image on the cache's behalf
@@ -76,9 +84,12 @@ struct Vcache {
     uint64_t start_ns; /* open time, for after= */
     _Atomic bool dead; /* the power was cut: written under lock */
 
-    /* flush_lock: see the file header.  It also protects destage_rng. */
+    /* flush_lock: see the file header.  It also protects destage_rng and
+     * the log. */
     pthread_mutex_t flush_lock;
     uint64_t destage_rng;
+    Wlog *log;       /* log-writes; Can be NULL. */
+    bool log_failed; /* the log could not be written: said so once */
 
     /* lock protects everything below */
     pthread_mutex_t lock;
@@ -440,6 +451,265 @@ apply_cut(Vcache *vc, const PowercutRule *r, VcExtent *list, uint64_t nwrites,
     return ret;
 }
 
+/* ---- the write log; everything here runs under flush_lock ---- */
+
+/* Read [OFFSET, OFFSET+LEN) of the image into BUF. */
+static int64_t
+read_image(Vcache *vc, uint8_t *buf, uint64_t offset, uint64_t len)
+{
+    struct iovec v = { buf, len };
+    PaioRequest r;
+
+    memset(&r, 0, sizeof(r));
+    r.type = PAIO_READ;
+    r.dev = vc->dev;
+    r.offset = offset;
+    r.u.rw.iov = &v;
+    r.u.rw.niov = 1;
+    return paio_handle_read(&r);
+}
+
+/* Lay the bytes of E in the sector at POS over SEC. */
+static void
+lay_over(const VcExtent *e, uint64_t pos, uint8_t *sec)
+{
+    uint64_t from, to;
+
+    if (!overlaps(e, pos, pos + WLOG_SECTOR)) {
+        return;
+    }
+    from = e->offset > pos ? e->offset : pos;
+    to = e->offset + e->length < pos + WLOG_SECTOR ? e->offset + e->length
+                                                  : pos + WLOG_SECTOR;
+    if (e->buf) {
+        memcpy(sec + (from - pos), e->buf->data + e->buf_off + (from - e->offset),
+               to - from);
+    } else {
+        memset(sec + (from - pos), 0, to - from);
+    }
+}
+
+/* The sector at POS as a replay of the log will hold it just before
+ * LIST[I]: the image's, with LIST[0..I) over it.  LIST has not reached the
+ * image yet.  A malloc'd sector, or NULL with *ERR set.
+ */
+static uint8_t *
+sector_before(Vcache *vc, VcExtent *const *list, size_t i, uint64_t pos,
+              int *err)
+{
+    uint8_t *sec = malloc(WLOG_SECTOR);
+    int64_t n;
+
+    if (!sec) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    n = read_image(vc, sec, pos, WLOG_SECTOR);
+    if (n < 0) {
+        *err = (int)n;
+        free(sec);
+        return NULL;
+    }
+    for (size_t j = 0; j < i; j++) {
+        lay_over(list[j], pos, sec);
+    }
+    return sec;
+}
+
+static void
+free_pads(uint8_t **pads, size_t n)
+{
+    for (size_t i = 0; pads && i < 2 * n; i++) {
+        free(pads[i]);
+    }
+    free(pads);
+}
+
+/* Before LIST[0..N) reach the image: for each extent that starts or ends
+ * inside a sector, that sector as the log's replay sees it before the
+ * extent (*PADS[2i] and [2i+1]; NULL where whole; *PADS NULL if none).
+ */
+static int
+pad_list(Vcache *vc, VcExtent *const *list, size_t n, uint8_t ***pads)
+{
+    int err = 0;
+
+    *pads = NULL;
+    for (size_t i = 0; i < n && err == 0; i++) {
+        uint64_t end = list[i]->offset + list[i]->length;
+        bool head = list[i]->offset % WLOG_SECTOR != 0;
+        bool tail = end % WLOG_SECTOR != 0;
+
+        if ((head || tail) && !*pads && !(*pads = calloc(2 * n, sizeof(**pads)))) {
+            return -ENOMEM;
+        }
+        if (head) {
+            (*pads)[2 * i] = sector_before(
+                vc, list, i, list[i]->offset / WLOG_SECTOR * WLOG_SECTOR, &err);
+        }
+        if (tail && err == 0) {
+            (*pads)[2 * i + 1] = sector_before(
+                vc, list, i, (end - 1) / WLOG_SECTOR * WLOG_SECTOR, &err);
+        }
+    }
+    if (err < 0) {
+        free_pads(*pads, n);
+        *pads = NULL;
+    }
+    return err;
+}
+
+/* Log [OFFSET, OFFSET+LENGTH) of DATA (NULL: zeroes) as one entry. */
+static int
+log_range(Vcache *vc, uint64_t flags, uint64_t offset, uint64_t length,
+          const struct iovec *iov, int niov, const uint8_t *head,
+          const uint8_t *tail, uint64_t seq)
+{
+    WlogWrite w = {
+        .flags = flags,
+        .offset = offset,
+        .length = length,
+        .iov = iov,
+        .niov = niov,
+        .head = head,
+        .tail = tail,
+        .seq = seq,
+    };
+
+    tlbd_mutex_lock(&vc->lock);
+    w.writes = vc->nwrites;
+    tlbd_mutex_unlock(&vc->lock);
+    return wlog_append_write(vc->log, &w);
+}
+
+static int
+log_extent(Vcache *vc, const VcExtent *e, uint64_t flags, uint8_t *const *pads)
+{
+    struct iovec v = { NULL, 0 };
+
+    if (e->buf) {
+        v.iov_base = e->buf->data + e->buf_off;
+        v.iov_len = e->length;
+    }
+    return log_range(vc, flags, e->offset, e->length, e->buf ? &v : NULL,
+                     e->buf ? 1 : 0, pads ? pads[0] : NULL,
+                     pads ? pads[1] : NULL, e->seq);
+}
+
+/* Log LIST[0..N) (flags 0: volatile), with the pads pad_list made. */
+static int
+log_list(Vcache *vc, VcExtent *const *list, size_t n, uint8_t *const *pads)
+{
+    int ret = 0;
+
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        ret = log_extent(vc, list[i], 0, pads ? pads + 2 * i : NULL);
+    }
+    return ret;
+}
+
+/* Log a write that has just reached the image, durable: the sectors
+ * around it are the image's as they are now.
+ */
+static int
+log_durable(Vcache *vc, uint64_t offset, uint64_t length,
+            const struct iovec *iov, int niov, uint64_t seq)
+{
+    uint8_t head[WLOG_SECTOR], tail[WLOG_SECTOR];
+    uint64_t end = offset + length;
+    bool h = offset % WLOG_SECTOR != 0;
+    bool t = end % WLOG_SECTOR != 0;
+    int64_t n = 0;
+
+    if (h) {
+        n = read_image(vc, head, offset / WLOG_SECTOR * WLOG_SECTOR,
+                       WLOG_SECTOR);
+    }
+    if (t && n >= 0) {
+        n = read_image(vc, tail, (end - 1) / WLOG_SECTOR * WLOG_SECTOR,
+                       WLOG_SECTOR);
+    }
+    if (n < 0) {
+        return (int)n;
+    }
+    return log_range(vc, WLOG_FUA, offset, length, iov, niov, h ? head : NULL,
+                     t ? tail : NULL, seq);
+}
+
+static int
+log_flush(Vcache *vc)
+{
+    uint64_t writes;
+
+    tlbd_mutex_lock(&vc->lock);
+    writes = vc->nwrites;
+    tlbd_mutex_unlock(&vc->lock);
+    return wlog_append_flush(vc->log, writes);
+}
+
+/* The log could not be written (ERR): stop the device, say so once.
+ * Returns -EIO.
+ */
+static int
+log_failed(Vcache *vc, int err)
+{
+    tlbd_mutex_lock(&vc->lock);
+    atomic_store(&vc->dead, true);
+    tlbd_mutex_unlock(&vc->lock);
+    if (!vc->log_failed) {
+        vc->log_failed = true;
+        fprintf(stderr,
+                "tlbd: log-writes: '%s': %s: the device stops, every "
+                "request now fails with EIO\n",
+                wlog_path(vc->log), strerror(-err));
+    }
+    return -EIO;
+}
+
+/* LIST as an array of its N extents (N may be 0: then NULL). */
+static VcExtent **
+list_array(VcExtent *list, size_t *n, bool *oom)
+{
+    VcExtent **a;
+    size_t i = 0;
+
+    *n = 0;
+    for (VcExtent *e = list; e; e = e->next) {
+        ++*n;
+    }
+    a = *n ? malloc(*n * sizeof(*a)) : NULL;
+    *oom = *n && !a;
+    for (VcExtent *e = list; a && e; e = e->next) {
+        a[i++] = e;
+    }
+    return a;
+}
+
+/* At a cut: log the whole volatile set LIST, then the mark "powercut". */
+static void
+log_cut(Vcache *vc, VcExtent *list, uint64_t nwrites)
+{
+    uint8_t **pads = NULL;
+    VcExtent **a;
+    size_t n;
+    bool oom;
+    int ret;
+
+    a = list_array(list, &n, &oom);
+    ret = oom ? -ENOMEM : pad_list(vc, a, n, &pads);
+    if (ret == 0) {
+        ret = log_list(vc, a, n, pads);
+    }
+    if (ret == 0) {
+        ret = wlog_append_mark(vc->log, "powercut", nwrites);
+    }
+    if (ret < 0) {
+        log_failed(vc, ret);
+    }
+    free_pads(pads, n);
+    free(a);
+}
+
 /* Under flush_lock: cut the power (once) with rule R, for the trigger
  * WHY.  Writes the report line (without the "tlbd: " of stderr) to
  * REPORT (LEN bytes; can be NULL).  Returns 0, -EALREADY if the power was
@@ -471,6 +741,9 @@ cut_locked(Vcache *vc, const PowercutRule *r, const char *why, char *report,
     destaged = vc->ndestaged;
     tlbd_mutex_unlock(&vc->lock);
 
+    if (vc->log) {
+        log_cut(vc, list, nwrites);
+    }
     ret = apply_cut(vc, r, list, nwrites, &kept, &dropped);
     free_list(list);
     if (ret == 0) {
@@ -542,29 +815,45 @@ vcache_get_stats(Vcache *vc, VcacheStats *st)
 int
 vcache_mark(Vcache *vc, const char *name)
 {
+    uint64_t nwrites;
     bool cut_now;
+    int ret = 0;
 
     if (!vc) {
         return 0;
     }
+    /* The log is written under flush_lock. */
+    tlbd_mutex_lock(&vc->flush_lock);
     tlbd_mutex_lock(&vc->lock);
     if (atomic_load(&vc->dead)) {
         tlbd_mutex_unlock(&vc->lock);
+        tlbd_mutex_unlock(&vc->flush_lock);
         return -EIO;
     }
     cut_now = vc->has_rule && strcmp(vc->rule.at_mark, name) == 0;
+    nwrites = vc->nwrites;
     tlbd_mutex_unlock(&vc->lock);
-    if (cut_now) {
-        cut(vc, "at-mark");
+    if (vc->log) {
+        ret = wlog_append_mark(vc->log, name, nwrites);
+        if (ret < 0) {
+            ret = log_failed(vc, ret);
+        }
     }
-    return 0;
+    if (cut_now && ret == 0) {
+        (void)cut_locked(vc, &vc->rule, "at-mark", NULL, 0);
+    }
+    tlbd_mutex_unlock(&vc->flush_lock);
+    return ret;
 }
 
-/* Under flush_lock: write the whole volatile set and fdatasync. */
+/* Under flush_lock: write the whole volatile set and fdatasync; then log
+ * it and the FLUSH entry.
+ */
 static int
 flush_locked(Vcache *vc)
 {
     VcExtent **snap = NULL;
+    uint8_t **pads = NULL;
     size_t n = 0, i = 0;
     bool oom;
     int ret = 0;
@@ -582,6 +871,9 @@ flush_locked(Vcache *vc)
         return -ENOMEM;
     }
     /* Only this thread removes extents, so SNAP stays valid. */
+    if (vc->log && n > 0) {
+        ret = pad_list(vc, snap, n, &pads);
+    }
     for (i = 0; i < n && ret == 0; i++) {
         int64_t w = write_piece(vc, snap[i], snap[i]->offset, snap[i]->length);
         ret = w < 0 ? (int)w : 0;
@@ -589,6 +881,16 @@ flush_locked(Vcache *vc)
     if (ret == 0) {
         ret = paio_do_flush(vc->dev);
     }
+    if (ret == 0 && vc->log) {
+        ret = log_list(vc, snap, n, pads);
+        if (ret == 0) {
+            ret = log_flush(vc);
+        }
+        if (ret < 0) {
+            ret = log_failed(vc, ret);
+        }
+    }
+    free_pads(pads, n);
     if (ret == 0) {
         tlbd_mutex_lock(&vc->lock);
         for (i = 0; i < n; i++) {
@@ -624,6 +926,12 @@ do_flush(Vcache *vc)
         ret = -EIO;
     } else if (!vc->has_rule || vc->rule.mode != POWERCUT_IGNORE_FLUSH) {
         ret = flush_locked(vc);
+    } else if (vc->log) {
+        /* a disk that lies: the flush made nothing durable */
+        ret = log_flush(vc);
+        if (ret < 0) {
+            ret = log_failed(vc, ret);
+        }
     }
     tlbd_mutex_unlock(&vc->flush_lock);
     if (ret == 0 && flush_done(vc)) {
@@ -661,6 +969,18 @@ destage_one(Vcache *vc)
     ret = supersede(vc, e->offset, e->length, e->seq);
     if (ret < 0) {
         return ret;
+    }
+    if (vc->log) {
+        struct iovec v = { NULL, 0 };
+        if (e->buf) {
+            v.iov_base = e->buf->data + e->buf_off;
+            v.iov_len = e->length;
+        }
+        ret = log_durable(vc, e->offset, e->length, e->buf ? &v : NULL,
+                          e->buf ? 1 : 0, e->seq);
+        if (ret < 0) {
+            return log_failed(vc, ret);
+        }
     }
     tlbd_mutex_lock(&vc->lock);
     drop_extent(vc, e);
@@ -729,6 +1049,16 @@ write_through(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
             vc->ndestaged++;
         }
         tlbd_mutex_unlock(&vc->lock);
+    }
+    if (ret >= 0 && vc->log) {
+        bool data = req->type == PAIO_WRITE;
+        int lerr = log_durable(vc, req->offset, length,
+                               data ? req->u.rw.iov : NULL,
+                               data ? req->u.rw.niov : 0, seq);
+        if (lerr < 0) {
+            *cut_now = false;
+            ret = log_failed(vc, lerr);
+        }
     }
     tlbd_mutex_unlock(&vc->flush_lock);
     return ret;
@@ -849,15 +1179,18 @@ vcache_handle(Vcache *vc, PaioRequest *req, int64_t (*fallback)(PaioRequest *))
 }
 
 int
-vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule, Vcache **out)
+vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule, Wlog *log,
+           Vcache **out)
 {
     Vcache *vc = calloc(1, sizeof(*vc));
 
     *out = NULL;
     if (!vc) {
+        wlog_close(log);
         return -ENOMEM;
     }
     vc->dev = dev;
+    vc->log = log;
     vc->cap = size;
     vc->has_rule = rule != NULL;
     vc->rule = (PowercutRule){ .mode = POWERCUT_ALL, .p = 0.5 };
@@ -886,6 +1219,16 @@ vcache_free(Vcache *vc)
     tlbd_mutex_lock(&vc->flush_lock);
     if (!atomic_load(&vc->dead)) {
         ret = flush_locked(vc);
+    }
+    if (vc->log) {
+        char *path = strdup(wlog_path(vc->log));
+        int err = wlog_close(vc->log);
+        vc->log = NULL;
+        if (err < 0 && !vc->log_failed) {
+            fprintf(stderr, "tlbd: log-writes: '%s': %s\n", path ? path : "",
+                    strerror(-err));
+        }
+        free(path);
     }
     tlbd_mutex_unlock(&vc->flush_lock);
     free_list(vc->head);

@@ -21,6 +21,7 @@
 
 #include "blockdev.h"
 #include "paio.h"
+#include "wlog.h"
 
 typedef enum PowercutMode {
     POWERCUT_ALL = 0,      /* the volatile set is lost */
@@ -51,11 +52,6 @@ typedef struct PowercutRule {
  */
 int powercut_parse(const char *spec, PowercutRule *rule, char **errmsg);
 
-/* Parse MODE ("subset:0.5") into RULE's mode and p, for a cut on demand.
- * Returns 0, or -EINVAL with *ERRMSG as powercut_parse's, SPEC being MODE.
- */
-int powercut_parse_mode(const char *mode, PowercutRule *rule, char **errmsg);
-
 /* The mode as the rule spells it: "all", "subset:0.5", ... */
 void powercut_mode_str(const PowercutRule *rule, char *buf, size_t len);
 
@@ -74,15 +70,66 @@ uint64_t powercut_prefix(const PowercutRule *rule, uint64_t nvolatile,
 /* splitmix64 of X: the generator both files use. */
 uint64_t powercut_mix(uint64_t x);
 
+/* A mode alone ("subset:0.5"), as the rule's mode= takes it; messages
+ * start with KEY.  Returns 0 or -EINVAL with *ERRMSG.
+ */
+int powercut_parse_mode(const char *key, const char *mode, PowercutRule *rule,
+                        char **errmsg);
+
+/* The write log's writer (wlog.c; the format is in wlog.h).  Only the
+ * cache writes a log, under its flush_lock, so a Wlog has no lock.
+ */
+typedef struct Wlog Wlog;
+
+/* Create (or truncate) the log PATH and write its super block.  Returns
+ * 0, or -errno with *ERRMSG "log-writes: cannot create 'PATH': ...".
+ */
+int wlog_create(const char *path, Wlog **out, char **errmsg);
+const char *wlog_path(const Wlog *log);
+
+/* One write entry: [OFFSET, OFFSET+LENGTH) of IOV (NULL: zeroes, a
+ * DISCARD entry when the range is whole sectors).  HEAD and TAIL are the
+ * WLOG_SECTOR bytes of the first and last sector as a replay of the log so
+ * far leaves them, for a range that starts or ends inside a sector (else
+ * NULL).  SEQ is the write's sequence number, WRITES the writes completed.
+ */
+typedef struct WlogWrite {
+    uint64_t flags; /* WLOG_FUA, or 0 */
+    uint64_t offset;
+    uint64_t length;
+    const struct iovec *iov; /* Can be NULL. */
+    int niov;
+    const uint8_t *head; /* Can be NULL. */
+    const uint8_t *tail; /* Can be NULL. */
+    uint64_t seq;
+    uint64_t writes;
+} WlogWrite;
+
+/* Append an entry; a FLUSH entry; a MARK entry.  Returns 0 or -errno;
+ * after a failure every append fails.
+ */
+int wlog_append_write(Wlog *log, const WlogWrite *w);
+int wlog_append_flush(Wlog *log, uint64_t writes);
+int wlog_append_mark(Wlog *log, const char *name, uint64_t writes);
+
+/* Write nr_entries into the super block.  Returns 0 or -errno. */
+int wlog_update_super(Wlog *log);
+
+/* Update the super block, fdatasync and close.  NULL is fine.  Returns 0
+ * or -errno.
+ */
+int wlog_close(Wlog *log);
+
 typedef struct Vcache Vcache;
 
 /* A cache of at most SIZE bytes in front of DEV (which must not have one),
- * with the power-cut RULE (NULL: none).  It takes over DEV's reads,
- * writes, flushes, discards and write-zeroes (paio_worker calls
- * vcache_handle).  Returns 0 or -errno.
+ * with the power-cut RULE (NULL: none) and the write log LOG (NULL: none;
+ * the cache owns it from now on).  It takes over DEV's reads, writes,
+ * flushes, discards and write-zeroes (paio_worker calls vcache_handle).
+ * Returns 0 or -errno.
  */
 int vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule,
-               Vcache **out);
+               Wlog *log, Vcache **out);
 
 /* Run REQ through the cache; FALLBACK is paio's own handler for REQ's
  * type, for the requests the cache does not take.  Bytes, 0 or -errno;

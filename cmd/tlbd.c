@@ -5,6 +5,7 @@
  *   tlbd nbd    IMAGE              (cmd/nbd.c)
  *   tlbd info   IMAGE              (cmd/info.c)
  *   tlbd ctl    PATH COMMAND       (cmd/ctl.c)
+ *   tlbd replay LOG IMAGE          (cmd/replay.c)
  *   tlbd crashtest -- WORKLOAD     (cmd/crashtest*.c)
  *
  * Each subcommand parses its own options and prints its own --help.  A
@@ -31,6 +32,7 @@ static const struct subcommand {
     { "bench", tlbd_bench_main, "drive IMAGE with verified vcpu I/O" },
     { "info", tlbd_info_main, "show size, allocation and block sizes" },
     { "ctl", tlbd_ctl_main, "send a command to an export's control socket" },
+    { "replay", tlbd_replay_main, "rebuild IMAGE from a write log" },
     { NULL, NULL, NULL },
 };
 

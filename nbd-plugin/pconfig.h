@@ -20,7 +20,7 @@ typedef struct PluginConfig {
     BlockDevOptions opts; /* every other key; the pool's in opts.pool */
     char **values;        /* copies of every accepted value, which outlive
                              nbdkit's: opts' strings (inject, powercut,
-                             control) point into them */
+                             control, log_writes) point into them */
     size_t nvalues;
 } PluginConfig;
 

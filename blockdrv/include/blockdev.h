@@ -93,6 +93,8 @@ typedef struct BlockDevOptions {
                                 volatile_cache.  Can be NULL. */
     const char *control;     /* the control socket's path, served by
                                 blockdev_serve.  Can be NULL. */
+    const char *log_writes;  /* the write log's file, see paio(3); needs
+                                volatile_cache.  Can be NULL. */
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
