@@ -141,7 +141,7 @@ parse_entry(char *line, uint64_t expect, CtEntry *e)
 static int
 list_log(const CtArgs *a, CtWork *w, Builder *b)
 {
-    char *argv[] = { a->self, "replay", w->log, b->base, "--list", NULL };
+    char *argv[] = { a->self, "replay", "--list", w->log, NULL };
     int fd = open(b->list, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int efd = open(w->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     char *line = NULL;
@@ -684,9 +684,7 @@ ct_check_states(const CtArgs *a, CtWork *w)
         if (s->failed) {
             nfailed++;
             if (!kept) {
-                if (a->keep) {
-                    move_log(w, keep);
-                } else {
+                if (!a->keep) {
                     ct_keep_dir();
                 }
                 keep_state(a, w, &b, s, keep);
@@ -701,12 +699,16 @@ ct_check_states(const CtArgs *a, CtWork *w)
     print_table(v, n, nfailed);
     ret = nfailed ? CT_EXIT_FAILED : CT_EXIT_CLEAN;
 out:
+    if (kept && a->keep) {
+        move_log(w, keep); /* the states were built from it until here */
+    }
     if (kept && !a->keep) {
         /* The work directory stays for the failing state: drop the rest. */
         unlink(b.base);
         unlink(b.state);
         unlink(b.list);
         unlink(w->out);
+        unlink(b.sout);
         rmdir(b.rmnt);
         remove_in(w->dir, "dev");
         remove_in(w->dir, "fuse.pid");
