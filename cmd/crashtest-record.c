@@ -31,12 +31,7 @@
 static char *
 path_in(const char *dir, const char *name)
 {
-    char *p;
-
-    if (asprintf(&p, "%s/%s", dir, name) < 0) {
-        tlbd_die("asprintf", ENOMEM);
-    }
-    return p;
+    return ct_asprintf("%s/%s", dir, name);
 }
 
 /* A fresh (truncated) output file for the next step's children. */

@@ -78,6 +78,22 @@ ct_interrupted(void)
     return interrupted;
 }
 
+char *
+ct_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        tlbd_die("vasprintf", ENOMEM);
+    }
+    return s;
+}
+
 void
 ct_msg(const char *fmt, ...)
 {

@@ -17,14 +17,7 @@
  * copy of it (FICLONE, else its data extents) plus the entries from F up
  * to its limit, with the cut.  No state replays the log from entry 0.
  *
- * Recovery.  The state is attached to a loop device and mounted read-write
- * (the kernel replays the journal and processes orphans: the recovery a
- * real machine performs at boot), unmounted, and checked read-only with
- * the file system's full check (`e2fsck -fn`, `xfs_repair -n`, `btrfs
- * check --readonly`), which must find nothing.  A read-only check is what
- * sees the damage: `e2fsck -fy` would repair it first (and a `-fn` after
- * it is always clean), and `e2fsck -fp` repairs what it deems safe.  Then
- * --check CMD runs with the file system mounted read-only.
+ * Each state is then recovered and checked (crashtest-recover.c).
  *
  * Threads: the main thread only.
  */
@@ -43,14 +36,12 @@
 #include "parse.h"
 #include "util.h"
 
-static const char *const cut_modes[] = { "subset", "prefix", "torn" };
-
 /* At most this many cuts of each mode per epoch. */
 #define MAX_REPS 16
 
 typedef struct CtState {
     uint64_t limit;
-    int mode; /* -1: no cut; else an index into cut_modes */
+    int mode; /* -1: no cut; else an index into ct_cut_modes */
     uint64_t seed;
     char token[64];
     char verdict[96];
@@ -67,25 +58,6 @@ typedef struct Builder {
     char *list;       /* DIR/list */
     uint64_t base_at; /* base holds the state after entries [0, base_at) */
 } Builder;
-
-static char *xasprintf(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static char *
-xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-    int n;
-
-    va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        tlbd_die("vasprintf", ENOMEM);
-    }
-    return s;
-}
 
 static uint64_t
 mix(uint64_t x)
@@ -218,7 +190,7 @@ add_state(CtState **v, size_t *n, size_t *alloc, uint64_t limit, int mode,
         snprintf(s->token, sizeof(s->token), "%" PRIu64, limit);
     } else {
         snprintf(s->token, sizeof(s->token), "%" PRIu64 "/%s/%" PRIu64, limit,
-                 cut_modes[mode], seed);
+                 ct_cut_modes[mode], seed);
     }
 }
 
@@ -263,7 +235,8 @@ pick_states(const CtArgs *a, const CtWork *w, size_t *nout)
     }
     nepochs += vol > 0 && w->nentries > w->start;
     uint64_t want = a->states > npoints ? a->states - npoints : 0;
-    uint64_t per = TLBD_ARRAY_SIZE(cut_modes) * (nepochs ? nepochs : 1);
+    uint64_t nmodes = (uint64_t)__builtin_popcount(a->cuts);
+    uint64_t per = (nmodes ? nmodes : 1) * (nepochs ? nepochs : 1);
     uint64_t reps = (want + per - 1) / per;
     reps = reps < 1 ? 1 : reps > MAX_REPS ? MAX_REPS : reps;
 
@@ -272,7 +245,10 @@ pick_states(const CtArgs *a, const CtWork *w, size_t *nout)
         bool end = i == w->nentries;
         unsigned f = end ? 0 : w->entries[i].flags;
         if ((end || (f & CT_FLUSH)) && i >= w->start && vol > 0) {
-            for (int m = 0; m < (int)TLBD_ARRAY_SIZE(cut_modes); m++) {
+            for (int m = 0; m < CT_NCUTS; m++) {
+                if (!(a->cuts & (1u << m))) {
+                    continue;
+                }
                 for (uint64_t r = 0; r < reps; r++) {
                     uint64_t s = mix(a->seed ^ mix(i * 3 + (uint64_t)m) ^
                                      mix(r + 0x5eedull)) &
@@ -346,7 +322,7 @@ replay(const CtArgs *a, const CtWork *w, const char *img, uint64_t from,
     argv[n++] = l;
     if (mode >= 0) {
         argv[n++] = "--cut";
-        argv[n++] = (char *)cut_modes[mode];
+        argv[n++] = (char *)ct_cut_modes[mode];
         argv[n++] = "--seed";
         argv[n++] = s;
     }
@@ -411,109 +387,6 @@ marks_before(const CtWork *w, uint64_t limit)
     return s;
 }
 
-/* Mount DEV on DIR (read-only if RO); 0 or a shell status. */
-static int
-mount_state(const CtArgs *a, const char *dev, const char *dir, bool ro,
-            int out_fd)
-{
-    char *argv[] = { "mount",          "-t",        (char *)a->fs->name, "-o",
-                     ro ? "ro" : "rw", (char *)dev, (char *)dir,         NULL };
-    CtRunOpts o = { .out_fd = out_fd };
-    int st = ct_run(argv, &o);
-
-    if (st == 0) {
-        ct_cleanup_mount(dir);
-    }
-    return st;
-}
-
-/* Run --check on the read-only file system. */
-static int
-run_check(const CtArgs *a, const CtWork *w, const Builder *b, const CtState *s,
-          int out_fd)
-{
-    char *marks = marks_before(w, s->limit);
-    char *env[4] = {
-        xasprintf("TLBD_STATE=%s", s->token),
-        xasprintf("TLBD_MARKS=%s", marks),
-        xasprintf("TLBD_LIMIT=%" PRIu64, s->limit),
-        NULL,
-    };
-    char *argv[] = { "sh", "-c", (char *)a->check, NULL };
-    CtRunOpts o = { .cwd = b->rmnt, .out_fd = out_fd, .env_add = env };
-    int st = ct_run(argv, &o);
-
-    for (int i = 0; i < 3; i++) {
-        free(env[i]);
-    }
-    free(marks);
-    return st;
-}
-
-/* Recover the state in B->state and check it; fill S->verdict. */
-static void
-recover_and_check(const CtArgs *a, const CtWork *w, Builder *b, CtState *s,
-                  int out_fd)
-{
-    size_t nfsck = 0;
-    char *dev = ct_loop_attach(b->state, false, out_fd);
-    int st;
-
-    if (!dev) {
-        snprintf(s->verdict, sizeof(s->verdict), "setup: losetup failed");
-        s->failed = true;
-        return;
-    }
-    st = mount_state(a, dev, b->rmnt, false, out_fd);
-    if (st != 0) {
-        snprintf(s->verdict, sizeof(s->verdict),
-                 "damaged: recovery mount failed");
-        goto fail;
-    }
-    if (ct_umount(b->rmnt, out_fd) < 0) {
-        snprintf(s->verdict, sizeof(s->verdict), "setup: umount failed");
-        goto fail;
-    }
-    while (a->fs->check[nfsck]) {
-        nfsck++;
-    }
-    char *fsck[8] = { NULL };
-    memcpy(fsck, a->fs->check, nfsck * sizeof(*fsck));
-    fsck[nfsck] = dev;
-    CtRunOpts o = { .out_fd = out_fd };
-    st = ct_run(fsck, &o);
-    if (st != 0) {
-        snprintf(s->verdict, sizeof(s->verdict), "damaged: %s exit %d",
-                 a->fs->check[0], st);
-        goto fail;
-    }
-    if (a->check) {
-        st = mount_state(a, dev, b->rmnt, true, out_fd);
-        if (st != 0) {
-            snprintf(s->verdict, sizeof(s->verdict),
-                     "damaged: read-only mount failed");
-            goto fail;
-        }
-        st = run_check(a, w, b, s, out_fd);
-        if (ct_umount(b->rmnt, out_fd) < 0 && st == 0) {
-            snprintf(s->verdict, sizeof(s->verdict), "setup: umount failed");
-            goto fail;
-        }
-        if (st != 0) {
-            snprintf(s->verdict, sizeof(s->verdict), "check: exit %d", st);
-            goto fail;
-        }
-    }
-    snprintf(s->verdict, sizeof(s->verdict), "clean");
-    ct_loop_detach(dev, out_fd);
-    free(dev);
-    return;
-fail:
-    s->failed = true;
-    ct_loop_detach(dev, out_fd);
-    free(dev);
-}
-
 /* Keep state S (the base is still where it was built from) in KEEP:
  * failed.img (the crash state before recovery), failed.out (what building,
  * recovery and the checks said), rebuild (the command), and the log.
@@ -522,16 +395,16 @@ static void
 keep_state(const CtArgs *a, const CtWork *w, Builder *b, const CtState *s,
            const char *keep)
 {
-    char *img = xasprintf("%s/failed.img", keep);
-    char *out = xasprintf("%s/failed.out", keep);
-    char *script = xasprintf("%s/rebuild", keep);
-    char *log = xasprintf("%s/log", keep);
-    char *cut = s->mode < 0 ? xasprintf("%s", "")
-                            : xasprintf(" --cut %s --seed %" PRIu64,
-                                        cut_modes[s->mode], s->seed);
-    char *cmd = xasprintf("truncate -s %" PRIu64 " state.img && %s replay %s "
-                          "state.img --limit %" PRIu64 "%s",
-                          a->size, a->self, log, s->limit, cut);
+    char *img = ct_asprintf("%s/failed.img", keep);
+    char *out = ct_asprintf("%s/failed.out", keep);
+    char *script = ct_asprintf("%s/rebuild", keep);
+    char *log = ct_asprintf("%s/log", keep);
+    char *cut = s->mode < 0 ? ct_asprintf("%s", "")
+                            : ct_asprintf(" --cut %s --seed %" PRIu64,
+                                          ct_cut_modes[s->mode], s->seed);
+    char *cmd = ct_asprintf("truncate -s %" PRIu64 " state.img && %s replay %s "
+                            "state.img --limit %" PRIu64 "%s",
+                            a->size, a->self, log, s->limit, cut);
     FILE *fp;
     int fd;
 
@@ -569,7 +442,7 @@ keep_state(const CtArgs *a, const CtWork *w, Builder *b, const CtState *s,
 static void
 remove_in(const char *dir, const char *name)
 {
-    char *p = xasprintf("%s/%s", dir, name);
+    char *p = ct_asprintf("%s/%s", dir, name);
 
     remove(p);
     free(p);
@@ -608,7 +481,7 @@ print_table(const CtState *v, size_t n, uint64_t nfailed)
 static void
 move_log(const CtWork *w, const char *keep)
 {
-    char *dst = xasprintf("%s/log", keep);
+    char *dst = ct_asprintf("%s/log", keep);
 
     if (strcmp(dst, w->log) && rename(w->log, dst) < 0 &&
         ct_copy_image(w->log, dst) < 0) {
@@ -621,11 +494,11 @@ int
 ct_check_states(const CtArgs *a, CtWork *w)
 {
     Builder b = {
-        .base = xasprintf("%s/base.img", w->dir),
-        .state = xasprintf("%s/state.img", w->dir),
-        .rmnt = xasprintf("%s/rmnt", w->dir),
-        .sout = xasprintf("%s/state.out", w->dir),
-        .list = xasprintf("%s/list", w->dir),
+        .base = ct_asprintf("%s/base.img", w->dir),
+        .state = ct_asprintf("%s/state.img", w->dir),
+        .rmnt = ct_asprintf("%s/rmnt", w->dir),
+        .sout = ct_asprintf("%s/state.out", w->dir),
+        .list = ct_asprintf("%s/list", w->dir),
     };
     const char *keep = a->keep ? a->keep : w->dir;
     CtState *v = NULL;
@@ -673,7 +546,10 @@ ct_check_states(const CtArgs *a, CtWork *w)
             ret = CT_EXIT_SETUP;
             goto out;
         }
-        recover_and_check(a, w, &b, s, fd);
+        char *marks = marks_before(w, s->limit);
+        s->failed = ct_recover(a, b.state, b.rmnt, s->token, s->limit, marks,
+                               s->verdict, sizeof(s->verdict), fd);
+        free(marks);
         close(fd);
         if (ct_interrupted()) {
             break;

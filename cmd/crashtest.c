@@ -40,6 +40,13 @@ static const CtFs filesystems[] = {
     { "btrfs", "mkfs.btrfs", "-f", btrfs_check, 128ull << 20, "btrfs-progs" },
 };
 
+const char *const ct_cut_modes[CT_NCUTS] = { "subset", "prefix", "torn" };
+
+/* The default --cuts: not torn, which tears writes at 512 bytes, finer
+ * than the 1 KiB superblock ext4 writes in place (see tlbd-crashtest(1)).
+ */
+#define DEFAULT_CUTS 3u
+
 #define MAX_STATES 1000000
 #define MAX_SIZE   (1ull << 40)
 
@@ -51,7 +58,8 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
                 "[--mount-options OPTS]\n"
                 "                      [--check CMD] [--keep DIR] "
                 "[--volatile-cache SIZE]\n"
-                "                      -- WORKLOAD [ARGS...]\n");
+                "                      [--cuts subset,prefix,torn|none] "
+                "-- WORKLOAD [ARGS...]\n");
     if (fp == stdout) {
         fprintf(
             fp,
@@ -64,7 +72,7 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
             "then rebuild\n"
             "sampled crash states from the log: every flush and FUA point "
             "and seeded\n"
-            "cuts (subset, prefix, torn) of each epoch.  Each is mounted "
+            "cuts (subset, prefix) of each epoch.  Each is mounted "
             "(the kernel's\n"
             "recovery), unmounted and checked read-only (e2fsck -fn, "
             "xfs_repair -n,\n"
@@ -90,6 +98,9 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
             "                        the work directory, which is printed)\n"
             "  --volatile-cache SIZE the recording export's cache (default: "
             "--size)\n"
+            "  --cuts LIST           the cuts of each epoch, from subset, "
+            "prefix, torn;\n"
+            "                        or none (default subset,prefix)\n"
             "\n"
             "Exit status: 0 all states clean, 1 some state failed, 2 usage "
             "or setup\n"
@@ -111,6 +122,7 @@ enum {
     CHECK_OPTION,
     KEEP_OPTION,
     CACHE_OPTION,
+    CUTS_OPTION,
 };
 
 static const char short_options[] = "h";
@@ -127,6 +139,7 @@ static const struct option long_options[] = {
     { "check", required_argument, NULL, CHECK_OPTION },
     { "keep", required_argument, NULL, KEEP_OPTION },
     { "volatile-cache", required_argument, NULL, CACHE_OPTION },
+    { "cuts", required_argument, NULL, CUTS_OPTION },
     { NULL, 0, NULL, 0 },
 };
 
@@ -157,23 +170,62 @@ size_opt(const char *option, const char *value)
     return v;
 }
 
-/* OPTS split at blanks, NULL-terminated (the strings live until exit). */
-static char **
-split_words(const char *opts)
+/* OPTS split at blanks into A->mkfs_options, NULL-terminated; the words
+ * live in A->mkfs_buf.
+ */
+static void
+split_words(CtArgs *a, const char *opts)
 {
-    char *copy = strdup(opts ? opts : "");
-    char **v = calloc(strlen(copy ? copy : "") / 2 + 2, sizeof(*v));
     char *save = NULL;
     size_t n = 0;
 
-    if (!copy || !v) {
+    free(a->mkfs_buf);
+    free(a->mkfs_options);
+    a->mkfs_buf = strdup(opts ? opts : "");
+    a->mkfs_options =
+        calloc(strlen(a->mkfs_buf ? a->mkfs_buf : "") / 2 + 2, sizeof(char *));
+    if (!a->mkfs_buf || !a->mkfs_options) {
         tlbd_die("calloc", ENOMEM);
     }
-    for (char *w = strtok_r(copy, " \t\n", &save); w;
+    for (char *w = strtok_r(a->mkfs_buf, " \t\n", &save); w;
          w = strtok_r(NULL, " \t\n", &save)) {
-        v[n++] = w;
+        a->mkfs_options[n++] = w;
     }
-    return v;
+}
+
+/* --cuts LIST: "none" or names of ct_cut_modes, comma-separated. */
+static unsigned
+cuts_opt(const char *value)
+{
+    char *copy = strdup(value);
+    char *save = NULL;
+    unsigned mask = 0;
+
+    if (!copy) {
+        tlbd_die("strdup", ENOMEM);
+    }
+    if (strcmp(value, "none") != 0) {
+        for (char *w = strtok_r(copy, ",", &save); w;
+             w = strtok_r(NULL, ",", &save)) {
+            int m = 0;
+            while (m < CT_NCUTS && strcmp(w, ct_cut_modes[m])) {
+                m++;
+            }
+            if (m == CT_NCUTS) {
+                free(copy);
+                bad_usage("--cuts: bad value '%s': not a list of subset, "
+                          "prefix, torn, or none",
+                          value);
+            }
+            mask |= 1u << m;
+        }
+        if (!mask) {
+            free(copy);
+            bad_usage("--cuts: bad value '%s': empty", value);
+        }
+    }
+    free(copy);
+    return mask;
 }
 
 /* Is PROG an executable in PATH or an sbin directory? */
@@ -225,6 +277,7 @@ parse_args(int argc, char **argv, CtArgs *a)
     a->size = 256ull << 20;
     a->states = 50;
     a->seed = 1;
+    a->cuts = DEFAULT_CUTS;
     argv[0] = (char *)"tlbd crashtest"; /* getopt's messages */
     while (dashes < argc && strcmp(argv[dashes], "--")) {
         dashes++;
@@ -260,8 +313,11 @@ parse_args(int argc, char **argv, CtArgs *a)
             }
             *(c == SEED_OPTION ? &a->seed : &a->states) = v;
             break;
+        case CUTS_OPTION:
+            a->cuts = cuts_opt(optarg);
+            break;
         case MKFS_OPTIONS:
-            a->mkfs_options = split_words(optarg);
+            split_words(a, optarg);
             break;
         case MOUNT_OPTIONS:
             a->mount_options = *optarg ? optarg : NULL;
@@ -292,7 +348,7 @@ parse_args(int argc, char **argv, CtArgs *a)
     }
     a->workload = &argv[dashes + 1];
     if (!a->mkfs_options) {
-        a->mkfs_options = split_words(NULL);
+        split_words(a, NULL);
     }
     if (!a->cache) {
         a->cache = a->size;
@@ -394,5 +450,7 @@ tlbd_crashtest_main(int argc, char **argv)
     free(w.log);
     free(w.out);
     free(a.self);
+    free(a.mkfs_options);
+    free(a.mkfs_buf);
     return ret;
 }

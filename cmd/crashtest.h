@@ -10,8 +10,8 @@
  *                       mkfs, mount, the workload, teardown
  *   crashtest-states.c  the log's entries (`tlbd replay --list`), the crash
  *                       states and their sampling, building each state from
- *                       a base image that only moves forward, recovery and
- *                       checks, the table
+ *                       a base image that only moves forward, the table
+ *   crashtest-recover.c the recovery and checks of one state
  *
  * Threads: the main thread only.  SIGINT, SIGTERM and SIGHUP are blocked
  * except while a child is waited for (ct_run), so an interruption is seen
@@ -41,14 +41,21 @@ typedef struct CtFs {
     const char *package;      /* Debian package of mkfs and check */
 } CtFs;
 
+/* The cuts of an epoch's volatile set, as `tlbd replay --cut` names them;
+ * bit 1 << i of CtArgs.cuts enables ct_cut_modes[i].
+ */
+#define CT_NCUTS 3
+extern const char *const ct_cut_modes[CT_NCUTS];
+
 typedef struct CtArgs {
     const CtFs *fs;
     uint64_t size;
     uint64_t states;
     uint64_t seed;
-    uint64_t cache;            /* volatile-cache SIZE of the recording export */
-    char **mkfs_options;       /* split at blanks; NULL-terminated */
-    char **mount_options_argv; /* {"-o", OPTS} or empty */
+    uint64_t cache;      /* volatile-cache SIZE of the recording export */
+    unsigned cuts;       /* --cuts: a mask over ct_cut_modes */
+    char **mkfs_options; /* split at blanks; NULL-terminated */
+    char *mkfs_buf;      /* the words of mkfs_options */
     const char *mount_options;
     const char *check; /* --check CMD (sh -c) or NULL */
     const char *keep;  /* --keep DIR or NULL */
@@ -110,6 +117,9 @@ int ct_wait(pid_t pid);
 /* ct_spawn, then ct_wait. */
 int ct_run(char *const *argv, const CtRunOpts *opts);
 
+/* asprintf, or abort when out of memory. */
+char *ct_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Print "tlbd crashtest: MESSAGE" on stderr. */
 void ct_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -156,6 +166,16 @@ int ct_copy_image(const char *src, const char *dst);
  * the write log in W->log.  CT_EXIT_CLEAN or the exit status to give.
  */
 int ct_record(const CtArgs *a, CtWork *w);
+
+/* crashtest-recover.c: recover the crash state IMG (a loop device, a
+ * read-write mount and unmount, the file system's read-only check), then
+ * run --check on it mounted read-only on MNT, with TOKEN, LIMIT and MARKS
+ * (the names of the marks before it) in the environment.  Writes the
+ * verdict to VERDICT (LEN bytes) and returns whether the state failed.
+ */
+bool ct_recover(const CtArgs *a, const char *img, const char *mnt,
+                const char *token, uint64_t limit, const char *marks,
+                char *verdict, size_t len, int out_fd);
 
 /* crashtest-states.c: list the log, pick the states, check each, print
  * the table, keep the first failing one.  The exit status.

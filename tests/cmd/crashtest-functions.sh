@@ -1,9 +1,10 @@
 # tlbd: helpers of the `tlbd crashtest` tests.  Source after functions.sh.
 #
 #   crashtest_setup        skip unless root, FUSE, loop devices and e2fsprogs
-#                          are there; sets $tlbd, $dir (a test directory, also
-#                          crashtest's TMPDIR) and checks after the test that
-#                          crashtest left no mount, loop device or directory
+#                          are there; sets $tlbd and $dir (a test directory,
+#                          also crashtest's TMPDIR)
+#   crashtest_left_nothing fail unless crashtest left no mount and no loop
+#                          device behind in $dir
 #   metadata_workload N    a script creating, renaming and removing N files
 #                          with a `sync -f` every 50, written to $dir/meta.sh
 #   fsync_workload N       a script writing N files, each fsynced with its
@@ -21,17 +22,16 @@ crashtest_setup()
     tlbd=$(tlbd_bin)
     dir=$(mktestdir)
     export TMPDIR=$dir
-    cleanup_fn crashtest_left_nothing
 }
 
-# After the test: nothing of crashtest's is mounted, attached or left.
+# After the test: nothing of this test's crashtest is mounted or attached.
 crashtest_left_nothing()
 {
     local left
-    left=$(grep -c tlbd-crashtest /proc/mounts || true)
-    [ "$left" = 0 ] || echo "$test_name: FAIL: $left mounts left" >&2
-    left=$(losetup -a | grep -c tlbd-crashtest || true)
-    [ "$left" = 0 ] || echo "$test_name: FAIL: $left loop devices left" >&2
+    left=$(grep -c -F "$dir/" /proc/mounts || true)
+    [ "$left" = 0 ] || die "$left mounts left: $(grep -F "$dir/" /proc/mounts)"
+    left=$(losetup -a | grep -c -F "$dir/" || true)
+    [ "$left" = 0 ] || die "$left loop devices left: $(losetup -a)"
 }
 
 metadata_workload()

@@ -26,6 +26,7 @@ bad "missing WORKLOAD" --fs ext4 --size 64M
 bad "missing WORKLOAD" --fs ext4 --
 bad "states: bad value '0'" --states 0 --keep "$dir/k" -- true
 bad "seed: bad value 'x'" --seed x -- true
+bad "cuts: bad value 'subset,shred'" --cuts subset,shred -- true
 bad "unexpected argument 'oops'" oops -- true
 bad "'--frobnicate' is unknown" --frobnicate -- true
 touch "$dir/file"
@@ -39,3 +40,4 @@ st=0
 grep -q "the workload failed" "$dir/err" || die "failing workload: $(cat "$dir/err")"
 rm "$dir/err"
 [ -z "$(ls "$dir")" ] || die "failing workload: left $(ls "$dir")"
+crashtest_left_nothing

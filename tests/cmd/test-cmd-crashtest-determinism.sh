@@ -27,3 +27,4 @@ for i in 1 2; do
     got=$(sha256sum <"$dir/r$i/state.img")
     [ "$got" = "$want" ] || die "rebuild $i of $token: $got, want $want"
 done
+crashtest_left_nothing

@@ -22,3 +22,4 @@ grep -q 'damaged' "$dir/table" || die "no state is damaged"
 [ -s "$dir/keep/failed.img" ] || die "the failing state was not kept"
 [ -s "$dir/keep/log" ] || die "the log was not kept"
 grep -q -- '--limit' "$dir/keep/rebuild" || die "no rebuild command"
+crashtest_left_nothing

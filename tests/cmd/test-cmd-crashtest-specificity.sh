@@ -15,10 +15,14 @@ st=0
     --check "sh $dir/fsync_check.sh" \
     -- sh "$dir/fsync.sh" >"$dir/table" 2>"$dir/progress" || st=$?
 cat "$dir/table"
-[ "$st" = 0 ] || { cat "$dir/progress"; die "exit status $st, want 0"; }
+[ "$st" = 0 ] || {
+    cat "$dir/progress" "$dir"/tlbd-crashtest.*/failed.out
+    die "exit status $st, want 0"
+}
 [ "$(grep -c ' clean$' "$dir/table")" = 50 ] || die "not 50 clean states"
 # The check ran in every state and, in some, on fsynced files.
 [ "$(wc -l <"$dir/checked")" = 50 ] || die "the check ran $(wc -l <"$dir/checked") times"
 grep -q -v ': 0 fsynced' "$dir/checked" || die "no state had an fsynced file"
 # Cuts were among the states, not only flush points.
 grep -q '/subset/\|/torn/' "$dir/table" || die "no subset or torn cut checked"
+crashtest_left_nothing
