@@ -95,15 +95,21 @@ ct_asprintf(const char *fmt, ...)
 }
 
 void
+ct_vmsg(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "tlbd crashtest: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void
 ct_msg(const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "tlbd crashtest: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    ct_vmsg(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
 }
 
 /* In the child: never returns. */

@@ -149,11 +149,9 @@ bad_usage(const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "tlbd crashtest: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    ct_vmsg(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     exit(CT_EXIT_SETUP);
 }
 

@@ -20,6 +20,7 @@
 #ifndef TLBD_CRASHTEST_H
 #define TLBD_CRASHTEST_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -122,6 +123,7 @@ char *ct_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Print "tlbd crashtest: MESSAGE" on stderr. */
 void ct_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ct_vmsg(const char *fmt, va_list ap);
 
 /* The cleanup list.  Everything registered is undone by ct_cleanup, last
  * first: mounts are unmounted, loop devices detached, the FUSE daemon

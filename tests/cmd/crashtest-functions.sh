@@ -3,6 +3,11 @@
 #   crashtest_setup        skip unless root, FUSE, loop devices and e2fsprogs
 #                          are there; sets $tlbd and $dir (a test directory,
 #                          also crashtest's TMPDIR)
+#   crashtest_run WANT ARGS...
+#                          tlbd crashtest ARGS, its table in $dir/table (and
+#                          shown), its progress in $dir/progress; fail with
+#                          both and the failing state's output unless it
+#                          exits with WANT
 #   crashtest_left_nothing fail unless crashtest left no mount and no loop
 #                          device behind in $dir
 #   metadata_workload N    a script creating, renaming and removing N files
@@ -22,6 +27,19 @@ crashtest_setup()
     tlbd=$(tlbd_bin)
     dir=$(mktestdir)
     export TMPDIR=$dir
+}
+
+crashtest_run()
+{
+    local want=$1 st=0
+    shift
+    "$tlbd" crashtest "$@" >"$dir/table" 2>"$dir/progress" || st=$?
+    cat "$dir/table"
+    if [ "$st" != "$want" ]; then
+        cat "$dir/progress"
+        find "$dir" -name failed.out -exec cat {} +
+        die "crashtest exited with $st, want $want"
+    fi
 }
 
 # After the test: nothing of this test's crashtest is mounted or attached.

@@ -10,15 +10,8 @@ set -e
 crashtest_setup
 fsync_workload 30
 
-st=0
-"$tlbd" crashtest --fs ext4 --size 64M --states 50 --seed 3 \
-    --check "sh $dir/fsync_check.sh" \
-    -- sh "$dir/fsync.sh" >"$dir/table" 2>"$dir/progress" || st=$?
-cat "$dir/table"
-[ "$st" = 0 ] || {
-    cat "$dir/progress" "$dir"/tlbd-crashtest.*/failed.out
-    die "exit status $st, want 0"
-}
+crashtest_run 0 --fs ext4 --size 64M --states 50 --seed 3 \
+    --check "sh $dir/fsync_check.sh" -- sh "$dir/fsync.sh"
 [ "$(grep -c ' clean$' "$dir/table")" = 50 ] || die "not 50 clean states"
 # The check ran in every state and, in some, on fsynced files.
 [ "$(wc -l <"$dir/checked")" = 50 ] || die "the check ran $(wc -l <"$dir/checked") times"
