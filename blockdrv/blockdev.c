@@ -265,17 +265,6 @@ set_powercut(BlockDevOptions *opts, const char *value, char **errmsg)
 }
 
 static int
-set_control(BlockDevOptions *opts, const char *value, char **errmsg)
-{
-    (void)errmsg;
-    if (!ctl_path_ok(value)) {
-        return -EINVAL;
-    }
-    opts->control = value;
-    return 0;
-}
-
-static int
 set_log_writes(BlockDevOptions *opts, const char *value, char **errmsg)
 {
     (void)errmsg;
@@ -283,6 +272,17 @@ set_log_writes(BlockDevOptions *opts, const char *value, char **errmsg)
         return -EINVAL;
     }
     opts->log_writes = value;
+    return 0;
+}
+
+static int
+set_control(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    if (!ctl_path_ok(value)) {
+        return -EINVAL;
+    }
+    opts->control = value;
     return 0;
 }
 
@@ -325,11 +325,11 @@ static const struct {
       "a disk's volatile write cache of SIZE bytes, see paio(3)" },
     { "powercut", set_powercut, "is not a power-cut rule", true, "RULE",
       "cut the power on a trigger, see paio(3)" },
+    { "log-writes", set_log_writes, "is not a file name", true, "FILE",
+      "log the writes as dm-log-writes does, see paio(3)" },
     { "control", set_control,
       "is not a socket path of 1 to " XSTR(CTL_PATH_MAX) " bytes", true, "PATH",
       "serve `tlbd ctl` on the Unix socket PATH, see tlbd(1)" },
-    { "log-writes", set_log_writes, "is not a file name", true, "FILE",
-      "log the writes as dm-log-writes does, see paio(3)" },
     { "readonly", set_readonly,
       "is not a boolean (true, false, on, off, yes, no, 1, 0)", false, NULL,
       NULL },
@@ -467,16 +467,16 @@ check_options(const char *path, const BlockDevOptions *opts, char **errmsg)
                                  opts->powercut);
         }
     }
+    if (opts->log_writes && !opts->volatile_cache) {
+        return blockdev_fail(errmsg, -EINVAL,
+                             "log-writes: '%s' needs a volatile-cache=SIZE",
+                             opts->log_writes);
+    }
     if (opts->control && !ctl_path_ok(opts->control)) {
         return blockdev_fail(errmsg, -EINVAL,
                              "control: '%s' is not a socket path of 1 to %d "
                              "bytes",
                              opts->control, CTL_PATH_MAX);
-    }
-    if (opts->log_writes && !opts->volatile_cache) {
-        return blockdev_fail(errmsg, -EINVAL,
-                             "log-writes: '%s' needs a volatile-cache=SIZE",
-                             opts->log_writes);
     }
     if (opts->volatile_cache && opts->growable) {
         return blockdev_fail(errmsg, -EINVAL,

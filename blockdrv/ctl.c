@@ -5,7 +5,7 @@
  * separated by spaces, at most LINE_MAX_LEN bytes); the server answers
  * with text lines and a last line "ok" or "error: MESSAGE", then closes.
  * One connection at a time, one command each.  The commands are the table
- * commands[] below; tlbd(1) "TLBD CTL" documents them and the stats keys.
+ * in ctl-cmd.c; tlbd(1) "TLBD CTL" documents them and the stats keys.
  *
  * Who may connect: the socket is created with mode 0600, and each peer's
  * SO_PEERCRED uid must be the server's effective uid (root included: the
@@ -18,15 +18,12 @@
  *
  * Threads: ctl_open, ctl_start and ctl_close run on the thread that opens
  * and closes the BlockDev.  The thread "ctl" serves the connections and
- * runs the commands, which call BlockDev functions that any thread may
- * call (blockdev_mark, blockdev_flush, blockdev_get_stats) and the cache's
- * vcache_powercut; it takes no lock of its own.  ctl_close wakes it
- * through a pipe and joins it.
+ * runs the commands (ctl-cmd.c); it takes no lock of its own.  ctl_close
+ * wakes it through a pipe and joins it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,13 +36,10 @@
 #include <unistd.h>
 
 #include "ctl.h"
-#include "parse.h"
 #include "util.h"
-#include "vcache.h"
 #include "blockdev-int.h"
 
 #define LINE_MAX_LEN   1024
-#define MAX_WORDS      8
 #define READ_TIMEOUT_S 10 /* a client that sends no line is dropped */
 
 struct Ctl {
@@ -56,33 +50,9 @@ struct Ctl {
     int stop_fd[2]; /* a pipe: ctl_close writes to [1] */
 
     /* the opening thread only */
-    pid_t owner;    /* the process that removes the file at close */
-    bool running;   /* thread started in this process */
+    pid_t owner;  /* the process that removes the file at close */
+    bool running; /* thread started in this process */
     pthread_t thread;
-};
-
-/* A command: 0, or -errno with *ERRMSG.  ARGV[0] is its name. */
-typedef int CtlCommandFn(Ctl *c, int argc, char **argv, FILE *out,
-                         char **errmsg);
-
-static CtlCommandFn cmd_help, cmd_mark, cmd_powercut, cmd_flush, cmd_stats;
-
-static const struct {
-    const char *name;
-    const char *args;
-    int min_args, max_args; /* after the name */
-    CtlCommandFn *fn;
-    const char *help;
-} commands[] = {
-    { "mark", "NAME", 1, 1, cmd_mark,
-      "place the mark NAME (a powercut rule's at-mark=NAME cuts there)" },
-    { "powercut", "[MODE] [seed=N]", 0, 2, cmd_powercut,
-      "cut the power now (needs volatile-cache; default: the rule's mode "
-      "and seed, or all)" },
-    { "flush", "", 0, 0, cmd_flush,
-      "write the volatile set to the image and fdatasync" },
-    { "stats", "", 0, 0, cmd_stats, "the counters, one key=value a line" },
-    { "help", "", 0, 0, cmd_help, "list the commands" },
 };
 
 bool
@@ -91,202 +61,6 @@ ctl_path_ok(const char *path)
     size_t len = path ? strlen(path) : 0;
 
     return len > 0 && len <= CTL_PATH_MAX;
-}
-
-static int
-cmd_help(Ctl *c, int argc, char **argv, FILE *out, char **errmsg)
-{
-    (void)c;
-    (void)argc;
-    (void)argv;
-    (void)errmsg;
-    for (size_t i = 0; i < TLBD_ARRAY_SIZE(commands); i++) {
-        fprintf(out, "%s%s%s: %s\n", commands[i].name,
-                *commands[i].args ? " " : "", commands[i].args,
-                commands[i].help);
-    }
-    return 0;
-}
-
-static int
-cmd_mark(Ctl *c, int argc, char **argv, FILE *out, char **errmsg)
-{
-    int ret = blockdev_mark(c->bd, argv[1]);
-
-    (void)argc;
-    (void)out;
-    if (ret == -EINVAL) {
-        return blockdev_fail(errmsg, ret, "mark: '%s' %s", argv[1],
-                             BLOCKDEV_MARK_REASON);
-    }
-    if (ret == -EIO) {
-        return blockdev_fail(errmsg, ret, "mark: the power is cut");
-    }
-    if (ret < 0) {
-        return blockdev_fail(errmsg, ret, "mark: %s", strerror(-ret));
-    }
-    return 0;
-}
-
-/* powercut [MODE] [seed=N]: MODE as powercut= spells it (mode= may
- * precede it), in either order.
- */
-static int
-cmd_powercut(Ctl *c, int argc, char **argv, FILE *out, char **errmsg)
-{
-    Vcache *vc = c->bd->vcache;
-    bool have_mode = false, have_seed = false;
-    PowercutRule rule;
-    char report[320];
-    int ret;
-
-    if (!vc) {
-        return blockdev_fail(errmsg, -ENOTSUP,
-                             "powercut needs a volatile cache "
-                             "(volatile-cache=SIZE)");
-    }
-    vcache_rule(vc, &rule);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!have_seed && strncmp(a, "seed=", 5) == 0) {
-            if (tlbd_parse_uint(a + 5, UINT64_MAX, &rule.seed) < 0) {
-                return blockdev_fail(errmsg, -EINVAL,
-                                     "powercut: '%s' is not a whole number",
-                                     a + 5);
-            }
-            have_seed = true;
-            continue;
-        }
-        if (!have_mode && strncmp(a, "mode=", 5) == 0) {
-            a += 5;
-        }
-        if (have_mode || strchr(a, '=')) {
-            return blockdev_fail(errmsg, -EINVAL,
-                                 "powercut: unexpected '%s' (powercut "
-                                 "[MODE] [seed=N])",
-                                 argv[i]);
-        }
-        ret = powercut_parse_mode("powercut", a, &rule, errmsg);
-        if (ret < 0) {
-            return ret;
-        }
-        have_mode = true;
-    }
-    ret = vcache_powercut(vc, &rule, report, sizeof(report));
-    if (ret == -EALREADY) {
-        return blockdev_fail(errmsg, ret, "powercut: the power is cut "
-                                          "already");
-    }
-    fprintf(out, "%s\n", report);
-    if (ret < 0) {
-        return blockdev_fail(errmsg, ret,
-                             "powercut: writing the kept writes: %s",
-                             strerror(-ret));
-    }
-    return 0;
-}
-
-static int
-cmd_flush(Ctl *c, int argc, char **argv, FILE *out, char **errmsg)
-{
-    int ret = blockdev_flush(c->bd);
-
-    (void)argc;
-    (void)argv;
-    (void)out;
-    if (ret < 0) {
-        return blockdev_fail(errmsg, ret, "flush: %s", strerror(-ret));
-    }
-    return 0;
-}
-
-typedef struct StatKey {
-    const char *key;
-    uint64_t value;
-} StatKey;
-
-static int
-cmd_stats(Ctl *c, int argc, char **argv, FILE *out, char **errmsg)
-{
-    BlockDevStats st;
-
-    (void)argc;
-    (void)argv;
-    (void)errmsg;
-    blockdev_get_stats(c->bd, &st);
-    const StatKey keys[] = {
-        { "volatile_cache", st.volatile_cache },
-        { "volatile_bytes", st.volatile_bytes },
-        { "volatile_writes", st.volatile_writes },
-        { "epoch", st.epoch },
-        { "destaged", st.destaged },
-        { "cache_writes", st.cache_writes },
-        { "marks", st.marks },
-        { "dead", st.dead },
-        { "in_flight", st.in_flight },
-        { "reads", st.reads },
-        { "writes", st.writes },
-        { "flushes", st.flushes },
-        { "discards", st.discards },
-        { "zeroes", st.zeroes },
-        { "bytes_read", st.bytes_read },
-        { "bytes_written", st.bytes_written },
-        { "errors", st.errors },
-        { "inline_ops", st.inline_ops },
-    };
-    for (size_t i = 0; i < TLBD_ARRAY_SIZE(keys); i++) {
-        fprintf(out, "%s=%" PRIu64 "\n", keys[i].key, keys[i].value);
-    }
-    if (c->bd->stats_hook) {
-        c->bd->stats_hook(c->bd->stats_opaque, out);
-    }
-    return 0;
-}
-
-/* Split LINE into words at spaces and tabs; -1 if there are too many. */
-static int
-split(char *line, char **words)
-{
-    int n = 0;
-
-    for (char *save = NULL, *w = strtok_r(line, " \t", &save); w;
-         w = strtok_r(NULL, " \t", &save)) {
-        if (n == MAX_WORDS) {
-            return -1;
-        }
-        words[n++] = w;
-    }
-    return n;
-}
-
-/* Run the command in LINE: its output on OUT; 0 or -errno with *ERRMSG. */
-static int
-run_line(Ctl *c, char *line, FILE *out, char **errmsg)
-{
-    char *words[MAX_WORDS];
-    int n = split(line, words);
-
-    if (n < 0) {
-        return blockdev_fail(errmsg, -E2BIG, "too many arguments");
-    }
-    if (n == 0) {
-        return blockdev_fail(errmsg, -EINVAL,
-                             "no command (help lists them)");
-    }
-    for (size_t i = 0; i < TLBD_ARRAY_SIZE(commands); i++) {
-        if (strcmp(words[0], commands[i].name) != 0) {
-            continue;
-        }
-        if (n - 1 < commands[i].min_args || n - 1 > commands[i].max_args) {
-            return blockdev_fail(errmsg, -EINVAL, "usage: %s%s%s",
-                                 commands[i].name,
-                                 *commands[i].args ? " " : "",
-                                 commands[i].args);
-        }
-        return commands[i].fn(c, n, words, out, errmsg);
-    }
-    return blockdev_fail(errmsg, -EINVAL,
-                         "unknown command '%s' (help lists them)", words[0]);
 }
 
 /* Read one line from FD into LINE (LINE_MAX_LEN + 1 bytes), without its
@@ -319,10 +93,10 @@ read_line(int fd, char *line, char **errmsg)
                 len--;
             }
             line[len] = '\0';
-            return strlen(line) == len
-                       ? 0
-                       : blockdev_fail(errmsg, -EINVAL, "a NUL byte in "
-                                                        "the command");
+            return strlen(line) == len ? 0
+                                       : blockdev_fail(errmsg, -EINVAL,
+                                                       "a NUL byte in "
+                                                       "the command");
         }
         if (len > LINE_MAX_LEN) {
             return blockdev_fail(errmsg, -E2BIG,
@@ -368,8 +142,8 @@ serve_one(Ctl *c, int fd)
     if (!out) {
         ret = blockdev_fail(&errmsg, -ENOMEM, "out of memory");
     } else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
-        ret = blockdev_fail(&errmsg, -errno, "SO_PEERCRED: %s",
-                            strerror(errno));
+        ret =
+            blockdev_fail(&errmsg, -errno, "SO_PEERCRED: %s", strerror(errno));
     } else if (cred.uid != geteuid()) {
         ret = blockdev_fail(&errmsg, -EPERM,
                             "permission denied: uid %u does not own this "
@@ -378,7 +152,7 @@ serve_one(Ctl *c, int fd)
     } else {
         ret = read_line(fd, line, &errmsg);
         if (ret == 0) {
-            ret = run_line(c, line, out, &errmsg);
+            ret = ctl_run_line(c->bd, line, out, &errmsg);
         }
     }
     if (out) {
@@ -456,16 +230,16 @@ claim_path(const char *path, const struct sockaddr_un *sa, char **errmsg)
     }
     if (st.st_uid != geteuid()) {
         return blockdev_fail(errmsg, -EEXIST,
-                             "control: '%s' exists and belongs to uid %u",
-                             path, (unsigned)st.st_uid);
+                             "control: '%s' exists and belongs to uid %u", path,
+                             (unsigned)st.st_uid);
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return blockdev_fail(errmsg, -errno, "control: socket: %s",
                              strerror(errno));
     }
-    err = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0
-                                                                     : errno;
+    err =
+        connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : errno;
     close(fd);
     if (err == 0) {
         return blockdev_fail(errmsg, -EADDRINUSE,

@@ -1,11 +1,13 @@
 /* tlbd: the control channel of a BlockDev (control=PATH), private to
  * blockdrv: blockdev.c opens and closes it, blockdev_serve starts its
- * thread.  The protocol and the commands are in ctl.c.
+ * thread.  The socket and the protocol are in ctl.c, the commands in
+ * ctl-cmd.c.
  */
 #ifndef TLBD_CTL_H
 #define TLBD_CTL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "blockdev.h"
 
@@ -27,6 +29,12 @@ int ctl_open(BlockDev *bd, const char *path, Ctl **out, char **errmsg);
  * 0 when it runs already.
  */
 int ctl_start(Ctl *c);
+
+/* Run the command LINE ("COMMAND ARGS...", without its newline; it is
+ * cut into words in place) on BD: its output lines on OUT.  Returns 0,
+ * or -errno with *ERRMSG, the message of the "error: " line.  ctl-cmd.c.
+ */
+int ctl_run_line(BlockDev *bd, char *line, FILE *out, char **errmsg);
 
 /* Stop the thread (a command running finishes first), close the socket
  * and remove its file.  NULL is fine.

@@ -44,8 +44,8 @@ parse_p(const char *s, double *p)
 }
 
 static int
-parse_mode(const char *key, const char *spec, const char *val, size_t col,
-           PowercutRule *r, char **errmsg)
+parse_mode(const char *spec, const char *val, size_t col, PowercutRule *r,
+           char **errmsg)
 {
     static const char *const names[] = {
         [POWERCUT_ALL] = "all",
@@ -66,20 +66,28 @@ parse_mode(const char *key, const char *spec, const char *val, size_t col,
             return 0;
         }
         if (r->mode != POWERCUT_SUBSET && r->mode != POWERCUT_TORN) {
-            return spec_error(errmsg, key, spec, col + len,
-                              "mode %s takes no ':P'", names[i]);
+            return bad(errmsg, spec, col + len, "mode %s takes no ':P'",
+                       names[i]);
         }
         if (!parse_p(colon + 1, &r->p)) {
-            return spec_error(errmsg, key, spec, col + len + 1,
-                              "'%s' is not a probability from 0 to 1",
-                              colon + 1);
+            return bad(errmsg, spec, col + len + 1,
+                       "'%s' is not a probability from 0 to 1", colon + 1);
         }
         return 0;
     }
-    return spec_error(errmsg, key, spec, col,
-                      "unknown mode '%.*s' (all, subset:P, "
-                      "prefix, torn:P, ignore-flush)",
-                      (int)len, val);
+    return bad(errmsg, spec, col,
+               "unknown mode '%.*s' (all, subset:P, "
+               "prefix, torn:P, ignore-flush)",
+               (int)len, val);
+}
+
+int
+powercut_parse_mode(const char *mode, PowercutRule *rule, char **errmsg)
+{
+    if (errmsg) {
+        *errmsg = NULL;
+    }
+    return parse_mode(mode, mode, 1, rule, errmsg);
 }
 
 /* One "key=value" item, ITEM being a NUL-terminated copy at column COL. */
@@ -99,7 +107,7 @@ parse_item(const char *spec, char *item, size_t col, PowercutRule *r,
     val = eq + 1;
     vcol = col + (size_t)(eq - item) + 1;
     if (strcmp(item, "mode") == 0) {
-        return parse_mode("powercut", spec, val, vcol, r, errmsg);
+        return parse_mode(spec, val, vcol, r, errmsg);
     }
     if (strcmp(item, "after") == 0) {
         if (tlbd_parse_duration(val, &v) < 0 || v == 0) {
@@ -239,22 +247,4 @@ powercut_prefix(const PowercutRule *rule, uint64_t nvolatile, uint64_t nwrites)
     uint64_t h = powercut_mix(powercut_mix(rule->seed) ^ nwrites);
 
     return h % (nvolatile + 1);
-}
-
-int
-powercut_parse_mode(const char *key, const char *mode, PowercutRule *rule,
-                    char **errmsg)
-{
-    PowercutRule r = { .mode = POWERCUT_ALL, .p = 0.5 };
-    int ret;
-
-    if (errmsg) {
-        *errmsg = NULL;
-    }
-    ret = parse_mode(key, mode, mode, 1, &r, errmsg);
-    if (ret == 0) {
-        rule->mode = r.mode;
-        rule->p = r.p;
-    }
-    return ret;
 }

@@ -480,10 +480,10 @@ lay_over(const VcExtent *e, uint64_t pos, uint8_t *sec)
     }
     from = e->offset > pos ? e->offset : pos;
     to = e->offset + e->length < pos + WLOG_SECTOR ? e->offset + e->length
-                                                  : pos + WLOG_SECTOR;
+                                                   : pos + WLOG_SECTOR;
     if (e->buf) {
-        memcpy(sec + (from - pos), e->buf->data + e->buf_off + (from - e->offset),
-               to - from);
+        memcpy(sec + (from - pos),
+               e->buf->data + e->buf_off + (from - e->offset), to - from);
     } else {
         memset(sec + (from - pos), 0, to - from);
     }
@@ -540,7 +540,8 @@ pad_list(Vcache *vc, VcExtent *const *list, size_t n, uint8_t ***pads)
         bool head = list[i]->offset % WLOG_SECTOR != 0;
         bool tail = end % WLOG_SECTOR != 0;
 
-        if ((head || tail) && !*pads && !(*pads = calloc(2 * n, sizeof(**pads)))) {
+        if ((head || tail) && !*pads &&
+            !(*pads = calloc(2 * n, sizeof(**pads)))) {
             return -ENOMEM;
         }
         if (head) {
@@ -815,34 +816,33 @@ vcache_get_stats(Vcache *vc, VcacheStats *st)
 int
 vcache_mark(Vcache *vc, const char *name)
 {
-    uint64_t nwrites;
+    uint64_t writes;
     bool cut_now;
+    bool dead;
     int ret = 0;
 
     if (!vc) {
         return 0;
     }
-    /* The log is written under flush_lock. */
+    /* flush_lock orders the mark with the log's other entries */
     tlbd_mutex_lock(&vc->flush_lock);
     tlbd_mutex_lock(&vc->lock);
-    if (atomic_load(&vc->dead)) {
-        tlbd_mutex_unlock(&vc->lock);
-        tlbd_mutex_unlock(&vc->flush_lock);
-        return -EIO;
-    }
+    dead = atomic_load(&vc->dead);
     cut_now = vc->has_rule && strcmp(vc->rule.at_mark, name) == 0;
-    nwrites = vc->nwrites;
+    writes = vc->nwrites;
     tlbd_mutex_unlock(&vc->lock);
-    if (vc->log) {
-        ret = wlog_append_mark(vc->log, name, nwrites);
+    if (dead) {
+        ret = -EIO;
+    } else if (vc->log) {
+        ret = wlog_append_mark(vc->log, name, writes);
         if (ret < 0) {
             ret = log_failed(vc, ret);
         }
     }
-    if (cut_now && ret == 0) {
-        (void)cut_locked(vc, &vc->rule, "at-mark", NULL, 0);
-    }
     tlbd_mutex_unlock(&vc->flush_lock);
+    if (ret == 0 && cut_now) {
+        cut(vc, "at-mark");
+    }
     return ret;
 }
 
@@ -1052,9 +1052,9 @@ write_through(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
     }
     if (ret >= 0 && vc->log) {
         bool data = req->type == PAIO_WRITE;
-        int lerr = log_durable(vc, req->offset, length,
-                               data ? req->u.rw.iov : NULL,
-                               data ? req->u.rw.niov : 0, seq);
+        int lerr =
+            log_durable(vc, req->offset, length, data ? req->u.rw.iov : NULL,
+                        data ? req->u.rw.niov : 0, seq);
         if (lerr < 0) {
             *cut_now = false;
             ret = log_failed(vc, lerr);

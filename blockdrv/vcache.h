@@ -52,6 +52,11 @@ typedef struct PowercutRule {
  */
 int powercut_parse(const char *spec, PowercutRule *rule, char **errmsg);
 
+/* Parse MODE ("subset:0.5") into RULE's mode and p, for a cut on demand.
+ * Returns 0, or -EINVAL with *ERRMSG as powercut_parse's, SPEC being MODE.
+ */
+int powercut_parse_mode(const char *mode, PowercutRule *rule, char **errmsg);
+
 /* The mode as the rule spells it: "all", "subset:0.5", ... */
 void powercut_mode_str(const PowercutRule *rule, char *buf, size_t len);
 
@@ -69,12 +74,6 @@ uint64_t powercut_prefix(const PowercutRule *rule, uint64_t nvolatile,
 
 /* splitmix64 of X: the generator both files use. */
 uint64_t powercut_mix(uint64_t x);
-
-/* A mode alone ("subset:0.5"), as the rule's mode= takes it; messages
- * start with KEY.  Returns 0 or -EINVAL with *ERRMSG.
- */
-int powercut_parse_mode(const char *key, const char *mode, PowercutRule *rule,
-                        char **errmsg);
 
 /* The write log's writer (wlog.c; the format is in wlog.h).  Only the
  * cache writes a log, under its flush_lock, so a Wlog has no lock.
@@ -128,8 +127,8 @@ typedef struct Vcache Vcache;
  * flushes, discards and write-zeroes (paio_worker calls vcache_handle).
  * Returns 0 or -errno.
  */
-int vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule,
-               Wlog *log, Vcache **out);
+int vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule, Wlog *log,
+               Vcache **out);
 
 /* Run REQ through the cache; FALLBACK is paio's own handler for REQ's
  * type, for the requests the cache does not take.  Bytes, 0 or -errno;

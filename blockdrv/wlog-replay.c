@@ -21,45 +21,32 @@
 #include <string.h>
 
 #include "blockdev.h"
+#include "blockdev-int.h"
 #include "vcache.h"
 #include "wlog.h"
 
 /* The bytes copied from the log at a time. */
 #define CHUNK (1024 * 1024)
 
-static int __attribute__((format(printf, 3, 4)))
-fail(char **errmsg, int err, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errmsg) {
-        va_start(ap, fmt);
-        if (vasprintf(errmsg, fmt, ap) < 0) {
-            *errmsg = NULL;
-        }
-        va_end(ap);
-    }
-    return err;
-}
-
 int
-wlog_replay_range(WlogReader *r, const WlogReplayOptions *opts,
-                  uint64_t *from, uint64_t *to, char **errmsg)
+wlog_replay_range(WlogReader *r, const WlogReplayOptions *opts, uint64_t *from,
+                  uint64_t *to, char **errmsg)
 {
     uint64_t n = wlog_reader_count(r);
     WlogEntry e;
 
     *to = n;
     if (opts->has_limit && opts->to_mark) {
-        return fail(errmsg, -EINVAL, "--limit and --to-mark exclude each "
-                                     "other");
+        return blockdev_fail(errmsg, -EINVAL,
+                             "--limit and --to-mark exclude each "
+                             "other");
     }
     if (opts->has_limit) {
         if (opts->limit > n) {
-            return fail(errmsg, -EINVAL,
-                        "--limit %" PRIu64 ": the log has only %" PRIu64
-                        " entries",
-                        opts->limit, n);
+            return blockdev_fail(errmsg, -EINVAL,
+                                 "--limit %" PRIu64
+                                 ": the log has only %" PRIu64 " entries",
+                                 opts->limit, n);
         }
         *to = opts->limit;
     } else if (opts->to_mark) {
@@ -67,25 +54,27 @@ wlog_replay_range(WlogReader *r, const WlogReplayOptions *opts,
         for (i = 0; i < n; i++) {
             int ret = wlog_reader_entry(r, i, &e);
             if (ret < 0) {
-                return fail(errmsg, ret, "reading entry %" PRIu64 ": %s", i,
-                            strerror(-ret));
+                return blockdev_fail(errmsg, ret,
+                                     "reading entry %" PRIu64 ": %s", i,
+                                     strerror(-ret));
             }
             if ((e.flags & WLOG_MARK) && strcmp(e.mark, opts->to_mark) == 0) {
                 break;
             }
         }
         if (i == n) {
-            return fail(errmsg, -EINVAL, "--to-mark '%s': no such mark in "
-                                         "the log",
-                        opts->to_mark);
+            return blockdev_fail(errmsg, -EINVAL,
+                                 "--to-mark '%s': no such mark in "
+                                 "the log",
+                                 opts->to_mark);
         }
         *to = i + 1;
     }
     if (opts->from > *to) {
-        return fail(errmsg, -EINVAL,
-                    "--from %" PRIu64 ": beyond the end of the range (%" PRIu64
-                    ")",
-                    opts->from, *to);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "--from %" PRIu64
+                             ": beyond the end of the range (%" PRIu64 ")",
+                             opts->from, *to);
     }
     *from = opts->from;
     return 0;
@@ -126,18 +115,19 @@ plan(Plan *p, uint64_t size, char **errmsg)
     for (uint64_t i = 0; i < p->to; i++) {
         int ret = wlog_reader_entry(p->r, i, &e);
         if (ret < 0) {
-            return fail(errmsg, ret, "reading entry %" PRIu64 ": %s", i,
-                        strerror(-ret));
+            return blockdev_fail(errmsg, ret, "reading entry %" PRIu64 ": %s",
+                                 i, strerror(-ret));
         }
         if (e.flags & WLOG_FLUSH) {
             p->vstart = i + 1;
         }
         if (i >= p->from && is_write(&e) &&
             (e.sector + e.nr_sectors) * ss - e.tail > size) {
-            return fail(errmsg, -EINVAL,
-                        "entry %" PRIu64 " writes past the end of the image "
-                        "(%" PRIu64 " bytes)",
-                        i, size);
+            return blockdev_fail(errmsg, -EINVAL,
+                                 "entry %" PRIu64
+                                 " writes past the end of the image "
+                                 "(%" PRIu64 " bytes)",
+                                 i, size);
         }
         writes = e.has_ext ? e.writes : writes;
     }
@@ -145,25 +135,27 @@ plan(Plan *p, uint64_t size, char **errmsg)
         return 0;
     }
     if (p->from > p->vstart) {
-        return fail(errmsg, -EINVAL,
-                    "--from %" PRIu64 ": a cut needs the image from before "
-                    "the volatile set, which starts at entry %" PRIu64,
-                    p->from, p->vstart);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "--from %" PRIu64
+                             ": a cut needs the image from before "
+                             "the volatile set, which starts at entry %" PRIu64,
+                             p->from, p->vstart);
     }
     for (uint64_t i = p->vstart; i < p->to; i++) {
         int ret = wlog_reader_entry(p->r, i, &e);
         if (ret < 0) {
-            return fail(errmsg, ret, "reading entry %" PRIu64 ": %s", i,
-                        strerror(-ret));
+            return blockdev_fail(errmsg, ret, "reading entry %" PRIu64 ": %s",
+                                 i, strerror(-ret));
         }
         if (!is_volatile(p, i, &e)) {
             continue;
         }
         if (!e.has_ext) {
-            return fail(errmsg, -EINVAL,
-                        "entry %" PRIu64 " has no sequence number: --cut "
-                        "needs a log written by tlbd",
-                        i);
+            return blockdev_fail(errmsg, -EINVAL,
+                                 "entry %" PRIu64
+                                 " has no sequence number: --cut "
+                                 "needs a log written by tlbd",
+                                 i);
         }
         if (first || e.seq != last) {
             nvol++;
@@ -249,7 +241,7 @@ run(const Plan *p, BlockDev *bd, WlogReplayStats *st, char **errmsg)
     int ret = 0;
 
     if (!buf) {
-        return fail(errmsg, -ENOMEM, "out of memory");
+        return blockdev_fail(errmsg, -ENOMEM, "out of memory");
     }
     for (uint64_t i = p->from; i < p->to && ret == 0; i++) {
         bool keep = true, torn = false, any = false;
@@ -289,7 +281,8 @@ run(const Plan *p, BlockDev *bd, WlogReplayStats *st, char **errmsg)
             cur_kept = cur_kept || any;
         }
         if (ret < 0) {
-            fail(errmsg, ret, "entry %" PRIu64 ": %s", i, strerror(-ret));
+            blockdev_fail(errmsg, ret, "entry %" PRIu64 ": %s", i,
+                          strerror(-ret));
         }
     }
     if (!first) {
@@ -316,7 +309,8 @@ wlog_replay(const char *log, const char *image, const WlogReplayOptions *opts,
     memset(stats, 0, sizeof(*stats));
     memset(&p, 0, sizeof(p));
     if (opts->cut) {
-        ret = powercut_parse_mode("--cut", opts->cut, &p.rule, errmsg);
+        p.rule = (PowercutRule){ .mode = POWERCUT_ALL, .p = 0.5 };
+        ret = powercut_parse_mode(opts->cut, &p.rule, errmsg);
         if (ret < 0) {
             return ret;
         }
@@ -348,8 +342,8 @@ wlog_replay(const char *log, const char *image, const WlogReplayOptions *opts,
     if (ret == 0) {
         int64_t n = blockdev_flush(bd);
         if (n < 0) {
-            ret = fail(errmsg, (int)n, "'%s': flush: %s", image,
-                       strerror((int)-n));
+            ret = blockdev_fail(errmsg, (int)n, "'%s': flush: %s", image,
+                                strerror((int)-n));
         }
     }
 out:

@@ -25,6 +25,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "blockdev-int.h"
 #include "vcache.h"
 
 #define ENTRY_SIZE 32u /* struct log_write_entry */
@@ -63,22 +64,6 @@ get_le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
            (uint32_t)p[3] << 24;
-}
-
-/* Set *ERRMSG (if not NULL) to a formatted message; return ERR. */
-static int __attribute__((format(printf, 3, 4)))
-fail(char **errmsg, int err, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errmsg) {
-        va_start(ap, fmt);
-        if (vasprintf(errmsg, fmt, ap) < 0) {
-            *errmsg = NULL;
-        }
-        va_end(ap);
-    }
-    return err;
 }
 
 /* ---- writer ---- */
@@ -146,12 +131,14 @@ wlog_create(const char *path, Wlog **out, char **errmsg)
     *out = NULL;
     if (!log || !(log->path = strdup(path))) {
         free(log);
-        return fail(errmsg, -ENOMEM, "log-writes: '%s': out of memory", path);
+        return blockdev_fail(errmsg, -ENOMEM, "log-writes: '%s': out of memory",
+                             path);
     }
     log->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (log->fd < 0) {
-        ret = fail(errmsg, -errno, "log-writes: cannot create '%s': %s", path,
-                   strerror(errno));
+        ret =
+            blockdev_fail(errmsg, -errno, "log-writes: cannot create '%s': %s",
+                          path, strerror(errno));
         free(log->path);
         free(log);
         return ret;
@@ -159,7 +146,8 @@ wlog_create(const char *path, Wlog **out, char **errmsg)
     log->pos = WLOG_SECTOR;
     ret = write_super(log);
     if (ret < 0) {
-        fail(errmsg, ret, "log-writes: '%s': %s", path, strerror(-ret));
+        blockdev_fail(errmsg, ret, "log-writes: '%s': %s", path,
+                      strerror(-ret));
         close(log->fd);
         free(log->path);
         free(log);
@@ -446,9 +434,11 @@ parse_entry(WlogReader *r, uint64_t i, uint64_t pos, WlogEntry *e,
     e->flags = get_le64(s + 16);
     e->pos = pos + r->ss;
     if (e->flags & ~(uint64_t)KNOWN_FLAGS) {
-        return fail(errmsg, -EINVAL, "'%s': entry %" PRIu64
-                    " has unknown flags 0x%" PRIx64 " (not a write log?)",
-                    r->path, i, e->flags);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "'%s': entry %" PRIu64
+                             " has unknown flags 0x%" PRIx64
+                             " (not a write log?)",
+                             r->path, i, e->flags);
     }
     e->has_ext = get_le64(ext) == WLOG_EXT_MAGIC;
     if (e->has_ext) {
@@ -459,28 +449,34 @@ parse_entry(WlogReader *r, uint64_t i, uint64_t pos, WlogEntry *e,
         e->tail = get_le32(ext + 28);
     }
     if ((e->flags & WLOG_MARK) && data_len >= room) {
-        return fail(errmsg, -EINVAL, "'%s': entry %" PRIu64
-                    " has a mark of %" PRIu64 " bytes, more than fit",
-                    r->path, i, data_len);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "'%s': entry %" PRIu64 " has a mark of %" PRIu64
+                             " bytes, more than fit",
+                             r->path, i, data_len);
     }
     if (!(e->flags & WLOG_MARK) && data_len != 0) {
-        return fail(errmsg, -EINVAL, "'%s': entry %" PRIu64
-                    " has inline data, which tlbd does not replay",
-                    r->path, i);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "'%s': entry %" PRIu64
+                             " has inline data, which tlbd does not replay",
+                             r->path, i);
     }
     if (e->flags & WLOG_MARK) {
-        memcpy(e->mark, s + ENTRY_SIZE, data_len);
-        e->mark[data_len] = '\0';
+        /* a longer name (a log with larger sectors) is cut */
+        size_t n = data_len < sizeof(e->mark) ? (size_t)data_len
+                                              : sizeof(e->mark) - 1;
+        memcpy(e->mark, s + ENTRY_SIZE, n);
+        e->mark[n] = '\0';
     }
     if (e->nr_sectors > UINT64_MAX / r->ss / 2 ||
         e->sector > UINT64_MAX / r->ss / 2 || e->head >= r->ss ||
         e->tail >= r->ss ||
         ((e->head || e->tail) &&
          (uint64_t)e->head + e->tail >= e->nr_sectors * r->ss)) {
-        return fail(errmsg, -EINVAL,
-                    "'%s': entry %" PRIu64 " has a bad range (sector %" PRIu64
-                    ", %" PRIu64 " sectors)",
-                    r->path, i, e->sector, e->nr_sectors);
+        return blockdev_fail(errmsg, -EINVAL,
+                             "'%s': entry %" PRIu64
+                             " has a bad range (sector %" PRIu64 ", %" PRIu64
+                             " sectors)",
+                             r->path, i, e->sector, e->nr_sectors);
     }
     return 0;
 }
@@ -501,13 +497,16 @@ check_all(WlogReader *r, char **errmsg)
     for (uint64_t i = 0; i < r->count; i++) {
         int ret;
         if (pos > r->size || r->size - pos < r->ss) {
-            return fail(errmsg, -EINVAL, "'%s': entry %" PRIu64
-                        " of %" PRIu64 " is cut short (the file ends at "
-                        "byte %" PRIu64 ")", r->path, i, r->count, r->size);
+            return blockdev_fail(errmsg, -EINVAL,
+                                 "'%s': entry %" PRIu64 " of %" PRIu64
+                                 " is cut short (the file ends at "
+                                 "byte %" PRIu64 ")",
+                                 r->path, i, r->count, r->size);
         }
         ret = read_all(r->fd, r->sbuf, r->ss, pos);
         if (ret < 0) {
-            return fail(errmsg, ret, "'%s': %s", r->path, strerror(-ret));
+            return blockdev_fail(errmsg, ret, "'%s': %s", r->path,
+                                 strerror(-ret));
         }
         ret = parse_entry(r, i, pos, &e, errmsg);
         if (ret < 0) {
@@ -516,9 +515,11 @@ check_all(WlogReader *r, char **errmsg)
         r->pos[i] = pos;
         pos += r->ss;
         if (data_bytes(r, &e) > r->size - pos) {
-            return fail(errmsg, -EINVAL, "'%s': entry %" PRIu64
-                        " of %" PRIu64 " is cut short (the file ends at "
-                        "byte %" PRIu64 ")", r->path, i, r->count, r->size);
+            return blockdev_fail(errmsg, -EINVAL,
+                                 "'%s': entry %" PRIu64 " of %" PRIu64
+                                 " is cut short (the file ends at "
+                                 "byte %" PRIu64 ")",
+                                 r->path, i, r->count, r->size);
         }
         pos += data_bytes(r, &e);
     }
@@ -539,47 +540,51 @@ wlog_reader_open(const char *path, WlogReader **out, char **errmsg)
     }
     if (!r || !(r->path = strdup(path))) {
         free(r);
-        return fail(errmsg, -ENOMEM, "'%s': out of memory", path);
+        return blockdev_fail(errmsg, -ENOMEM, "'%s': out of memory", path);
     }
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0) {
-        ret = fail(errmsg, -errno, "cannot open the log '%s': %s", path,
-                   strerror(errno));
+        ret = blockdev_fail(errmsg, -errno, "cannot open the log '%s': %s",
+                            path, strerror(errno));
         goto out_free;
     }
     if (fstat(r->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        ret = fail(errmsg, -EINVAL, "'%s': not a regular file", path);
+        ret = blockdev_fail(errmsg, -EINVAL, "'%s': not a regular file", path);
         goto out_free;
     }
     r->size = (uint64_t)st.st_size;
     ret = read_all(r->fd, sb, sizeof(sb), 0);
     if (ret < 0 || get_le64(sb) != WLOG_MAGIC) {
-        ret = fail(errmsg, -EINVAL,
-                   "'%s': not a write log (no dm-log-writes super block)",
-                   path);
+        ret = blockdev_fail(
+            errmsg, -EINVAL,
+            "'%s': not a write log (no dm-log-writes super block)", path);
         goto out_free;
     }
     if (get_le64(sb + 8) != WLOG_VERSION) {
-        ret = fail(errmsg, -EINVAL, "'%s': log version %" PRIu64
-                   " (tlbd reads version 1)", path, get_le64(sb + 8));
+        ret = blockdev_fail(errmsg, -EINVAL,
+                            "'%s': log version %" PRIu64
+                            " (tlbd reads version 1)",
+                            path, get_le64(sb + 8));
         goto out_free;
     }
     r->count = get_le64(sb + 16);
     r->ss = get_le32(sb + 24);
     if (r->ss < 512 || r->ss > 65536 || (r->ss & (r->ss - 1))) {
-        ret = fail(errmsg, -EINVAL, "'%s': bad sector size %u", path, r->ss);
+        ret = blockdev_fail(errmsg, -EINVAL, "'%s': bad sector size %u", path,
+                            r->ss);
         goto out_free;
     }
     if (r->count > r->size / r->ss) {
-        ret = fail(errmsg, -EINVAL, "'%s': %" PRIu64 " entries do not fit in "
-                   "%" PRIu64 " bytes: the log is cut short", path, r->count,
-                   r->size);
+        ret = blockdev_fail(errmsg, -EINVAL,
+                            "'%s': %" PRIu64 " entries do not fit in "
+                            "%" PRIu64 " bytes: the log is cut short",
+                            path, r->count, r->size);
         goto out_free;
     }
     r->pos = malloc((r->count + 1) * sizeof(*r->pos));
     r->sbuf = malloc(r->ss);
     if (!r->pos || !r->sbuf) {
-        ret = fail(errmsg, -ENOMEM, "'%s': out of memory", path);
+        ret = blockdev_fail(errmsg, -ENOMEM, "'%s': out of memory", path);
         goto out_free;
     }
     ret = check_all(r, errmsg);

@@ -22,11 +22,10 @@
 
 static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
 {
-    fprintf(fp,
-            "usage: tlbd replay LOG IMAGE [--limit N | --to-mark NAME] "
-            "[--from F]\n"
-            "                   [--cut MODE [--seed S]]\n"
-            "       tlbd replay --list LOG [--limit N | --to-mark NAME]\n");
+    fprintf(fp, "usage: tlbd replay LOG IMAGE [--limit N | --to-mark NAME] "
+                "[--from F]\n"
+                "                   [--cut MODE [--seed S]]\n"
+                "       tlbd replay --list LOG [--limit N | --to-mark NAME]\n");
     if (fp == stdout) {
         fprintf(fp,
                 "\n"

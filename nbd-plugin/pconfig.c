@@ -44,7 +44,6 @@ pconfig_free(PluginConfig *cfg)
     cfg->opts.inject = NULL;
     cfg->opts.powercut = NULL;
     cfg->opts.control = NULL;
-    cfg->opts.log_writes = NULL;
 }
 
 /* Set *ERRMSG to a formatted message; returns ERR (a -errno). */
@@ -111,8 +110,8 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
         return fail(errmsg, -EINVAL,
                     "unknown parameter '%s' (see nbdkit tlbd --help)", key);
     }
-    /* inject=, powercut=, control= and log-writes=
-     * keep their value: give every key one that outlives nbdkit's. */
+    /* inject=, powercut=, control= and log-writes= keep their value: give every
+     * key one that outlives nbdkit's. */
     values = realloc(cfg->values, (cfg->nvalues + 1) * sizeof(*values));
     if (values) {
         cfg->values = values;

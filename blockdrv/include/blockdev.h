@@ -91,10 +91,10 @@ typedef struct BlockDevOptions {
     uint64_t volatile_cache; /* bytes of volatile write cache; 0: none */
     const char *powercut;    /* power-cut rule, see paio(3); needs
                                 volatile_cache.  Can be NULL. */
-    const char *control;     /* the control socket's path, served by
-                                blockdev_serve.  Can be NULL. */
     const char *log_writes;  /* the write log's file, see paio(3); needs
                                 volatile_cache.  Can be NULL. */
+    const char *control;     /* the control socket's path, served by
+                                blockdev_serve.  Can be NULL. */
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)

@@ -41,15 +41,15 @@
 
 /* One entry as the reader sees it. */
 typedef struct WlogEntry {
-    uint64_t sector;     /* in the log's sector size */
-    uint64_t nr_sectors; /* of data (DISCARD: the range) */
-    uint64_t flags;      /* WLOG_* */
-    uint64_t pos;        /* byte offset of the data in the log file */
-    bool has_ext;        /* tlbd's extension is there */
-    uint64_t seq;        /* the write's sequence number; 0: none */
-    uint64_t writes;     /* writes completed when it was logged */
-    uint32_t head;       /* padding bytes before the data (first sector) */
-    uint32_t tail;       /* padding bytes after it (last sector) */
+    uint64_t sector;        /* in the log's sector size */
+    uint64_t nr_sectors;    /* of data (DISCARD: the range) */
+    uint64_t flags;         /* WLOG_* */
+    uint64_t pos;           /* byte offset of the data in the log file */
+    bool has_ext;           /* tlbd's extension is there */
+    uint64_t seq;           /* the write's sequence number; 0: none */
+    uint64_t writes;        /* writes completed when it was logged */
+    uint32_t head;          /* padding bytes before the data (first sector) */
+    uint32_t tail;          /* padding bytes after it (last sector) */
     char mark[WLOG_SECTOR]; /* a MARK's name, NUL-terminated */
 } WlogEntry;
 
@@ -72,8 +72,8 @@ int wlog_reader_entry(WlogReader *r, uint64_t i, WlogEntry *e);
 /* Read LEN bytes of entry E's data from byte OFF of its sectors.  Returns
  * 0 or -errno.
  */
-int wlog_reader_data(WlogReader *r, const WlogEntry *e, uint64_t off,
-                     void *buf, size_t len);
+int wlog_reader_data(WlogReader *r, const WlogEntry *e, uint64_t off, void *buf,
+                     size_t len);
 
 /* E's flags as "FLUSH,FUA" ("-" for a plain write) into BUF. */
 void wlog_flags_str(uint64_t flags, char *buf, size_t len);
@@ -81,12 +81,12 @@ void wlog_flags_str(uint64_t flags, char *buf, size_t len);
 /* What tlbd replay does. */
 typedef struct WlogReplayOptions {
     bool has_limit;
-    uint64_t limit;  /* entries [0, limit); with neither: all */
+    uint64_t limit;      /* entries [0, limit); with neither: all */
     const char *to_mark; /* up to and including this mark. Can be NULL. */
-    uint64_t from;   /* IMAGE already holds the state after [0, from) */
-    const char *cut; /* a power-cut mode (all, subset:P, prefix, torn:P,
-                        ignore-flush) applied to the volatile set. Can be
-                        NULL: every entry is applied. */
+    uint64_t from;       /* IMAGE already holds the state after [0, from) */
+    const char *cut;     /* a power-cut mode (all, subset:P, prefix, torn:P,
+                            ignore-flush) applied to the volatile set. Can be
+                            NULL: every entry is applied. */
     uint64_t seed;
 } WlogReplayOptions;
 

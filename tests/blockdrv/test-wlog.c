@@ -195,8 +195,9 @@ live_vs_replay(const Paths *p, size_t m, uint64_t seed, unsigned *differs,
 
     bt_make_file(p->img, IMG_SIZE, (unsigned)seed + 1);
     copy_file(p->img, p->base);
-    snprintf(rule, sizeof(rule), "after-writes=%" PRIu64 ",mode=%s,seed=%" PRIu64,
-             20 + seed % 17, modes[m], seed);
+    snprintf(rule, sizeof(rule),
+             "after-writes=%" PRIu64 ",mode=%s,seed=%" PRIu64, 20 + seed % 17,
+             modes[m], seed);
     /* a cache of 16k: some writes are destaged early */
     bd = open_logged(p, seed % 3 == 0 ? "16k" : "1M", rule);
     workload(bd, seed, 60);
@@ -417,7 +418,7 @@ test_bad_input(void **state)
     refused(p, &o, "--limit 1000: the log has only");
     memset(&o, 0, sizeof(o));
     o.cut = "sometimes";
-    refused(p, &o, "--cut: 'sometimes': unknown mode 'sometimes'");
+    refused(p, &o, "'sometimes': unknown mode 'sometimes'");
     o.cut = "subset:2";
     refused(p, &o, "is not a probability");
     memset(&o, 0, sizeof(o));

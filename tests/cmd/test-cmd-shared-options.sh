@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The options every front end shares (blockdrv's table: cache, discard,
 # offload, inline-max, inject, threads-min, threads-max, idle-timeout,
-# volatile-cache, powercut),
+# volatile-cache, powercut, log-writes),
 # good and bad values, through each front end: the nbdkit plugin under real
 # nbdkit, `tlbd nbd`, `tlbd fuse` (a real mount, unmounted again) and
 # `tlbd bench` (a short read-only run).  Every front end must accept the
@@ -117,6 +117,8 @@ message()
     case $fe in
     plugin) re='^nbdkit: (tlbd(\[[0-9]+\])?: )?error: ' ;;
     fuse) re='^tlbd fuse: ' ;;
+    # what only opening the image can tell, nbdkit reports for tlbd nbd
+    nbd) re='^(tlbd: |nbdkit: (tlbd(\[[0-9]+\])?: )?error: )' ;;
     *) re='^tlbd: ' ;;
     esac
     lines=$(grep -E -c "$re" "$d/err" || true)
@@ -227,11 +229,20 @@ good|threads-min=3|threads-max=3
 bad|threads-min=8|threads-max=2
 EOF
 
+# log-writes= names a file: cases with paths of this run.
+check good volatile-cache=1M "log-writes=$d/opt.log"
+[ -s "$d/opt.log" ] || die "log-writes did not create the log"
+check bad "log-writes="
+check bad "log-writes=$d/alone.log"
+[ ! -e "$d/alone.log" ] || die "a refused log-writes created its log"
+check bad "log-writes=$d/nodir/x.log" volatile-cache=1M
+check bad "log-writes=$img" volatile-cache=1M
+
 # The help of each subcommand lists every shared option.
 for fe in nbd bench ${frontends##*bench}; do
     help=$("$tlbd" "$fe" --help)
     for key in cache discard offload inline-max inject threads-min \
-               threads-max idle-timeout volatile-cache powercut; do
+               threads-max idle-timeout volatile-cache powercut log-writes; do
         grep -q -- "--$key=" <<<"$help" ||
             die "tlbd $fe --help lacks --$key"
     done
