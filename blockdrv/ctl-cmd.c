@@ -127,8 +127,9 @@ cmd_powercut(BlockDev *bd, int argc, char **argv, FILE *out, char **errmsg)
     }
     ret = vcache_powercut(vc, &rule, report, sizeof(report));
     if (ret == -EALREADY) {
-        return blockdev_fail(errmsg, ret, "powercut: the power is cut "
-                                          "already");
+        return blockdev_fail(errmsg, ret,
+                             "powercut: the power is cut "
+                             "already");
     }
     fprintf(out, "%s\n", report);
     if (ret < 0) {
@@ -222,8 +223,7 @@ ctl_run_line(BlockDev *bd, char *line, FILE *out, char **errmsg)
         return blockdev_fail(errmsg, -E2BIG, "too many arguments");
     }
     if (n == 0) {
-        return blockdev_fail(errmsg, -EINVAL,
-                             "no command (help lists them)");
+        return blockdev_fail(errmsg, -EINVAL, "no command (help lists them)");
     }
     for (size_t i = 0; i < TLBD_ARRAY_SIZE(commands); i++) {
         if (strcmp(words[0], commands[i].name) != 0) {
@@ -231,8 +231,7 @@ ctl_run_line(BlockDev *bd, char *line, FILE *out, char **errmsg)
         }
         if (n - 1 < commands[i].min_args || n - 1 > commands[i].max_args) {
             return blockdev_fail(errmsg, -EINVAL, "usage: %s%s%s",
-                                 commands[i].name,
-                                 *commands[i].args ? " " : "",
+                                 commands[i].name, *commands[i].args ? " " : "",
                                  commands[i].args);
         }
         return commands[i].fn(bd, n, words, out, errmsg);

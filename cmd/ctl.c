@@ -10,7 +10,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,18 +65,8 @@ static const struct option long_options[] = {
 };
 
 /* Print "tlbd ctl: 'PATH': WHAT" and exit 2. */
-static void __attribute__((noreturn, format(printf, 2, 3)))
-cannot(const char *path, const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "tlbd ctl: '%s': ", path);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(EXIT_USAGE);
-}
+#define cannot(path, fmt, ...)                                                 \
+    tlbd_exit(EXIT_USAGE, "'%s': " fmt, path, ##__VA_ARGS__)
 
 /* Connect to PATH or exit 2 saying why. */
 static int
@@ -181,18 +170,12 @@ tlbd_ctl_main(int argc, char **argv)
     if (strcmp(path, "-") == 0) {
         path = getenv("TLBD_CONTROL");
         if (!path || !*path) {
-            fprintf(stderr, "tlbd ctl: PATH is '-' but TLBD_CONTROL is not "
-                            "set\n");
-            exit(EXIT_USAGE);
+            tlbd_exit(EXIT_USAGE, "PATH is '-' but TLBD_CONTROL is not set");
         }
     }
     for (int i = optind; i < argc; i++) {
         if (!*argv[i] || strpbrk(argv[i], " \t\r\n")) {
-            fprintf(stderr,
-                    "tlbd ctl: '%s': an argument is one word, without "
-                    "spaces\n",
-                    argv[i]);
-            exit(EXIT_USAGE);
+            cannot(argv[i], "an argument is one word, without spaces");
         }
         len += strlen(argv[i]) + 1;
     }

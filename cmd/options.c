@@ -21,17 +21,31 @@ tlbd_set_program(const char *name)
     program = name;
 }
 
+static void __attribute__((noreturn))
+vexit(int status, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", program);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    exit(status);
+}
+
 void
 tlbd_fatal(const char *fmt, ...)
 {
     va_list ap;
 
-    fprintf(stderr, "%s: ", program);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(EXIT_FAILURE);
+    vexit(EXIT_FAILURE, fmt, ap);
+}
+
+void
+tlbd_exit(int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vexit(status, fmt, ap);
 }
 
 /* tlbd_long_options' table: one subcommand runs per process. */

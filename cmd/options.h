@@ -26,6 +26,10 @@ void tlbd_set_program(const char *name);
 void tlbd_fatal(const char *fmt, ...)
     __attribute__((noreturn, format(printf, 1, 2)));
 
+/* The same with the exit status STATUS (tlbd ctl's 2). */
+void tlbd_exit(int status, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
+
 struct option;
 
 /* OWN (a getopt_long table ending in a zero row) followed by one

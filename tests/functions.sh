@@ -11,6 +11,10 @@
 #   die MSG               fail the test with MSG
 #   nbdkit_plugin         path of the built plugin
 #   tlbd_bin              path of the built tlbd program
+#   block_letter FILE OFFSET  the 4k at OFFSET of FILE as the one letter
+#                         (A-Z) it repeats, 0 for zeroes, or "mixed"
+#   ctl_stat SOCKET KEY   KEY's value in `tlbd ctl SOCKET stats`
+#   expect_ctl_stat SOCKET KEY VALUE  fail unless ctl_stat says VALUE
 #
 # Tests run from ctest with TLBD_BUILD and TLBD_SRC set; run by hand they
 # guess them from the script's location.
@@ -95,6 +99,30 @@ nbdkit_plugin()
 tlbd_bin()
 {
     echo "$TLBD_BUILD/cmd/tlbd"
+}
+
+block_letter()
+{
+    local bytes
+    bytes=$(dd if="$1" bs=4k skip=$(($2 / 4096)) count=1 status=none |
+            od -An -v -tx1 | tr -s ' ' '\n' | grep . | sort -u)
+    case $bytes in
+    00) echo 0 ;;
+    4[1-9a-f]|5[0-9a]) printf "\\x$bytes\n" ;;
+    *) echo mixed ;;
+    esac
+}
+
+ctl_stat()
+{
+    "$(tlbd_bin)" ctl "$1" stats | sed -n "s/^$2=//p"
+}
+
+expect_ctl_stat()
+{
+    local v
+    v=$(ctl_stat "$1" "$2")
+    [ "$v" = "$3" ] || die "tlbd ctl stats: $2=$v, expected $3"
 }
 
 # Under an ASan build, programs that dlopen our code (nbdkit) need the

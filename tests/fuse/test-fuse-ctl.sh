@@ -19,25 +19,10 @@ file=$mnt/disk.img
 truncate -s 1M "$img"
 
 tctl() { "$tlbd" ctl "$ctl" "$@"; }
-stat_of() { tctl stats | sed -n "s/^$1=//p"; }
-expect_stat()
-{
-    local v
-    v=$(stat_of "$1")
-    [ "$v" = "$2" ] || die "stats: $1=$v, expected $2"
-}
+stat_of() { ctl_stat "$ctl" "$1"; }
+expect_stat() { expect_ctl_stat "$ctl" "$1" "$2"; }
 # block N: the 4k block N of the image as its one letter, 0, or mixed.
-block()
-{
-    local bytes
-    bytes=$(dd if="$img" bs=4k skip="$1" count=1 status=none |
-            od -An -v -tx1 | tr -s ' ' '\n' | grep . | sort -u)
-    case $bytes in
-    00) echo 0 ;;
-    4[1-9a-f]|5[0-9a]) printf "\\x$bytes\n" ;;
-    *) echo mixed ;;
-    esac
-}
+block() { block_letter "$img" $(($1 * 4096)); }
 
 start_fuse "$d/log" --volatile-cache=1M --control="$ctl" "$img" "$mnt"
 [ -S "$ctl" ] || die "no control socket once mounted"

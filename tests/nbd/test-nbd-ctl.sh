@@ -11,6 +11,8 @@ source "$(dirname "$0")/../functions.sh"
 set -e
 source "$(dirname "$0")/nbd-functions.sh"
 export PATH=/usr/bin:$PATH
+nbdkit "$plugin" --dump-plugin | grep -qx tlbd_control=yes ||
+    die "the plugin lacks control="
 
 tlbd=$(tlbd_bin)
 d=$(mktestdir)
@@ -18,28 +20,10 @@ img=$d/disk.img
 ctl=$d/ctl.sock
 
 tctl() { "$tlbd" ctl "$ctl" "$@"; }
-# stat_of KEY: KEY's value in `tlbd ctl stats`.
-stat_of() { tctl stats | sed -n "s/^$1=//p"; }
-# expect_stat KEY VALUE
-expect_stat()
-{
-    local v
-    v=$(stat_of "$1")
-    [ "$v" = "$2" ] || die "stats: $1=$v, expected $2"
-}
+stat_of() { ctl_stat "$ctl" "$1"; }
+expect_stat() { expect_ctl_stat "$ctl" "$1" "$2"; }
 py() { nbdsh -u "$uri" -c "$1"; }
-# block OFFSET: the 4k at OFFSET as the one letter it repeats, 0 or mixed.
-block()
-{
-    local bytes
-    bytes=$(dd if="$img" bs=4k skip=$(($1 / 4096)) count=1 status=none |
-            od -An -v -tx1 | tr -s ' ' '\n' | grep . | sort -u)
-    case $bytes in
-    00) echo 0 ;;
-    4[1-9a-f]|5[0-9a]) printf "\\x$bytes\n" ;;
-    *) echo mixed ;;
-    esac
-}
+block() { block_letter "$img" "$1"; }
 all_eio='
 import errno
 for f in (lambda: h.pread(4096, 0), lambda: h.pwrite(b"X" * 4096, 0),

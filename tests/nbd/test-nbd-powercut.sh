@@ -40,17 +40,7 @@ run_cut()
 
 # block OFFSET: the 4k at OFFSET of the image as the one letter it
 # repeats, "0" for zeroes, or "mixed".
-block()
-{
-    local bytes
-    bytes=$(dd if="$img" bs=4k skip=$(($1 / 4096)) count=1 status=none |
-            od -An -v -tx1 | tr -s ' ' '\n' | grep . | sort -u)
-    case $bytes in
-    00) echo 0 ;;
-    4[1-9a-f]|5[0-9a]) printf "\\x$bytes\n" ;;
-    *) echo mixed ;;
-    esac
-}
+block() { block_letter "$img" "$1"; }
 
 # The helpers a script uses.
 lib='
