@@ -111,9 +111,6 @@ int wlog_append_write(Wlog *log, const WlogWrite *w);
 int wlog_append_flush(Wlog *log, uint64_t writes);
 int wlog_append_mark(Wlog *log, const char *name, uint64_t writes);
 
-/* Write nr_entries into the super block.  Returns 0 or -errno. */
-int wlog_update_super(Wlog *log);
-
 /* Update the super block, fdatasync and close.  NULL is fine.  Returns 0
  * or -errno.
  */

@@ -349,21 +349,6 @@ wlog_append_mark(Wlog *log, const char *name, uint64_t writes)
 }
 
 int
-wlog_update_super(Wlog *log)
-{
-    int ret;
-
-    if (log->err) {
-        return log->err;
-    }
-    ret = write_super(log);
-    if (ret < 0) {
-        log->err = ret;
-    }
-    return ret;
-}
-
-int
 wlog_close(Wlog *log)
 {
     int ret = 0;
@@ -462,8 +447,8 @@ parse_entry(WlogReader *r, uint64_t i, uint64_t pos, WlogEntry *e,
     }
     if (e->flags & WLOG_MARK) {
         /* a longer name (a log with larger sectors) is cut */
-        size_t n = data_len < sizeof(e->mark) ? (size_t)data_len
-                                              : sizeof(e->mark) - 1;
+        size_t n =
+            data_len < sizeof(e->mark) ? (size_t)data_len : sizeof(e->mark) - 1;
         memcpy(e->mark, s + ENTRY_SIZE, n);
         e->mark[n] = '\0';
     }

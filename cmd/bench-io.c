@@ -39,6 +39,12 @@ static const char *const op_names[] = {
     [BENCH_OP_DISCARD] = "discard", [BENCH_OP_ZEROOUT] = "zeroout",
 };
 
+const char *
+bench_op_name(BenchOp op)
+{
+    return op_names[op];
+}
+
 bool
 bench_writes(const BenchConfig *cfg)
 {
@@ -314,7 +320,6 @@ complete(void *opaque, int64_t ret)
             if (b->cfg.verify) {
                 check_read(b, r, &b->count.blocks_checked);
             }
-            hist_record(&b->lat_read, lat);
             break;
         case BENCH_OP_WRITE:
             b->count.writes++;
@@ -328,7 +333,6 @@ complete(void *opaque, int64_t ret)
                     b->blocks[u].hash = 0;
                 }
             }
-            hist_record(&b->lat_write, lat);
             corrupt_hook(b, r);
             break;
         case BENCH_OP_FLUSH:
@@ -340,7 +344,11 @@ complete(void *opaque, int64_t ret)
             break;
         }
         hist_record(&b->lat_all, lat);
+        hist_record(&b->lat_op[r->op], lat);
         hist_record(&b->ilat, lat);
+        if (b->cfg.plot_file) {
+            bench_plot_record(b, r->op, r->start_ns + lat);
+        }
     }
     release(r);
 }

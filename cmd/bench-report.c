@@ -131,6 +131,31 @@ text_latency(const char *label, const Histogram *h)
            us(hist_mean(h)));
 }
 
+void
+bench_print_params(FILE *fp, const Bench *b)
+{
+    const BenchConfig *cfg = &b->cfg;
+
+    fprintf(fp, "%s (%" PRIu64 " bytes, cache %s), %u vcpus x iodepth %u, %s",
+            cfg->image, b->nunits * b->unit, cfg->cache_name, cfg->vcpus,
+            cfg->iodepth, bench_rw_name(cfg->rw));
+    if (cfg->rw == BENCH_RANDRW) {
+        fprintf(fp, " %u%% reads", cfg->mix);
+    }
+    if (cfg->bs_min == cfg->bs_max) {
+        fprintf(fp, ", bs %" PRIu64, cfg->bs_min);
+    } else {
+        fprintf(fp, ", bs %" PRIu64 "-%" PRIu64, cfg->bs_min, cfg->bs_max);
+    }
+    if (cfg->flush_every) {
+        fprintf(fp, ", flush every %" PRIu64, cfg->flush_every);
+    }
+    if (cfg->ioctl_mix) {
+        fprintf(fp, ", ioctl mix %u%%", cfg->ioctl_mix);
+    }
+    fprintf(fp, "%s, seed %" PRIu64, cfg->fua ? ", fua" : "", cfg->seed);
+}
+
 static void
 report_text(const Bench *b, const Figures *f, const ThreadletStats *pool,
             const IOThreadStats *ios)
@@ -138,22 +163,9 @@ report_text(const Bench *b, const Figures *f, const ThreadletStats *pool,
     const BenchConfig *cfg = &b->cfg;
     const BenchCounters *c = &b->count;
 
-    printf("tlbd bench: %s (%" PRIu64 " bytes, cache %s), %u vcpus x "
-           "iodepth %u, %s",
-           cfg->image, b->nunits * b->unit, cfg->cache_name, cfg->vcpus,
-           cfg->iodepth, bench_rw_name(cfg->rw));
-    if (cfg->rw == BENCH_RANDRW) {
-        printf(" %u%% reads", cfg->mix);
-    }
-    if (cfg->bs_min == cfg->bs_max) {
-        printf(", bs %" PRIu64, cfg->bs_min);
-    } else {
-        printf(", bs %" PRIu64 "-%" PRIu64, cfg->bs_min, cfg->bs_max);
-    }
-    if (cfg->flush_every) {
-        printf(", flush every %" PRIu64, cfg->flush_every);
-    }
-    printf("%s, seed %" PRIu64 "\n", cfg->fua ? ", fua" : "", cfg->seed);
+    printf("tlbd bench: ");
+    bench_print_params(stdout, b);
+    printf("\n");
     printf("  elapsed   %.2f s\n", f->elapsed_s);
     printf("  requests  %" PRIu64 " (reads %" PRIu64 ", writes %" PRIu64
            ", flushes %" PRIu64 ")\n",
@@ -169,8 +181,8 @@ report_text(const Bench *b, const Figures *f, const ThreadletStats *pool,
            f->write_mbps);
     text_latency("latency", &b->lat_all);
     if (c->reads && c->writes) {
-        text_latency("reads", &b->lat_read);
-        text_latency("writes", &b->lat_write);
+        text_latency("reads", &b->lat_op[BENCH_OP_READ]);
+        text_latency("writes", &b->lat_op[BENCH_OP_WRITE]);
     }
     printf("  pool      workers now %u (%u idle), peak %u, spawned %" PRIu64
            ", min %u max %u; submitted %" PRIu64 ", completed %" PRIu64
@@ -248,8 +260,8 @@ report_json(FILE *fp, const Bench *b, const Figures *f,
             f->iops, f->read_iops, f->write_iops, f->mbps, f->read_mbps,
             f->write_mbps);
     json_latency(fp, "latency_us", &b->lat_all, ",");
-    json_latency(fp, "read_latency_us", &b->lat_read, ",");
-    json_latency(fp, "write_latency_us", &b->lat_write, ",");
+    json_latency(fp, "read_latency_us", &b->lat_op[BENCH_OP_READ], ",");
+    json_latency(fp, "write_latency_us", &b->lat_op[BENCH_OP_WRITE], ",");
     fprintf(fp,
             "  \"pool\": {\"threads\": %u, \"idle\": %u, \"peak\": %u, "
             "\"spawned\": %" PRIu64 ", \"min\": %u, \"max\": %u, "

@@ -52,7 +52,7 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
         "                  [--size SIZE] [--DEVICE-OPTION=VALUE...] "
         "[--json[=FILE]]\n"
         "                  [--[no-]progress] [--ioctl-mix PCT]\n"
-        "                  [--ioctl-kinds LIST] IMAGE\n");
+        "                  [--ioctl-kinds LIST] [--plot FILE.svg] IMAGE\n");
     if (fp == stdout) {
         fprintf(
             fp,
@@ -88,6 +88,8 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
             "  --ioctl-kinds LIST  of getsize (BLKGETSIZE64, block devices "
             "only),\n"
             "                      discard, zeroout (default: all three)\n"
+            "  --plot FILE.svg     draw the run: IOPS each second, latency "
+            "distributions\n"
             "DEVICE-OPTION: the image and the threadlet pool (defaults: "
             "threads-min 0, "
             "threads-max\n"
@@ -121,6 +123,7 @@ enum {
     NO_PROGRESS_OPTION,
     IOCTL_MIX_OPTION,
     IOCTL_KINDS_OPTION,
+    PLOT_OPTION,
 };
 
 static const char short_options[] = "h";
@@ -146,6 +149,7 @@ static const struct option own_options[] = {
     { "no-progress", no_argument, NULL, NO_PROGRESS_OPTION },
     { "ioctl-mix", required_argument, NULL, IOCTL_MIX_OPTION },
     { "ioctl-kinds", required_argument, NULL, IOCTL_KINDS_OPTION },
+    { "plot", required_argument, NULL, PLOT_OPTION },
     { NULL, 0, NULL, 0 },
 };
 
@@ -330,6 +334,12 @@ parse_args(int argc, char **argv, BenchConfig *cfg)
                 bad("--ioctl-kinds", optarg,
                     "expected a list of getsize, discard, zeroout");
             }
+            break;
+        case PLOT_OPTION:
+            if (!*optarg) {
+                bad("--plot", optarg, "expected a file name");
+            }
+            cfg->plot_file = optarg;
             break;
         default:
             usage(stderr, EXIT_FAILURE);
@@ -688,6 +698,7 @@ close_all(Bench *b)
     if (b->corrupt_fd >= 0) {
         close(b->corrupt_fd);
     }
+    bench_plot_close(b);
     free_vcpus(b);
     free(b->blocks);
     free(b->failure);
@@ -714,11 +725,20 @@ tlbd_bench_main(int argc, char **argv)
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&b->lock, NULL);
     hist_init(&b->lat_all);
-    hist_init(&b->lat_read);
-    hist_init(&b->lat_write);
+    for (unsigned i = 0; i < BENCH_OP_COUNT; i++) {
+        hist_init(&b->lat_op[i]);
+    }
     hist_init(&b->ilat);
     b->corrupt_fd = -1;
+    b->plot_fd = -1;
 
+    /* Before the image: a picture that cannot be written stops the run
+     * before anything else happens.
+     */
+    created = 0;
+    if (bench_plot_open(b) < 0) {
+        goto out;
+    }
     created = create_image(&b->cfg);
     if (created < 0) {
         goto out;
@@ -757,6 +777,9 @@ tlbd_bench_main(int argc, char **argv)
     iothread_get_stats(b->io, &ios);
     iothread_stop(b->io);
     int reported = bench_report(b, &pool, &ios);
+    if (b->cfg.plot_file && bench_plot_write(b) < 0) {
+        reported = -1;
+    }
     if (b->failure) {
         fprintf(stderr, "tlbd: bench: %s\n", b->failure);
     } else if (b->count.errors == 0 && reported == 0) {

@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/queue.h>
 #include <sys/uio.h>
 
@@ -67,6 +68,7 @@ typedef struct BenchConfig {
     uint64_t corrupt_after; /* test hook; 0: off */
     unsigned ioctl_mix;     /* percent of ioctl-kind requests */
     unsigned ioctl_kinds;   /* BENCH_IOCTL_* */
+    const char *plot_file;  /* --plot=FILE; NULL: no picture */
 } BenchConfig;
 
 /* --ioctl-kinds (bench-ioctl.c) */
@@ -82,7 +84,15 @@ typedef enum BenchOp {
     BENCH_OP_GETSIZE, /* the ioctl mix, bench-ioctl.c */
     BENCH_OP_DISCARD,
     BENCH_OP_ZEROOUT,
+    BENCH_OP_COUNT,
 } BenchOp;
+
+/* Requests of each kind that completed in one second of the timed
+ * phase (--plot).
+ */
+typedef struct BenchSecond {
+    uint32_t ops[BENCH_OP_COUNT];
+} BenchSecond;
 
 typedef struct BenchVcpu BenchVcpu;
 typedef struct Bench Bench;
@@ -179,8 +189,12 @@ struct Bench {
     BenchBlock *blocks; /* nunits entries */
     BenchCounters count;
     Histogram lat_all;
-    Histogram lat_read;
-    Histogram lat_write;
+    Histogram lat_op[BENCH_OP_COUNT]; /* per kind */
+    BenchSecond *seconds;             /* --plot: completions per second of
+                                         the timed phase. Can be NULL. */
+    uint64_t nseconds;                /* entries of seconds in use */
+    uint64_t seconds_cap;
+    bool seconds_nomem;   /* the table could not grow: the picture fails */
     BenchCounters icount; /* since the last progress line */
     Histogram ilat;
     uint64_t corrupted_offset;
@@ -199,6 +213,8 @@ struct Bench {
     uint64_t start_ns;
     uint64_t end_ns; /* end of the timed phase */
     uint64_t final_end_ns;
+    int plot_fd;       /* --plot's file, open from before the run; -1 */
+    bool plot_created; /* bench_plot_open created it */
 };
 
 /* A 64-bit mixer (splitmix64's finalizer). */
@@ -216,6 +232,8 @@ bench_mix64(uint64_t x)
 /* bench-io.c */
 void *bench_vcpu_thread(void *opaque);
 bool bench_writes(const BenchConfig *cfg);
+/* "read", "write", "flush", "BLKGETSIZE64", "discard", "zeroout" */
+const char *bench_op_name(BenchOp op);
 void bench_fail(Bench *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -247,7 +265,22 @@ int bench_ioctl_submit(Bench *b, BenchReq *r, BlockDevCompleteFn *cb);
 /* Count R and record what it left in the block table.  I/O thread. */
 void bench_ioctl_complete(Bench *b, BenchReq *r);
 
+/* bench-plot.c: --plot.  Open (create) the file before the run: 0, or -1
+ * after printing why it cannot be written.
+ */
+int bench_plot_open(Bench *b);
+/* Count a request of kind OP that completed at NOW_NS.  I/O thread. */
+void bench_plot_record(Bench *b, BenchOp op, uint64_t now_ns);
+/* Write the picture of the finished run: 0, or -1 after printing why not. */
+int bench_plot_write(Bench *b);
+/* Close the file; remove it when the run never started and it was ours. */
+void bench_plot_close(Bench *b);
+
 /* bench-report.c */
+/* The run's parameters, one line without a newline, as the summary's first
+ * line shows them.
+ */
+void bench_print_params(FILE *fp, const Bench *b);
 void bench_progress(Bench *b, uint64_t now_ns);
 /* Returns 0, or -1 when the JSON file could not be written. */
 int bench_report(Bench *b, const ThreadletStats *pool,

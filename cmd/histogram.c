@@ -20,9 +20,8 @@ bucket_of(uint64_t value)
     return shift * HIST_SUB + (unsigned)(value >> shift);
 }
 
-/* The highest value that lands in bucket B. */
-static uint64_t
-bucket_high(unsigned b)
+uint64_t
+hist_bucket_high(unsigned b)
 {
     if (b < 2 * HIST_SUB) {
         return b;
@@ -87,7 +86,7 @@ hist_percentile(const Histogram *h, double pct)
     for (unsigned i = 0; i < HIST_BUCKETS; i++) {
         seen += h->buckets[i];
         if (seen >= rank) {
-            uint64_t v = bucket_high(i);
+            uint64_t v = hist_bucket_high(i);
             return v < h->max ? v : h->max;
         }
     }

@@ -36,4 +36,9 @@ uint64_t hist_percentile(const Histogram *h, double pct);
 
 uint64_t hist_mean(const Histogram *h);
 
+/* The highest value that lands in bucket B (< HIST_BUCKETS); bucket B holds
+ * the values above bucket B-1's.
+ */
+uint64_t hist_bucket_high(unsigned b);
+
 #endif /* TLBD_HISTOGRAM_H */

@@ -122,8 +122,8 @@ tlbd_dump_plugin(void)
     printf("tlbd_inject=yes\n");
     printf("tlbd_volatile_cache=yes\n");
     printf("tlbd_powercut=yes\n");
-    printf("tlbd_log_writes=yes\n");
     printf("tlbd_control=yes\n");
+    printf("tlbd_log_writes=yes\n");
     printf("tlbd_fua=native\n");
     printf("tlbd_fast_zero=yes\n");
     printf("tlbd_extents=yes\n");

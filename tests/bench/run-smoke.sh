@@ -4,7 +4,8 @@
 # servers.  It must exit 0, print the table, write summary.md and
 # results.json with a positive figure and a fio JSON file for every server
 # that can run here (tlbd too once the plugin is built, "n/a" with a reason
-# before), and leave nothing mounted or running.  Speed is not checked.
+# before), summary.svg with the row's bar for each peer, and leave nothing
+# mounted or running.  Speed is not checked.
 . "$(dirname "$0")/../functions.sh"
 set -e
 
@@ -12,6 +13,7 @@ requires_root
 requires fio --version
 requires nbdkit --version
 requires qemu-nbd --version
+requires rsvg-convert --version
 
 d=$(mktestdir)
 row=nbd-4k-randread-qd1
@@ -24,12 +26,15 @@ grep -q '^row  *server  *median  *min-max  *unit  *tlbd/x' "$d/stdout" ||
     die "no table header in the output"
 grep -q "^$row " "$d/stdout" || die "no $row line in the table"
 [ -s "$d/out/summary.md" ] || die "no summary.md"
+/usr/bin/python3 "$TLBD_SRC/tests/svgcheck.py" "$d/out/summary.svg"
 grep -q "| $row | tlbd |" "$d/out/summary.md" || die "summary.md lacks $row"
 
 plugin=$(nbdkit_plugin)
-/usr/bin/python3 - "$d/out" "$row" "$plugin" <<'PY'
+/usr/bin/python3 - "$d/out" "$row" "$plugin" "$TLBD_SRC/tests" <<'PY'
 import json, os, shutil, sys
-out, row, plugin = sys.argv[1:]
+out, row, plugin, tests = sys.argv[1:]
+sys.path.insert(0, tests)
+import svgcheck as S
 res = json.load(open(os.path.join(out, "results.json")))
 want = ["nbdkit", "qemu-nbd-threads", "qemu-nbd-uring"]
 if os.path.exists(plugin):
@@ -47,6 +52,23 @@ for s in want:
         assert r["ctx_switches"] is not None and r["ctx_switches"] > 0, r
     fj = json.load(open(os.path.join(out, r["fio_json"])))
     assert fj["jobs"][0]["read"]["total_ios"] == r["ios"], r
+# summary.svg: the row, and with tlbd's figure a bar per peer whose ratio
+# is tlbd's over the peer's (one repetition: no spread)
+svg = S.load(os.path.join(out, "summary.svg"))
+groups = [g for g in svg.iter() if g.get("class") == "row"]
+assert [g.get("data-row") for g in groups] == [row], groups
+bars = {el.get("data-peer"): el for el in groups[0].iter()
+        if el.get("class") == "bar"}
+if "tlbd" in want:
+    for s in want:
+        if s == "tlbd":
+            continue
+        want_r = runs["tlbd"]["value"] / runs[s]["value"]
+        el = bars[s]
+        for k in ("data-ratio", "data-min", "data-max"):
+            assert abs(float(el.get(k)) - want_r) < 1e-3 * want_r, (s, k)
+else:
+    assert not bars, bars
 # every server the runner started is gone, and so is its scratch tmpfs
 for inst in res["servers"].values():
     for pid in inst["pids"]:

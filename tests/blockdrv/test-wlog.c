@@ -12,6 +12,7 @@
 #include "blockdrv-test.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 
 #include "wlog.h"
 
@@ -306,13 +307,15 @@ test_order(void **state)
                              "MARK 0 0 powercut\n");
     free(got);
 
-    /* an orderly close writes the volatile set back, before a FLUSH */
+    /* a mark where it is placed; an orderly close writes the volatile
+     * set back, before a FLUSH */
     bt_make_file(p->img, IMG_SIZE, 0);
     bd = open_logged(p, "1M", NULL);
     write_at(bd, 1, 1, 0);
+    assert_int_equal(blockdev_mark(bd, "here"), 0); /* where placed */
     blockdev_close(bd);
     got = listing(p);
-    assert_string_equal(got, "- 1 1\nFLUSH 0 0\n");
+    assert_string_equal(got, "MARK 0 0 here\n- 1 1\nFLUSH 0 0\n");
     free(got);
 }
 
@@ -460,6 +463,67 @@ test_bad_input(void **state)
     free(log);
 }
 
+/* Threads writing, flushing and placing marks through the pool on one
+ * logged cache small enough to destage (for TSan): the whole log's
+ * replay equals the image after close.
+ */
+typedef struct Hammer {
+    BlockDev *bd;
+    uint32_t id;
+} Hammer;
+
+static void *
+hammer(void *arg)
+{
+    Hammer *h = arg;
+
+    for (uint32_t i = 1; i <= 200; i++) {
+        uint64_t s = h->id * 16 + (i % 8) * 2;
+        write_at(h->bd, s, 2, i % 13 == 0 ? BLOCKDEV_FUA : 0);
+        if (i % 17 == 0) {
+            assert_int_equal(blockdev_flush(h->bd), 0);
+        }
+        if (i % 50 == 0) {
+            assert_int_equal(blockdev_mark(h->bd, "m"), 0);
+        }
+    }
+    return NULL;
+}
+
+static void
+test_threads(void **state)
+{
+    Paths *p = *state;
+    WlogReplayOptions o = { 0 };
+    WlogReplayStats st;
+    BlockDevOptions opts;
+    BlockDev *bd = NULL;
+    char *msg = NULL;
+    pthread_t t[4];
+    Hammer h[4];
+    bool wrote;
+
+    bt_make_file(p->img, IMG_SIZE, 5);
+    copy_file(p->img, p->base);
+    blockdev_options_init(&opts);
+    opts.offload = BLOCKDEV_OFFLOAD_ALWAYS;
+    opts.volatile_cache = 8192;
+    opts.log_writes = p->log;
+    assert_int_equal(blockdev_open(p->img, &opts, &bd, &msg), 0);
+    for (uint32_t i = 0; i < 4; i++) {
+        h[i].bd = bd;
+        h[i].id = i;
+        assert_int_equal(pthread_create(&t[i], NULL, hammer, &h[i]), 0);
+    }
+    for (uint32_t i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+    }
+    blockdev_close(bd);
+    copy_file(p->base, p->replay);
+    assert_int_equal(wlog_replay(p->log, p->replay, &o, &st, &wrote, &msg), 0);
+    assert_true(same_files(p->img, p->replay));
+}
+
 int
 main(void)
 {
@@ -472,6 +536,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_live_equals_replay, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

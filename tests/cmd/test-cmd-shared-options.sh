@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The options every front end shares (blockdrv's table: cache, discard,
 # offload, inline-max, inject, threads-min, threads-max, idle-timeout,
-# volatile-cache, powercut, log-writes, control),
+# volatile-cache, powercut, control, log-writes),
 # good and bad values, through each front end: the nbdkit plugin under real
 # nbdkit, `tlbd nbd`, `tlbd fuse` (a real mount, unmounted again) and
 # `tlbd bench` (a short read-only run).  Every front end must accept the
@@ -231,6 +231,11 @@ bad|control=
 bad|control=/a-path-longer-than-a-unix-socket-can-name/0123456789012345678901234567890123456789012345678901234567890123456789
 EOF
 
+# control=PATH: a socket while it runs, gone after (a path that exists is
+# refused at open: test-cmd-ctl).
+check good "control=$d/ctl.sock"
+[ ! -e "$d/ctl.sock" ] || die "control=: a front end left its socket"
+
 # log-writes= names a file: cases with paths of this run.
 check good volatile-cache=1M "log-writes=$d/opt.log"
 [ -s "$d/opt.log" ] || die "log-writes did not create the log"
@@ -240,17 +245,12 @@ check bad "log-writes=$d/alone.log"
 check bad "log-writes=$d/nodir/x.log" volatile-cache=1M
 check bad "log-writes=$img" volatile-cache=1M
 
-# control=PATH: a socket while it runs, gone after (a path that exists is
-# refused at open: test-cmd-ctl).
-check good "control=$d/ctl.sock"
-[ ! -e "$d/ctl.sock" ] || die "control=: a front end left its socket"
-
 # The help of each subcommand lists every shared option.
 for fe in nbd bench ${frontends##*bench}; do
     help=$("$tlbd" "$fe" --help)
     for key in cache discard offload inline-max inject threads-min \
-               threads-max idle-timeout volatile-cache powercut log-writes \
-               control; do
+               threads-max idle-timeout volatile-cache powercut control \
+               log-writes; do
         grep -q -- "--$key=" <<<"$help" ||
             die "tlbd $fe --help lacks --$key"
     done

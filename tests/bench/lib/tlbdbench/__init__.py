@@ -10,7 +10,8 @@ tests/bench/run is the entry point; main.py drives the modules here:
   servers.py  how each server is started, found ready and stopped
   rows.py     the workloads (fio jobs, nbdcopy, ext4, pool-bench)
   report.py   medians, ratios, the table and the targets
-  summary.py  results.json, table.txt and summary.md
+  summary.py  results.json, table.txt, summary.md and summary.svg
+  chart.py    summary.svg: tlbd's ratio to each peer, row by row
 
 Everything runs on one thread; children are in their own sessions so that
 Ctrl-C reaches only the runner, which then stops them in order.

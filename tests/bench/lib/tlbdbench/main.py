@@ -80,7 +80,9 @@ def parse_args(argv, src):
     p.add_argument("--size", type=parse_size, default=R.GIB,
                    help="image size (default 1G)")
     p.add_argument("--out", default=None,
-                   help="results folder (default BUILD/bench-results/DATE)")
+                   help="results folder: results.json, table.txt, "
+                   "summary.md, summary.svg, fio/, logs/ (default "
+                   "BUILD/bench-results/DATE)")
     p.add_argument("--image-dir", default=None,
                    help="put the images here instead of on a private tmpfs")
     p.add_argument("--disk-dir", default="/var/tmp",

@@ -1,6 +1,7 @@
 """What the run writes: results.json (every run, the servers' peak RSS
-and pids, what was n/a and why), table.txt and summary.md (machine, exact
-command, versions, the table, the targets, what each row means).
+and pids, what was n/a and why), table.txt, summary.md (machine, exact
+command, versions, the table, the targets, what each row means) and
+summary.svg (tlbd's ratio to each peer, row by row: chart.py).
 """
 
 import datetime
@@ -10,6 +11,7 @@ import platform
 import subprocess
 
 from . import rows as R
+from .chart import summary_svg
 
 
 def first_line(argv):
@@ -68,6 +70,9 @@ def write_outputs(ctx, report, env, rows, rss):
     md = summary_md(ctx, report, env, rows, targets)
     with open(os.path.join(ctx.out, "summary.md"), "w") as f:
         f.write(md)
+    with open(os.path.join(ctx.out, "summary.svg"), "w",
+              encoding="utf-8") as f:
+        f.write(summary_svg(report, env, ctx.opts))
     return table, targets
 
 
@@ -105,7 +110,9 @@ def summary_md(ctx, report, env, rows, targets):
           "measure of thread hand-offs); p50/p99 are fio's completion "
           "latency (for write+flush rows: of the flush); RSS is the "
           "server's peak (VmHWM) over the whole run.", "",
-          report.markdown_table(), "", "## Targets (issue 7)", "",
+          report.markdown_table(), "",
+          "The same ratios as a picture, with their spread: "
+          "[summary.svg](summary.svg).", "", "## Targets (issue 7)", "",
           "| target | verdict | detail |", "|---|---|---|"]
     for t, v, d in targets:
         L.append("| %s | %s | %s |" % (t, v, d))
