@@ -110,8 +110,8 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
         return fail(errmsg, -EINVAL,
                     "unknown parameter '%s' (see nbdkit tlbd --help)", key);
     }
-    /* inject=, powercut=, control= and log-writes= keep their value: give every
-     * key one that outlives nbdkit's. */
+    /* inject=, powercut=, control= and log-writes= keep their value: give
+     * every key one that outlives nbdkit's. */
     values = realloc(cfg->values, (cfg->nvalues + 1) * sizeof(*values));
     if (values) {
         cfg->values = values;

@@ -33,6 +33,8 @@
 
 #define WLOG_MAGIC   0x6a736677736872ull
 #define WLOG_VERSION 1ull
+/* struct log_write_entry, at the start of an entry sector. */
+#define WLOG_ENTRY_SIZE 32u
 /* The sector size of the logs tlbd writes. */
 #define WLOG_SECTOR 512u
 /* tlbd's extension: the last bytes of an entry sector. */
