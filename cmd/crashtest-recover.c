@@ -59,18 +59,19 @@ run_check(const CtArgs *a, const char *mnt, const char *token, uint64_t limit,
     return st;
 }
 
-bool
+CtResult
 ct_recover(const CtArgs *a, const char *img, const char *mnt, const char *token,
            uint64_t limit, const char *marks, char *verdict, size_t len,
            int out_fd)
 {
     size_t nfsck = 0;
     char *dev = ct_loop_attach(img, false, out_fd);
+    CtResult ret;
     int st;
 
     if (!dev) {
         snprintf(verdict, len, "setup: losetup failed");
-        return true;
+        return CT_STATE_FAILED;
     }
     st = mount_state(a, dev, mnt, false, out_fd);
     if (st != 0) {
@@ -110,11 +111,18 @@ ct_recover(const CtArgs *a, const char *img, const char *mnt, const char *token,
         }
     }
     snprintf(verdict, len, "clean");
-    ct_loop_detach(dev, out_fd);
-    free(dev);
-    return false;
+    ret = CT_STATE_CLEAN;
+    goto out;
 fail:
+    ret = CT_STATE_FAILED;
+out:
+    /* Whatever the verdict, it holds only if the device served our image
+     * all along (see ct_loop_detach). */
+    if (!ct_loop_owned(dev)) {
+        snprintf(verdict, len, "setup: %s was detached by someone else", dev);
+        ret = CT_STATE_RETRY;
+    }
     ct_loop_detach(dev, out_fd);
     free(dev);
-    return true;
+    return ret;
 }

@@ -14,7 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/fs.h>
+#include <linux/loop.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -262,6 +262,8 @@ typedef struct Clean {
     CleanKind kind;
     char *what; /* the mount point, device, daemon's mount point, dir */
     pid_t pid;  /* CL_DAEMON */
+    dev_t fdev; /* CL_LOOP: the backing file's device and inode */
+    ino_t ino;
 } Clean;
 
 static Clean cleans[16];
@@ -276,7 +278,7 @@ push(CleanKind kind, const char *what, pid_t pid)
     if (!copy || ncleans == (int)TLBD_ARRAY_SIZE(cleans)) {
         tlbd_die("crashtest cleanup list", ENOMEM);
     }
-    cleans[ncleans++] = (Clean){ kind, copy, pid };
+    cleans[ncleans++] = (Clean){ kind, copy, pid, 0, 0 };
 }
 
 static void
@@ -306,16 +308,60 @@ ct_forget_mount(const char *dir)
     forget(CL_MOUNT, dir);
 }
 
-void
-ct_cleanup_loop(const char *dev)
+/* The entry of KIND for WHAT, or NULL. */
+static Clean *
+find(CleanKind kind, const char *what)
 {
-    push(CL_LOOP, dev, 0);
+    for (int i = ncleans - 1; i >= 0; i--) {
+        if (cleans[i].kind == kind && !strcmp(cleans[i].what, what)) {
+            return &cleans[i];
+        }
+    }
+    return NULL;
 }
 
-void
-ct_forget_loop(const char *dev)
+/* DEV, attached to the file ST describes. */
+static void
+cleanup_loop(const char *dev, const struct stat *st)
+{
+    push(CL_LOOP, dev, 0);
+    cleans[ncleans - 1].fdev = st->st_dev;
+    cleans[ncleans - 1].ino = st->st_ino;
+}
+
+static void
+forget_loop(const char *dev)
 {
     forget(CL_LOOP, dev);
+}
+
+/* Open C's device; true if it is still attached to C's file.  Loop
+ * devices are shared by the whole machine: a number we detached, or that
+ * someone else detached by mistake, may already serve another file.
+ */
+static bool
+loop_owned(const Clean *c, int *fdp)
+{
+    struct loop_info64 li;
+    int fd = open(c->what, O_RDONLY | O_CLOEXEC);
+    bool owned = fd >= 0 && ioctl(fd, LOOP_GET_STATUS64, &li) == 0 &&
+                 li.lo_device == (uint64_t)c->fdev &&
+                 li.lo_inode == (uint64_t)c->ino;
+
+    if (fdp) {
+        *fdp = fd;
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    return owned;
+}
+
+bool
+ct_loop_owned(const char *dev)
+{
+    const Clean *c = find(CL_LOOP, dev);
+
+    return c && loop_owned(c, NULL);
 }
 
 void
@@ -386,6 +432,7 @@ char *
 ct_loop_attach(const char *file, bool direct_io, int out_fd)
 {
     char *argv[] = { "losetup", "-f", "--show", NULL, NULL, NULL };
+    struct stat fst;
     char buf[PATH_MAX];
     char sys[PATH_MAX + 64];
     int fds[2];
@@ -404,12 +451,12 @@ ct_loop_attach(const char *file, bool direct_io, int out_fd)
     close(fds[1]);
     len = read(fds[0], buf, sizeof(buf) - 1);
     close(fds[0]);
-    if (st != 0 || len <= 0) {
+    if (st != 0 || len <= 0 || stat(file, &fst) < 0) {
         return NULL;
     }
     buf[len] = '\0';
     buf[strcspn(buf, "\n")] = '\0';
-    ct_cleanup_loop(buf);
+    cleanup_loop(buf, &fst);
     if (direct_io) {
         /* losetup falls back to buffered I/O with only a warning; the
          * host's page cache would then hold writes back from the cut. */
@@ -434,13 +481,35 @@ ct_loop_attach(const char *file, bool direct_io, int out_fd)
 int
 ct_loop_detach(const char *dev, int out_fd)
 {
-    char *argv[] = { "losetup", "-d", (char *)dev, NULL };
-    int ret = run_quiet(argv, out_fd);
+    Clean *c = find(CL_LOOP, dev);
+    int ret = -1;
+    int fd = -1;
 
-    if (ret == 0) {
-        ct_forget_loop(dev);
+    if (!c) {
+        return -1;
     }
-    return ret == 0 ? 0 : -1;
+    /* Never by number alone (losetup -d): only while it is still ours.
+     * With our descriptor open the kernel detaches it at our close. */
+    if (!loop_owned(c, &fd)) {
+        if (out_fd >= 0) {
+            dprintf(out_fd,
+                    "tlbd crashtest: %s no longer serves our file; "
+                    "not detached\n",
+                    dev);
+        }
+    } else if (ioctl(fd, LOOP_CLR_FD, 0) < 0) {
+        if (out_fd >= 0) {
+            dprintf(out_fd, "tlbd crashtest: detaching %s: %s\n", dev,
+                    strerror(errno));
+        }
+    } else {
+        ret = 0;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    forget_loop(dev); /* in no case try that number again */
+    return ret;
 }
 
 /* Stop the FUSE daemon PID serving MOUNTPOINT: SIGTERM (it flushes and
@@ -506,62 +575,4 @@ ct_cleanup(void)
             ncleans--;
         }
     }
-}
-
-int
-ct_copy_image(const char *src, const char *dst)
-{
-    int sfd = open(src, O_RDONLY | O_CLOEXEC);
-    int dfd = -1;
-    struct stat st;
-    off_t off = 0;
-    int ret = 0;
-
-    if (sfd < 0) {
-        return -errno;
-    }
-    dfd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (dfd < 0 || fstat(sfd, &st) < 0) {
-        ret = -errno;
-        goto out;
-    }
-    if (ioctl(dfd, FICLONE, sfd) == 0) {
-        goto out;
-    }
-    if (ftruncate(dfd, st.st_size) < 0) {
-        ret = -errno;
-        goto out;
-    }
-    while (off < st.st_size) {
-        off_t data = lseek(sfd, off, SEEK_DATA);
-        if (data < 0) {
-            ret = errno == ENXIO ? 0 : -errno;
-            break;
-        }
-        off_t hole = lseek(sfd, data, SEEK_HOLE);
-        if (hole < 0) {
-            ret = -errno;
-            break;
-        }
-        off_t in = data;
-        off_t out = data;
-        while (in < hole) {
-            ssize_t n =
-                copy_file_range(sfd, &in, dfd, &out, (size_t)(hole - in), 0);
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n <= 0) {
-                ret = n < 0 ? -errno : -EIO;
-                goto out;
-            }
-        }
-        off = hole;
-    }
-out:
-    if (dfd >= 0 && close(dfd) < 0 && ret == 0) {
-        ret = -errno;
-    }
-    close(sfd);
-    return ret;
 }

@@ -534,22 +534,29 @@ ct_check_states(const CtArgs *a, CtWork *w)
             ret = CT_EXIT_SETUP;
             goto out;
         }
-        int st = build_state(a, w, &b, s, b.state, fd);
-        if (st != 0) {
-            close(fd);
-            if (st == -EINTR || ct_interrupted()) {
-                break;
-            }
-            ct_msg("state %s: building it failed; output in %s", s->token,
-                   b.sout);
-            ct_keep_dir();
-            ret = CT_EXIT_SETUP;
-            goto out;
-        }
+        CtResult res = CT_STATE_RETRY;
         char *marks = marks_before(w, s->limit);
-        s->failed = ct_recover(a, b.state, b.rmnt, s->token, s->limit, marks,
-                               s->verdict, sizeof(s->verdict), fd);
+        /* A state whose loop device someone else took away is built and
+         * checked again, up to three times in all. */
+        for (int attempt = 0; attempt < 3 && res == CT_STATE_RETRY; attempt++) {
+            int st = build_state(a, w, &b, s, b.state, fd);
+            if (st != 0) {
+                free(marks);
+                close(fd);
+                if (st == -EINTR || ct_interrupted()) {
+                    goto interrupted;
+                }
+                ct_msg("state %s: building it failed; output in %s", s->token,
+                       b.sout);
+                ct_keep_dir();
+                ret = CT_EXIT_SETUP;
+                goto out;
+            }
+            res = ct_recover(a, b.state, b.rmnt, s->token, s->limit, marks,
+                             s->verdict, sizeof(s->verdict), fd);
+        }
         free(marks);
+        s->failed = res != CT_STATE_CLEAN;
         close(fd);
         if (ct_interrupted()) {
             break;
@@ -568,6 +575,7 @@ ct_check_states(const CtArgs *a, CtWork *w)
             }
         }
     }
+interrupted:
     if (ct_interrupted()) {
         ret = CT_EXIT_INTERRUPTED;
         goto out;

@@ -12,6 +12,7 @@
  *                       states and their sampling, building each state from
  *                       a base image that only moves forward, the table
  *   crashtest-recover.c the recovery and checks of one state
+ *   crashtest-copy.c    the copy of an image (FICLONE or its data extents)
  *
  * Threads: the main thread only.  SIGINT, SIGTERM and SIGHUP are blocked
  * except while a child is waited for (ct_run), so an interruption is seen
@@ -133,8 +134,6 @@ void ct_vmsg(const char *fmt, va_list ap);
  */
 void ct_cleanup_mount(const char *dir);
 void ct_forget_mount(const char *dir);
-void ct_cleanup_loop(const char *dev);
-void ct_forget_loop(const char *dev);
 void ct_cleanup_daemon(pid_t pid, const char *mountpoint);
 void ct_forget_daemon(void);
 
@@ -155,8 +154,16 @@ int ct_umount(const char *dir, int out_fd);
  */
 char *ct_loop_attach(const char *file, bool direct_io, int out_fd);
 
-/* Detach DEV (and forget it).  0 or -1. */
+/* Detach DEV if it still serves the file ct_loop_attach attached (loop
+ * devices are shared by the machine), and forget it in any case.  0 or
+ * -1.
+ */
 int ct_loop_detach(const char *dev, int out_fd);
+
+/* Does DEV still serve the file ct_loop_attach attached? */
+bool ct_loop_owned(const char *dev);
+
+/* crashtest-copy.c */
 
 /* Copy the image SRC to DST (created or truncated): FICLONE where the file
  * system can, else the data extents (SEEK_DATA/SEEK_HOLE and
@@ -169,15 +176,21 @@ int ct_copy_image(const char *src, const char *dst);
  */
 int ct_record(const CtArgs *a, CtWork *w);
 
+typedef enum CtResult {
+    CT_STATE_CLEAN,
+    CT_STATE_FAILED,
+    CT_STATE_RETRY, /* the loop device was taken away: check it again */
+} CtResult;
+
 /* crashtest-recover.c: recover the crash state IMG (a loop device, a
  * read-write mount and unmount, the file system's read-only check), then
  * run --check on it mounted read-only on MNT, with TOKEN, LIMIT and MARKS
  * (the names of the marks before it) in the environment.  Writes the
- * verdict to VERDICT (LEN bytes) and returns whether the state failed.
+ * verdict to VERDICT (LEN bytes).
  */
-bool ct_recover(const CtArgs *a, const char *img, const char *mnt,
-                const char *token, uint64_t limit, const char *marks,
-                char *verdict, size_t len, int out_fd);
+CtResult ct_recover(const CtArgs *a, const char *img, const char *mnt,
+                    const char *token, uint64_t limit, const char *marks,
+                    char *verdict, size_t len, int out_fd);
 
 /* crashtest-states.c: list the log, pick the states, check each, print
  * the table, keep the first failing one.  The exit status.
