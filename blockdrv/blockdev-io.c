@@ -20,12 +20,16 @@
 
 #include "blockdev-int.h"
 
-typedef struct AioReq {
+/* An aio request; blockdev.h's BlockDevAio, the handle of
+ * blockdev_aio_interrupt.
+ */
+struct BlockDevAio {
     PaioRequest req;
     BlockDevCompleteFn *cb;
     void *opaque;
     struct iovec iov[];
-} AioReq;
+};
+typedef struct BlockDevAio AioReq;
 
 static void
 init_req(PaioRequest *req, PaioType type, uint64_t offset, unsigned flags)
@@ -137,9 +141,11 @@ blockdev_try_flush(BlockDev *bd, int *ret)
     return true;
 }
 
+/* A read or write; *OUT (if not NULL) gets its handle. */
 static int
 aio_rw(BlockDev *bd, PaioType type, uint64_t offset, const struct iovec *iov,
-       int niov, unsigned flags, BlockDevCompleteFn *cb, void *opaque)
+       int niov, unsigned flags, BlockDevCompleteFn *cb, void *opaque,
+       AioReq **out)
 {
     AioReq *a;
 
@@ -152,6 +158,9 @@ aio_rw(BlockDev *bd, PaioType type, uint64_t offset, const struct iovec *iov,
         a->req.u.rw.iov = a->iov;
         a->req.u.rw.niov = niov;
     }
+    if (out) {
+        *out = a;
+    }
     return aio_submit(bd, a);
 }
 
@@ -159,7 +168,7 @@ int
 blockdev_aio_preadv(BlockDev *bd, uint64_t offset, const struct iovec *iov,
                     int niov, BlockDevCompleteFn *cb, void *opaque)
 {
-    return aio_rw(bd, PAIO_READ, offset, iov, niov, 0, cb, opaque);
+    return aio_rw(bd, PAIO_READ, offset, iov, niov, 0, cb, opaque, NULL);
 }
 
 int
@@ -167,13 +176,30 @@ blockdev_aio_pwritev(BlockDev *bd, uint64_t offset, const struct iovec *iov,
                      int niov, unsigned flags, BlockDevCompleteFn *cb,
                      void *opaque)
 {
-    return aio_rw(bd, PAIO_WRITE, offset, iov, niov, flags, cb, opaque);
+    return aio_rw(bd, PAIO_WRITE, offset, iov, niov, flags, cb, opaque, NULL);
 }
 
-/* An aio request with no iovec; RANGE is the length where it has one. */
+int
+blockdev_aio_rw_intr(BlockDev *bd, bool write, uint64_t offset,
+                     const struct iovec *iov, int niov, unsigned flags,
+                     BlockDevCompleteFn *cb, void *opaque, BlockDevAio **aio)
+{
+    return aio_rw(bd, write ? PAIO_WRITE : PAIO_READ, offset, iov, niov,
+                  write ? flags : 0, cb, opaque, aio);
+}
+
+bool
+blockdev_aio_interrupt(BlockDevAio *aio)
+{
+    return paio_interrupt(&aio->req) == PAIO_CANCELLED;
+}
+
+/* An aio request with no iovec; RANGE is the length where it has one.
+ * *OUT (if not NULL) gets its handle.
+ */
 static int
-aio_simple(BlockDev *bd, PaioType type, uint64_t offset, uint64_t range,
-           unsigned flags, BlockDevCompleteFn *cb, void *opaque)
+aio_simple_h(BlockDev *bd, PaioType type, uint64_t offset, uint64_t range,
+             unsigned flags, BlockDevCompleteFn *cb, void *opaque, AioReq **out)
 {
     AioReq *a;
 
@@ -184,13 +210,30 @@ aio_simple(BlockDev *bd, PaioType type, uint64_t offset, uint64_t range,
     if (a) {
         a->req.u.range.length = range;
     }
+    if (out) {
+        *out = a;
+    }
     return aio_submit(bd, a);
+}
+
+static int
+aio_simple(BlockDev *bd, PaioType type, uint64_t offset, uint64_t range,
+           unsigned flags, BlockDevCompleteFn *cb, void *opaque)
+{
+    return aio_simple_h(bd, type, offset, range, flags, cb, opaque, NULL);
 }
 
 int
 blockdev_aio_flush(BlockDev *bd, BlockDevCompleteFn *cb, void *opaque)
 {
     return aio_simple(bd, PAIO_FLUSH, 0, 0, 0, cb, opaque);
+}
+
+int
+blockdev_aio_flush_intr(BlockDev *bd, BlockDevCompleteFn *cb, void *opaque,
+                        BlockDevAio **aio)
+{
+    return aio_simple_h(bd, PAIO_FLUSH, 0, 0, 0, cb, opaque, aio);
 }
 
 int

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "imglock.h"
 #include "paio-inject.h"
 #include "parse.h"
 #include "vcache.h"
@@ -253,6 +255,31 @@ set_volatile_cache(BlockDevOptions *opts, const char *value, char **errmsg)
 }
 
 static int
+set_force_share(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    if (!value) { /* --force-share alone */
+        opts->force_share = true;
+        return 0;
+    }
+    return parse_bool(value, &opts->force_share);
+}
+
+static int
+set_enospc(BlockDevOptions *opts, const char *value, char **errmsg)
+{
+    (void)errmsg;
+    if (value && strcmp(value, "error") == 0) {
+        opts->enospc_wait = false;
+    } else if (value && strcmp(value, "wait") == 0) {
+        opts->enospc_wait = true;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int
 set_powercut(BlockDevOptions *opts, const char *value, char **errmsg)
 {
     PowercutRule rule;
@@ -330,6 +357,11 @@ static const struct {
     { "control", set_control,
       "is not a socket path of 1 to " XSTR(CTL_PATH_MAX) " bytes", true, "PATH",
       "serve `tlbd ctl` on the Unix socket PATH, see tlbd(1)" },
+    { "force-share", set_force_share,
+      "is not a boolean (true, false, on, off, yes, no, 1, 0)", true,
+      "[=on|off]", "skip the image lock check and share everything (risky)" },
+    { "enospc", set_enospc, "is not one of error, wait", true, "error|wait",
+      "a write finding the host disk full: fails, or waits for space" },
     { "readonly", set_readonly,
       "is not a boolean (true, false, on, off, yes, no, 1, 0)", false, NULL,
       NULL },
@@ -385,7 +417,9 @@ blockdev_print_options(FILE *fp, const char *lead)
     const char *help;
 
     for (size_t i = 0; (key = blockdev_shared_option(i, &arg, &help)); i++) {
-        int n = fprintf(fp, "%s%s=%s", lead, key, arg);
+        /* An optional value ("[=on|off]") brings its own '='. */
+        int n =
+            fprintf(fp, "%s%s%s%s", lead, key, arg[0] == '[' ? "" : "=", arg);
         if (n >= 26) {
             fputc('\n', fp);
             n = 0;
@@ -574,6 +608,52 @@ check_readonly(BlockDev *bd, char **errmsg)
     return 0;
 }
 
+/* Lock the image in QEMU's scheme (imglock.h): a writable BlockDev holds
+ * consistent read, write and resize and shares neither write nor resize; a
+ * read-only one holds consistent read and does not share write, as QEMU's
+ * read-only guest disks do.  force-share shares everything and checks
+ * nothing.  A file system without OFD locks gets one warning per process.
+ */
+static int
+lock_image(BlockDev *bd, const BlockDevOptions *opts, char **errmsg)
+{
+    static atomic_bool warned;
+    unsigned held = IMGLOCK_CONSISTENT_READ;
+    unsigned unshared = IMGLOCK_WRITE;
+    const char *what = NULL;
+    int ret;
+
+    if (!opts->readonly) {
+        held |= IMGLOCK_WRITE | IMGLOCK_RESIZE;
+        unshared |= IMGLOCK_RESIZE;
+    }
+    if (opts->force_share) {
+        unshared = 0;
+    }
+    ret = imglock_acquire(bd->fd, held, unshared, opts->force_share, &what);
+    if (ret == 1) {
+        if (!atomic_exchange(&warned, true)) {
+            fprintf(stderr,
+                    "tlbd: warning: '%s': the file system does not "
+                    "support OFD locks; the image is not locked\n",
+                    bd->path);
+        }
+        return 0;
+    }
+    if (ret == -EBUSY) {
+        return blockdev_fail(errmsg, ret,
+                             "'%s' is in use by %s (locks held by another "
+                             "process; use --force-share or force-share=on to "
+                             "override)",
+                             bd->path, what);
+    }
+    if (ret < 0) {
+        return blockdev_fail(errmsg, ret, "'%s': cannot lock the image: %s",
+                             bd->path, strerror(-ret));
+    }
+    return 0;
+}
+
 /* Learn size and block sizes.  Block devices ask through the pool. */
 static int
 probe_geometry(BlockDev *bd, const struct stat *st, char **errmsg)
@@ -677,6 +757,10 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
         goto out_close;
     }
     bd->is_blockdev = S_ISBLK(st.st_mode);
+    ret = lock_image(bd, opts, errmsg);
+    if (ret < 0) {
+        goto out_close;
+    }
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.fd = bd->fd;
@@ -690,6 +774,8 @@ blockdev_open(const char *path, const BlockDevOptions *opts_in, BlockDev **out,
     cfg.inline_max =
         opts->offload == BLOCKDEV_OFFLOAD_ALWAYS ? 0 : opts->inline_max;
     cfg.caller_runs = opts->offload == BLOCKDEV_OFFLOAD_NEVER;
+    cfg.enospc_wait = opts->enospc_wait;
+    cfg.name = path;
     ret = paio_dev_new(&cfg, &bd->dev);
     if (ret < 0) {
         blockdev_fail(errmsg, ret, "'%s': %s", path, strerror(-ret));
@@ -878,6 +964,11 @@ blockdev_get_stats(BlockDev *bd, BlockDevStats *stats)
     stats->errors = st.errors;
     stats->in_flight = st.in_flight;
     stats->inline_ops = st.inline_ops;
+    stats->cancelled = st.cancelled;
+    stats->interrupted = st.interrupted;
+    stats->enospc_episodes = st.enospc_episodes;
+    stats->enospc_waits = st.enospc_waits;
+    stats->enospc_pending = st.enospc_pending;
     stats->marks = atomic_load(&bd->marks);
     stats->volatile_cache = bd->volatile_cache;
     if (bd->vcache) {

@@ -4,8 +4,9 @@
  * documents them.
  *
  * Threads: the thread "ctl" only.  The commands call BlockDev functions
- * any thread may call (blockdev_mark, blockdev_flush, blockdev_get_stats)
- * and the cache's vcache_powercut, and the front end's stats hook.
+ * any thread may call (blockdev_mark, blockdev_flush, blockdev_get_stats),
+ * paio's counters (paio_dev_get_latency, paio_dev_get_pool_stats), the
+ * cache's vcache_powercut, and the front end's stats hook.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,7 +27,8 @@
 typedef int CtlCommandFn(BlockDev *bd, int argc, char **argv, FILE *out,
                          char **errmsg);
 
-static CtlCommandFn cmd_help, cmd_mark, cmd_powercut, cmd_flush, cmd_stats;
+static CtlCommandFn cmd_help, cmd_mark, cmd_powercut, cmd_flush, cmd_stats,
+    cmd_stats_raw;
 
 static const struct {
     const char *name;
@@ -43,6 +45,8 @@ static const struct {
     { "flush", "", 0, 0, cmd_flush,
       "write the volatile set to the image and fdatasync" },
     { "stats", "", 0, 0, cmd_stats, "the counters, one key=value a line" },
+    { "stats-raw", "", 0, 0, cmd_stats_raw,
+      "the counters, the pool and the latency histograms (for tlbd stat)" },
     { "help", "", 0, 0, cmd_help, "list the commands" },
 };
 
@@ -159,14 +163,12 @@ typedef struct StatKey {
     uint64_t value;
 } StatKey;
 
-static int
-cmd_stats(BlockDev *bd, int argc, char **argv, FILE *out, char **errmsg)
+/* The lines of `stats`: the counters, then the front end's. */
+static void
+print_stats(BlockDev *bd, FILE *out)
 {
     BlockDevStats st;
 
-    (void)argc;
-    (void)argv;
-    (void)errmsg;
     blockdev_get_stats(bd, &st);
     const StatKey keys[] = {
         { "volatile_cache", st.volatile_cache },
@@ -193,6 +195,61 @@ cmd_stats(BlockDev *bd, int argc, char **argv, FILE *out, char **errmsg)
     }
     if (bd->stats_hook) {
         bd->stats_hook(bd->stats_opaque, out);
+    }
+}
+
+static int
+cmd_stats(BlockDev *bd, int argc, char **argv, FILE *out, char **errmsg)
+{
+    (void)argc;
+    (void)argv;
+    (void)errmsg;
+    print_stats(bd, out);
+    return 0;
+}
+
+/* What `tlbd stat` differences (tlbd(1) "TLBD STAT" reads it): a format
+ * number, the server's monotonic clock, the lines of `stats`, the
+ * requests of every kind, the pool's workers, and per request kind its latency
+ * histogram since the start, "lat_KIND=BUCKET:COUNT,..." with the buckets of
+ * core/histogram.h (hist_sub_bits of them per octave) that are not empty.
+ */
+static int
+cmd_stats_raw(BlockDev *bd, int argc, char **argv, FILE *out, char **errmsg)
+{
+    uint64_t buckets[HIST_BUCKETS];
+    uint64_t requests = 0;
+    ThreadletStats ts;
+    PaioStats ps;
+
+    (void)argc;
+    (void)argv;
+    (void)errmsg;
+    fprintf(out, "format=%d\ntime_ns=%" PRIu64 "\n", CTL_STATS_RAW_FORMAT,
+            tlbd_now_ns());
+    print_stats(bd, out);
+    paio_dev_get_stats(bd->dev, &ps);
+    for (int type = 0; type < PAIO_NR_TYPES; type++) {
+        requests += ps.ops[type];
+    }
+    fprintf(out, "requests=%" PRIu64 "\n", requests);
+    paio_dev_get_pool_stats(bd->dev, &ts);
+    fprintf(out,
+            "pool_threads=%u\npool_idle=%u\npool_max=%u\n"
+            "pool_queued=%" PRIu64 "\nhist_sub_bits=%d\n",
+            ts.cur_threads, ts.idle_threads, ts.max_threads, ts.queued,
+            HIST_SUB_BITS);
+    for (int type = 0; type < PAIO_NR_LATENCY; type++) {
+        const char *sep = "";
+        paio_dev_get_latency(bd->dev, type, buckets);
+        fprintf(out, "lat_%s=", paio_type_name(type));
+        for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+            if (buckets[b]) {
+                fprintf(out, "%s%u:%" PRIu64, sep, b, buckets[b]);
+                sep = ",";
+            }
+        }
+        fputc('\n', out);
     }
     return 0;
 }

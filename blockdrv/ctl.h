@@ -14,6 +14,9 @@
 /* The longest socket path (sockaddr_un.sun_path, less its NUL). */
 #define CTL_PATH_MAX 107
 
+/* The format= line of `stats-raw`: raised when a key changes meaning. */
+#define CTL_STATS_RAW_FORMAT 1
+
 typedef struct Ctl Ctl;
 
 /* True when PATH can name a Unix socket: 1 to CTL_PATH_MAX bytes. */

@@ -113,6 +113,7 @@ paio_try_inline(PaioDev *dev, PaioRequest *req)
                          request: paio_submit says why */
     }
     req->dev = dev;
+    req->start_ns = tlbd_now_ns();
     switch (req->type) {
     case PAIO_READ:
     case PAIO_WRITE:
@@ -126,6 +127,10 @@ paio_try_inline(PaioDev *dev, PaioRequest *req)
         break;
     default:
         break;
+    }
+    if (done && dev->enospc_wait && req->type == PAIO_WRITE &&
+        paio_is_nospace(req->ret)) {
+        done = false; /* a worker waits for space (paio-enospc.c) */
     }
     if (done) {
         atomic_fetch_add_explicit(&dev->stat_inline, 1, memory_order_relaxed);

@@ -5,6 +5,7 @@
 #ifndef TLBD_PAIO_INT_H
 #define TLBD_PAIO_INT_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -30,6 +31,8 @@ struct PaioDev {
     bool mem_fs; /* tmpfs or ramfs: I/O never waits on a device */
     uint32_t inline_max;
     bool caller_runs;
+    bool enospc_wait;      /* enospc=wait (paio-enospc.c) */
+    char *name;            /* for messages; Can be NULL. */
     struct Vcache *vcache; /* volatile-cache: set by vcache_new before any
                               data request; it then takes the reads,
                               writes, flushes, discards and write-zeroes */
@@ -48,6 +51,8 @@ struct PaioDev {
     _Atomic uint64_t stat_bytes_read;
     _Atomic uint64_t stat_bytes_written;
     _Atomic uint64_t stat_errors;
+    _Atomic uint64_t stat_cancelled;
+    _Atomic uint64_t stat_interrupted;
 
     /* Locks, in the order a request takes them (a worker never holds two
      * at once; anything that must nest them takes them in this order):
@@ -78,6 +83,19 @@ struct PaioDev {
     pthread_mutex_t drain_lock;
     pthread_cond_t drain_cond;
     _Atomic uint64_t in_flight;
+
+    /* enospc_lock (paio-enospc.c): the writes waiting for space and the
+     * flushes waiting behind them (enospc_cond).  Taken alone, after the
+     * handler returned, never across a system call. */
+    pthread_mutex_t enospc_lock;
+    pthread_cond_t enospc_cond;
+    unsigned enospc_pending; /* writes waiting for space now */
+    _Atomic uint64_t stat_enospc_episodes;
+    _Atomic uint64_t stat_enospc_waits;
+    /* atomic: per type, the finished requests by latency bucket
+     * (paio_count_done adds one, relaxed; paio_dev_get_latency reads);
+     * last, as it is large (5 x HIST_BUCKETS words) */
+    _Atomic uint64_t stat_latency[PAIO_NR_LATENCY][HIST_BUCKETS];
 };
 
 /* True for the errors that mean "this kind of request is not supported
@@ -99,10 +117,32 @@ bool paio_iov_aligned(const PaioDev *dev, const struct iovec *iov, int niov,
 /* A known type, and for reads and writes 0..PAIO_IOV_MAX iovecs. */
 bool paio_valid_request(const PaioRequest *req);
 
-/* Count a finished request (req->ret set) in the device's statistics. */
+/* Count a finished request (req->ret set) in the device's statistics,
+ * its latency too (since req->start_ns).
+ */
 void paio_count_done(PaioDev *dev, const PaioRequest *req);
 
+/* Sleep NS nanoseconds on REQ's futex word (an injected delay, a write
+ * waiting for space), so that paio_interrupt can wake it.  Returns true
+ * when REQ was interrupted.
+ */
+bool paio_sleep_interruptible(PaioRequest *req, uint64_t ns);
+
 /* Handlers: bytes, 0 or -errno. */
+typedef int64_t PaioHandler(PaioRequest *req);
+
+/* True for a write failing because the host disk is full (ENOSPC, EDQUOT). */
+static inline bool
+paio_is_nospace(int64_t ret)
+{
+    return ret == -ENOSPC || ret == -EDQUOT;
+}
+
+/* enospc=wait (paio-enospc.c): run HANDLER on REQ; a write or
+ * write-zeroes that fails with ENOSPC or EDQUOT waits and retries with a
+ * backoff until it does not; a flush first waits until no write waits.
+ */
+int64_t paio_enospc_run(PaioRequest *req, PaioHandler *handler);
 int64_t paio_handle_read(PaioRequest *req);
 int64_t paio_handle_write(PaioRequest *req);
 int64_t paio_handle_discard(PaioRequest *req);

@@ -16,12 +16,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/magic.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,11 +68,13 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     if (!dev) {
         return -ENOMEM;
     }
-    if (!cfg->queue && !threadlet_global_queue()) {
+    if ((!cfg->queue && !threadlet_global_queue()) ||
+        (cfg->name && !(dev->name = strdup(cfg->name)))) {
         free(dev);
         return -ENOMEM;
     }
     dev->fd = cfg->fd;
+    dev->enospc_wait = cfg->enospc_wait;
     dev->is_blockdev = cfg->is_blockdev;
     dev->readonly = cfg->readonly;
     dev->growable = cfg->growable && !cfg->is_blockdev;
@@ -95,6 +99,8 @@ paio_dev_new(const PaioDevConfig *cfg, PaioDev **out)
     pthread_mutex_init(&dev->inject_lock, NULL);
     pthread_mutex_init(&dev->drain_lock, NULL);
     pthread_cond_init(&dev->drain_cond, NULL);
+    pthread_mutex_init(&dev->enospc_lock, NULL);
+    pthread_cond_init(&dev->enospc_cond, NULL);
     *out = dev;
     return 0;
 }
@@ -218,6 +224,9 @@ paio_dev_free(PaioDev *dev)
     pthread_mutex_destroy(&dev->drain_lock);
     pthread_mutex_destroy(&dev->inject_lock);
     pthread_rwlock_destroy(&dev->rmw_lock);
+    pthread_cond_destroy(&dev->enospc_cond);
+    pthread_mutex_destroy(&dev->enospc_lock);
+    free(dev->name);
     free(dev);
 }
 
@@ -252,6 +261,29 @@ paio_dev_get_stats(PaioDev *dev, PaioStats *st)
     st->errors = atomic_load(&dev->stat_errors);
     st->in_flight = in_flight_pending(atomic_load(&dev->in_flight));
     st->inline_ops = atomic_load(&dev->stat_inline);
+    st->cancelled = atomic_load(&dev->stat_cancelled);
+    st->interrupted = atomic_load(&dev->stat_interrupted);
+    st->enospc_episodes = atomic_load(&dev->stat_enospc_episodes);
+    st->enospc_waits = atomic_load(&dev->stat_enospc_waits);
+    tlbd_mutex_lock(&dev->enospc_lock);
+    st->enospc_pending = dev->enospc_pending;
+    tlbd_mutex_unlock(&dev->enospc_lock);
+}
+
+void
+paio_dev_get_latency(PaioDev *dev, PaioType type, uint64_t *buckets)
+{
+    TLBD_ASSERT((unsigned)type < PAIO_NR_LATENCY);
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        buckets[i] = atomic_load_explicit(&dev->stat_latency[type][i],
+                                          memory_order_relaxed);
+    }
+}
+
+void
+paio_dev_get_pool_stats(PaioDev *dev, ThreadletStats *stats)
+{
+    threadlet_queue_get_stats(dev->queue, stats);
 }
 
 static int64_t
@@ -338,13 +370,25 @@ modifies(PaioType type)
            type == PAIO_WRITE_ZEROES || type == PAIO_TRUNCATE;
 }
 
-/* Sleep NS nanoseconds, resuming after signals. */
-static void
-sleep_ns(uint64_t ns)
+bool
+paio_sleep_interruptible(PaioRequest *req, uint64_t ns)
 {
-    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
-                           .tv_nsec = (long)(ns % 1000000000u) };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    uint64_t end = tlbd_now_ns() + ns;
+
+    for (;;) {
+        uint64_t now = tlbd_now_ns();
+        struct timespec ts;
+
+        if (atomic_load(&req->intr)) {
+            return true;
+        }
+        if (now >= end) {
+            return false;
+        }
+        ts.tv_sec = (time_t)((end - now) / 1000000000u);
+        ts.tv_nsec = (long)((end - now) % 1000000000u);
+        /* EINTR, EAGAIN (the word changed) and ETIMEDOUT all loop. */
+        syscall(SYS_futex, &req->intr, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
     }
 }
 
@@ -365,8 +409,9 @@ precheck(PaioRequest *req)
             err = paio_inject_decide_locked(dev->inject, req->type, &delay);
         }
         tlbd_mutex_unlock(&dev->inject_lock);
-        if (delay) {
-            sleep_ns(delay);
+        if (delay && paio_sleep_interruptible(req, delay)) {
+            atomic_fetch_add(&dev->stat_interrupted, 1);
+            return -EINTR;
         }
     }
     return err;
@@ -380,6 +425,8 @@ paio_worker(ThreadletWork *work)
 
     if (ret == 0 && req->dev->vcache) {
         ret = vcache_handle(req->dev->vcache, req, handlers[req->type]);
+    } else if (ret == 0 && req->dev->enospc_wait) {
+        ret = paio_enospc_run(req, handlers[req->type]);
     } else if (ret == 0) {
         ret = handlers[req->type](req);
     } else if (req->type == PAIO_FLUSH && ret != -EROFS) {
@@ -393,6 +440,12 @@ void
 paio_count_done(PaioDev *dev, const PaioRequest *req)
 {
     atomic_fetch_add(&dev->stat_ops[req->type], 1);
+    if (req->type < PAIO_NR_LATENCY) {
+        uint64_t ns = tlbd_now_ns() - req->start_ns;
+        atomic_fetch_add_explicit(
+            &dev->stat_latency[req->type][hist_bucket_of(ns)], 1,
+            memory_order_relaxed);
+    }
     if (req->ret < 0) {
         atomic_fetch_add(&dev->stat_errors, 1);
     } else if (req->type == PAIO_READ) {
@@ -410,6 +463,8 @@ request_start(PaioDev *dev, PaioRequest *req)
 {
     req->dev = dev;
     req->ret = 0;
+    req->start_ns = tlbd_now_ns();
+    atomic_store(&req->intr, 0);
     atomic_fetch_add(&dev->in_flight, IN_FLIGHT_PENDING | IN_FLIGHT_HELD);
 }
 
@@ -421,6 +476,7 @@ paio_complete(ThreadletWork *work)
 
     if (threadlet_work_state(work) == THREADLET_CANCELLED) {
         req->ret = -ECANCELED;
+        atomic_fetch_add(&dev->stat_cancelled, 1);
     }
     paio_count_done(dev, req);
     atomic_fetch_sub(&dev->in_flight, IN_FLIGHT_PENDING);
@@ -467,6 +523,18 @@ paio_cancel(PaioRequest *req)
     }
     return threadlet_work_state(&req->work) == THREADLET_RUNNING ? PAIO_RUNNING
                                                                  : PAIO_DONE;
+}
+
+PaioCancelResult
+paio_interrupt(PaioRequest *req)
+{
+    PaioCancelResult r = paio_cancel(req);
+
+    if (r == PAIO_RUNNING) {
+        atomic_store(&req->intr, 1);
+        syscall(SYS_futex, &req->intr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    }
+    return r;
 }
 
 static void

@@ -399,8 +399,15 @@ dump_stats(FuseMain *m, FILE *fp)
     blockdev_get_stats(m->bd, &bs);
     fprintf(fp,
             "  image: reads %" PRIu64 ", writes %" PRIu64 ", flushes %" PRIu64
-            ", discards %" PRIu64 ", zeroes %" PRIu64 ", errors %" PRIu64 "\n",
-            bs.reads, bs.writes, bs.flushes, bs.discards, bs.zeroes, bs.errors);
+            ", discards %" PRIu64 ", zeroes %" PRIu64 ", errors %" PRIu64
+            ", cancelled %" PRIu64 ", delays interrupted %" PRIu64
+            ", in flight %" PRIu64 "\n",
+            bs.reads, bs.writes, bs.flushes, bs.discards, bs.zeroes, bs.errors,
+            bs.cancelled, bs.interrupted, bs.in_flight);
+    fprintf(fp,
+            "  host disk full (enospc=wait): episodes %" PRIu64
+            ", writes that waited %" PRIu64 ", waiting now %" PRIu64 "\n",
+            bs.enospc_episodes, bs.enospc_waits, bs.enospc_pending);
     threadlet_queue_get_stats(&m->queue, &ts);
     fprintf(fp,
             "  workers: %u now, %u idle, %u peak, %u..%u; submitted %" PRIu64

@@ -221,6 +221,10 @@ tlbd_info_main(int argc, char **argv)
 
     blockdev_options_init(&opts);
     opts.readonly = true;
+    /* As `qemu-img info`: a short look that shares everything, so it
+     * works next to a running export and never stops one from starting.
+     */
+    opts.force_share = true;
     ret = blockdev_open(path, &opts, &bd, &errmsg);
     if (ret < 0) {
         if (errmsg) {

@@ -180,7 +180,8 @@ parse_args(int argc, char **argv, NbdArgs *a)
                 usage(stderr, EXIT_FAILURE);
             }
             a->keys[a->nkeys] = long_options[idx].name;
-            a->values[a->nkeys++] = optarg;
+            /* A flag alone (--force-share) is KEY=on for the plugin. */
+            a->values[a->nkeys++] = optarg ? optarg : "on";
             break;
         case SOCKET_OPTION:
             a->socket = optarg;
@@ -309,6 +310,10 @@ build_argv(const NbdArgs *a, const char *nbdkit, const char *plugin,
     }
     argv[n++] = (char *)plugin;
     add_param(argv, &n, "file", a->image);
+    if (a->readonly) {
+        /* The plugin opens read-only too, and locks as a reader. */
+        add_param(argv, &n, "readonly", "true");
+    }
     for (int i = 0; i < a->nkeys; i++) {
         add_param(argv, &n, a->keys[i], a->values[i]);
     }

@@ -70,8 +70,11 @@ tlbd_long_options(const struct option *own)
     }
     memcpy(table, own, nown * sizeof(*table));
     for (size_t i = 0; i < nshared; i++) {
-        table[nown + i].name = blockdev_shared_option(i, NULL, NULL);
-        table[nown + i].has_arg = required_argument;
+        const char *arg = NULL;
+        table[nown + i].name = blockdev_shared_option(i, &arg, NULL);
+        /* "[=on|off]": a flag that may take a value (--force-share). */
+        table[nown + i].has_arg =
+            arg && arg[0] == '[' ? optional_argument : required_argument;
         table[nown + i].val = TLBD_BLOCKDEV_OPTION;
     }
     free(long_table);

@@ -32,9 +32,10 @@ void tlbd_exit(int status, const char *fmt, ...)
 
 struct option;
 
-/* OWN (a getopt_long table ending in a zero row) followed by one
- * required_argument row (val TLBD_BLOCKDEV_OPTION) for each option of
- * blockdev_shared_option.  Lives until exit or the next call.
+/* OWN (a getopt_long table ending in a zero row) followed by one row (val
+ * TLBD_BLOCKDEV_OPTION) for each option of blockdev_shared_option:
+ * required_argument, or optional_argument when its ARG is "[=...]".  Lives
+ * until exit or the next call.
  */
 struct option *tlbd_long_options(const struct option *own);
 

@@ -11,6 +11,7 @@ int tlbd_bench_main(int argc, char **argv);     /* cmd/bench.c */
 int tlbd_info_main(int argc, char **argv);      /* cmd/info.c */
 int tlbd_ctl_main(int argc, char **argv);       /* cmd/ctl.c */
 int tlbd_replay_main(int argc, char **argv);    /* cmd/replay.c */
+int tlbd_stat_main(int argc, char **argv);      /* cmd/stat.c */
 int tlbd_crashtest_main(int argc, char **argv); /* cmd/crashtest.c */
 
 #endif /* TLBD_SUBCOMMANDS_H */

@@ -6,6 +6,7 @@
  *   tlbd info   IMAGE              (cmd/info.c)
  *   tlbd ctl    PATH COMMAND       (cmd/ctl.c)
  *   tlbd replay LOG IMAGE          (cmd/replay.c)
+ *   tlbd stat   PATH               (cmd/stat.c)
  *   tlbd crashtest -- WORKLOAD     (cmd/crashtest*.c)
  *
  * Each subcommand parses its own options and prints its own --help.  A
@@ -33,6 +34,7 @@ static const struct subcommand {
     { "info", tlbd_info_main, "show size, allocation and block sizes" },
     { "ctl", tlbd_ctl_main, "send a command to an export's control socket" },
     { "replay", tlbd_replay_main, "rebuild IMAGE from a write log" },
+    { "stat", tlbd_stat_main, "watch a running export, one line a second" },
     { NULL, NULL, NULL },
 };
 

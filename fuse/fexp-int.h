@@ -67,7 +67,8 @@ typedef struct FexpReq {
     bool buf_pooled; /* buf goes back with fexp_buf_put */
     bool is_write;   /* counted in writes_in_flight */
     struct iovec iov;
-    int whence; /* lseek */
+    int whence;       /* lseek */
+    BlockDevAio *aio; /* a read or write in the pool, for an INTERRUPT */
 } FexpReq;
 
 extern const struct fuse_lowlevel_ops fexp_ops;

@@ -250,6 +250,43 @@ fexp_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err(req, 0);
 }
 
+/* libfuse, on the I/O thread, when the kernel sends an INTERRUPT for R's
+ * request (or at once if it came first): a request still queued in the
+ * pool is taken back and answered EINTR (read_done or write_done, through
+ * fexp_req_fail); an injected delay is cut short; a running request
+ * completes as usual.
+ */
+static void
+req_interrupted(fuse_req_t req, void *data)
+{
+    FexpReq *r = data;
+
+    (void)req;
+    r->exp->stats.interrupts++;
+    if (blockdev_aio_interrupt(r->aio)) {
+        r->exp->stats.cancelled++;
+    }
+}
+
+/* Send R's read or write (R->iov at R->offset) to the pool, or its flush
+ * (FLUSH true); an INTERRUPT may then take it back.  A process killed
+ * while it waits sends an INTERRUPT for its read, then one for the FLUSH
+ * of its close, which the kernel waits out: both must leave the queue.
+ */
+static void
+submit_interruptible(FexpReq *r, bool write, bool flush,
+                     BlockDevCompleteFn *done)
+{
+    int ret = flush ? blockdev_aio_flush_intr(r->exp->bd, done, r, &r->aio)
+                    : blockdev_aio_rw_intr(r->exp->bd, write, r->offset,
+                                           &r->iov, 1, 0, done, r, &r->aio);
+    if (ret < 0) {
+        fexp_req_fail(r, -ret);
+        return;
+    }
+    fuse_req_interrupt_func(r->req, req_interrupted, r);
+}
+
 static void
 read_done(void *opaque, int64_t ret)
 {
@@ -311,10 +348,7 @@ fexp_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         read_done(r, done);
         return;
     }
-    int ret = blockdev_aio_preadv(exp->bd, r->offset, &r->iov, 1, read_done, r);
-    if (ret < 0) {
-        fexp_req_fail(r, -ret);
-    }
+    submit_interruptible(r, false, false, read_done);
 }
 
 static void
@@ -398,11 +432,7 @@ fexp_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
         exp->stats.peak_writes_in_flight = exp->stats.writes_in_flight;
     }
     exp->stats.handoffs++;
-    int ret =
-        blockdev_aio_pwritev(exp->bd, r->offset, &r->iov, 1, 0, write_done, r);
-    if (ret < 0) {
-        fexp_req_fail(r, -ret);
-    }
+    submit_interruptible(r, true, false, write_done);
 }
 
 static void
@@ -436,10 +466,7 @@ do_flush(FuseExport *exp, fuse_req_t req)
         status_done(r, done);
         return;
     }
-    int ret = blockdev_aio_flush(exp->bd, status_done, r);
-    if (ret < 0) {
-        fexp_req_fail(r, -ret);
-    }
+    submit_interruptible(r, false, true, status_done);
 }
 
 static void

@@ -83,6 +83,10 @@ fexp_req_end(FexpReq *r)
 void
 fexp_req_fail(FexpReq *r, int err)
 {
+    /* Taken back from the pool by an INTERRUPT (req_interrupted). */
+    if (err == ECANCELED) {
+        err = EINTR;
+    }
     fexp_reply_err(r->exp, r->req, err);
     fexp_req_end(r);
 }
@@ -497,6 +501,7 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             "  errors %" PRIu64 ", in flight %" PRIu64 " (peak %" PRIu64
             ", writes %" PRIu64 ")\n"
             "  done on the I/O thread %" PRIu64 "\n"
+            "  interrupts %" PRIu64 " (cancelled in the queue %" PRIu64 ")\n"
             "  buffers: allocated %" PRIu64 ", receive buffers handed to"
             " writes %" PRIu64 "\n"
             "  max_write %u, max_read %u, max_background %u\n",
@@ -504,8 +509,8 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             s->reads, s->bytes_read, s->writes, s->bytes_written, s->flushes,
             s->fsyncs, s->fallocates, s->lseeks, s->truncates, s->errors,
             s->in_flight, s->peak_in_flight, s->peak_writes_in_flight,
-            s->inline_ops, s->buf_allocs, s->handoffs, s->max_write,
-            s->max_read, s->max_background);
+            s->inline_ops, s->interrupts, s->cancelled, s->buf_allocs,
+            s->handoffs, s->max_write, s->max_read, s->max_background);
 }
 
 void

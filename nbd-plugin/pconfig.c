@@ -106,7 +106,10 @@ pconfig_set(PluginConfig *cfg, const char *key, const char *value,
     if (strcmp(key, "file") == 0) {
         return set_file(cfg, value, errmsg);
     }
-    if (!blockdev_is_shared_option(key)) {
+    /* readonly= is the plugin's own: nbdkit -r alone does not tell the
+     * plugin before it opens (and locks) the image.
+     */
+    if (!blockdev_is_shared_option(key) && strcmp(key, "readonly") != 0) {
         return fail(errmsg, -EINVAL,
                     "unknown parameter '%s' (see nbdkit tlbd --help)", key);
     }

@@ -124,6 +124,8 @@ tlbd_dump_plugin(void)
     printf("tlbd_powercut=yes\n");
     printf("tlbd_control=yes\n");
     printf("tlbd_log_writes=yes\n");
+    printf("tlbd_locking=qemu\n");
+    printf("tlbd_enospc_wait=yes\n");
     printf("tlbd_fua=native\n");
     printf("tlbd_fast_zero=yes\n");
     printf("tlbd_extents=yes\n");
@@ -623,6 +625,8 @@ tlbd_make_help(void)
     }
     fprintf(fp, "%-26s%s\n", "file=<FILENAME>",
             "(required) the raw image or block device");
+    fprintf(fp, "%-26s%s\n", "readonly=true|false",
+            "open read-only and lock as a reader (use with -r)");
     blockdev_print_options(fp, "");
     if (fclose(fp) != 0) {
         free(config_help);

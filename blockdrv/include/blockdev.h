@@ -95,6 +95,10 @@ typedef struct BlockDevOptions {
                                 volatile_cache.  Can be NULL. */
     const char *control;     /* the control socket's path, served by
                                 blockdev_serve.  Can be NULL. */
+    bool force_share;        /* lock the image but share everything and
+                                check nothing (QEMU's force-share) */
+    bool enospc_wait;        /* enospc=wait: writes finding the host disk
+                                full wait for space (paio(3)) */
 } BlockDevOptions;
 
 #define BLOCKDEV_INLINE_MAX_DEFAULT (64u * 1024)
@@ -130,8 +134,13 @@ typedef struct BlockDevStats {
     uint64_t bytes_read, bytes_written;
     uint64_t errors;
     uint64_t in_flight;
-    uint64_t inline_ops; /* of the above: run on the caller's thread */
-    uint64_t marks;      /* blockdev_mark calls that placed a mark */
+    uint64_t inline_ops;      /* of the above: run on the caller's thread */
+    uint64_t cancelled;       /* of the above: taken back from the queue */
+    uint64_t interrupted;     /* of the above: an injected delay cut short */
+    uint64_t enospc_episodes; /* enospc=wait: times the host disk filled */
+    uint64_t enospc_waits;    /* writes that waited for space */
+    uint64_t enospc_pending;  /* writes waiting for space now */
+    uint64_t marks;           /* blockdev_mark calls that placed a mark */
     /* volatile-cache (all 0 without one): */
     uint64_t volatile_cache;  /* SIZE */
     uint64_t volatile_bytes;  /* data bytes written but not yet durable */
@@ -238,6 +247,31 @@ int blockdev_aio_ioctl(BlockDev *bd, unsigned long cmd, void *arg,
                        BlockDevCompleteFn *cb, void *opaque);
 int blockdev_aio_truncate(BlockDev *bd, uint64_t size, BlockDevCompleteFn *cb,
                           void *opaque);
+
+/* An aio read or write in flight, for blockdev_aio_interrupt. */
+typedef struct BlockDevAio BlockDevAio;
+
+/* blockdev_aio_preadv (WRITE false) or blockdev_aio_pwritev (WRITE true)
+ * that also sets *AIO to the request's handle, valid until its callback
+ * starts.
+ */
+int blockdev_aio_rw_intr(BlockDev *bd, bool write, uint64_t offset,
+                         const struct iovec *iov, int niov, unsigned flags,
+                         BlockDevCompleteFn *cb, void *opaque,
+                         BlockDevAio **aio);
+/* blockdev_aio_flush with a handle, the same way. */
+int blockdev_aio_flush_intr(BlockDev *bd, BlockDevCompleteFn *cb, void *opaque,
+                            BlockDevAio **aio);
+
+/* The client gave up on AIO (a FUSE INTERRUPT).  Still queued in the
+ * pool: it is taken back, and its callback gets -ECANCELED without the
+ * image being touched; returns true.  Running: an injected delay is cut
+ * short (the callback gets -EINTR, the image untouched), so is a write's
+ * wait for space (enospc=wait), else it completes as usual; returns
+ * false.  Call it on the IOThread where the callback
+ * runs, before the callback ran.
+ */
+bool blockdev_aio_interrupt(BlockDevAio *aio);
 
 /* Run on the caller's thread if that cannot wait on a device: true with
  * *RET set to what the aio form would have passed its callback; false when

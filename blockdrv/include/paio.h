@@ -24,6 +24,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "histogram.h"
 #include "iothread.h"
 #include "threadlet.h"
 
@@ -57,6 +58,11 @@ typedef enum PaioType {
     PAIO_FSTAT,        /* fstat: allocated bytes (st_blocks * 512) */
     PAIO_NR_TYPES,
 } PaioType;
+
+/* The types whose latency a PaioDev keeps (paio_dev_get_latency): read,
+ * write, flush, discard and write-zeroes.
+ */
+#define PAIO_NR_LATENCY (PAIO_WRITE_ZEROES + 1)
 
 /* Request flags (the same bits as BLOCKDEV_FUA etc. in blockdev.h). */
 #define PAIO_FUA         (1u << 0) /* durable when the callback runs */
@@ -105,6 +111,9 @@ struct PaioRequest {
 
     /* private */
     ThreadletWork work;
+    uint64_t start_ns;     /* tlbd_now_ns when it started: its latency */
+    _Atomic uint32_t intr; /* paio_interrupt: 1 cuts an injected delay
+                              short (a futex word) */
 };
 
 /* What the device is, fixed at paio_dev_new. */
@@ -124,6 +133,9 @@ typedef struct PaioDevConfig {
     bool caller_runs;      /* paio_run without an I/O thread runs every
                               request on the calling thread, which waits for
                               it anyway; else only what paio_try_inline takes */
+    bool enospc_wait;      /* a write failing with ENOSPC or EDQUOT waits
+                              and retries until there is space (paio(3)) */
+    const char *name;      /* for messages (copied).  Can be NULL. */
 } PaioDevConfig;
 
 /* Per-operation counters, all atomic. */
@@ -133,7 +145,12 @@ typedef struct PaioStats {
     uint64_t bytes_written;
     uint64_t errors;
     uint64_t in_flight;
-    uint64_t inline_ops; /* of ops[]: run on the caller's thread */
+    uint64_t inline_ops;      /* of ops[]: run on the caller's thread */
+    uint64_t cancelled;       /* of ops[]: taken back from the queue */
+    uint64_t interrupted;     /* of ops[]: an injected delay cut short */
+    uint64_t enospc_episodes; /* enospc=wait: times the disk filled up */
+    uint64_t enospc_waits;    /* writes that waited for space */
+    uint64_t enospc_pending;  /* writes waiting for space now */
 } PaioStats;
 
 /* Make a PaioDev for CFG->fd (not taken over: the caller closes it after
@@ -193,6 +210,18 @@ int paio_dev_set_inject(PaioDev *dev, const char *spec, char **errmsg);
 
 void paio_dev_get_stats(PaioDev *dev, PaioStats *stats);
 
+/* Copy DEV's latency counters of TYPE (< PAIO_NR_LATENCY) to
+ * BUCKETS[HIST_BUCKETS]: the requests of TYPE finished since paio_dev_new,
+ * by the histogram bucket (hist_bucket_of, core/histogram.h) of their
+ * latency in nanoseconds, from paio_submit (or the start of a run on the
+ * caller's thread) to their completion, before the callback.  Each counter
+ * is read atomically, the set is not.
+ */
+void paio_dev_get_latency(PaioDev *dev, PaioType type, uint64_t *buckets);
+
+/* threadlet_queue_get_stats of the queue DEV's requests go to. */
+void paio_dev_get_pool_stats(PaioDev *dev, ThreadletStats *stats);
+
 /* Queue REQ on DEV.  Returns 0 (REQ->cb will run exactly once), or -errno
  * when nothing was queued (-EINVAL for a bad request, -ESHUTDOWN, ...).
  */
@@ -206,6 +235,15 @@ typedef enum PaioCancelResult {
 
 /* Cancel REQ if it is still queued.  Call only before REQ->cb returns. */
 PaioCancelResult paio_cancel(PaioRequest *req);
+
+/* A client gave up on REQ (a FUSE INTERRUPT): paio_cancel it if it is
+ * still queued (cb then gets -ECANCELED); if a worker runs it, cut an
+ * injected delay short, so that cb gets -EINTR without the handler
+ * running, or a write's wait for space (enospc=wait; cb gets -EINTR), or
+ * else let it complete as usual.  Call only before REQ->cb
+ * starts (on the IOThread that runs cb, for instance).
+ */
+PaioCancelResult paio_interrupt(PaioRequest *req);
 
 /* Run REQ on DEV and wait for it; returns REQ->ret (or the submit error).
  * With IO NULL on a caller_runs device, REQ runs on the calling thread,

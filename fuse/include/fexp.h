@@ -52,6 +52,9 @@ typedef struct FexpStats {
     uint64_t handoffs;              /* receive buffers handed to a write */
     uint64_t inline_ops;            /* reads, writes, flushes done on the I/O
                                        thread (blockdev_try_*) */
+    uint64_t interrupts;            /* INTERRUPTs for requests in the pool */
+    uint64_t cancelled;             /* of those: taken back from the queue,
+                                       answered EINTR */
     uint64_t buf_allocs;            /* receive buffers allocated */
     uint64_t wakeups;               /* times the session fd was readable */
     uint64_t max_batch;             /* most requests read in one wake-up */

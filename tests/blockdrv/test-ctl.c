@@ -3,11 +3,14 @@
  * that connects before blockdev_serve waits, a front end's stats lines,
  * a path that exists refused and a stale socket replaced, the file removed
  * at close; and commands (stats, mark, flush, powercut) while threads
- * write through the cache, for TSan.
+ * write through the cache, for TSan; stats-raw while threads read, write
+ * and flush through the pool: its latency histograms count every request.
  */
 #include "blockdrv-test.h"
 
 #include <pthread.h>
+
+#include "histogram.h"
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -291,6 +294,102 @@ test_busy(void **state)
     free(ctl);
 }
 
+/* The number after KEY ("\nwrites=") in REPLY. */
+static uint64_t
+key_value(const char *reply, const char *key)
+{
+    const char *p = strstr(reply, key);
+
+    assert_non_null(p);
+    return strtoull(p + strlen(key), NULL, 10);
+}
+
+/* The requests the histogram line KEY ("\nlat_read=") counts. */
+static uint64_t
+bucket_sum(const char *reply, const char *key)
+{
+    const char *p = strstr(reply, key);
+    uint64_t sum = 0;
+    char *end;
+
+    assert_non_null(p);
+    p += strlen(key);
+    while (*p != '\n') {
+        unsigned long b = strtoul(p, &end, 10);
+        assert_true(*end == ':' && b < HIST_BUCKETS);
+        sum += strtoull(end + 1, &end, 10);
+        assert_true(*end == ',' || *end == '\n');
+        p = *end == ',' ? end + 1 : end;
+    }
+    return sum;
+}
+
+static void *
+reader_writer(void *arg)
+{
+    BlockDev *bd = arg;
+    uint8_t buf[4096] = { 1 };
+
+    for (unsigned i = 0; i < 600; i++) {
+        uint64_t off = (uint64_t)(i % 256u) * 4096;
+        int64_t r = i % 20 == 19 ? blockdev_flush(bd)
+                    : i % 2      ? blockdev_pread(bd, buf, sizeof(buf), off)
+                            : blockdev_pwrite(bd, buf, sizeof(buf), off, 0);
+        assert_true(r >= 0);
+    }
+    return NULL;
+}
+
+/* stats-raw while threads use the pool; at the end, every read, write and
+ * flush is in its kind's histogram.
+ */
+static void
+test_stats_raw(void **state)
+{
+    BtFixture *f = *state;
+    char *ctl = bt_path(f->dir, "ctl.sock");
+    BlockDevOptions opts;
+    pthread_t th[WRITERS];
+    BlockDev *bd = NULL;
+    char *reply;
+
+    blockdev_options_init(&opts);
+    opts.control = ctl;
+    assert_int_equal(blockdev_parse_option(&opts, "offload", "always", NULL),
+                     0);
+    assert_int_equal(blockdev_open(f->path, &opts, &bd, NULL), 0);
+    assert_int_equal(blockdev_serve(bd), 0);
+    for (int i = 0; i < WRITERS; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, reader_writer, bd), 0);
+    }
+    for (int i = 0; i < 20; i++) {
+        reply = ask(ctl, "stats-raw\n");
+        assert_true(strncmp(reply, "format=1\ntime_ns=", 17) == 0);
+        assert_non_null(strstr(reply, "\nlat_zero="));
+        assert_non_null(strstr(reply, "\nok\n"));
+        free(reply);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    reply = ask(ctl, "stats-raw\n");
+    assert_int_equal(key_value(reply, "\nreads="), WRITERS * 270);
+    assert_int_equal(key_value(reply, "\nwrites="), WRITERS * 300);
+    assert_int_equal(key_value(reply, "\nflushes="), WRITERS * 30);
+    assert_int_equal(bucket_sum(reply, "\nlat_read="), WRITERS * 270);
+    assert_int_equal(bucket_sum(reply, "\nlat_write="), WRITERS * 300);
+    assert_int_equal(bucket_sum(reply, "\nlat_flush="), WRITERS * 30);
+    assert_int_equal(bucket_sum(reply, "\nlat_discard="), 0);
+    assert_true(key_value(reply, "\nrequests=") >= WRITERS * 600);
+    assert_int_equal(key_value(reply, "\ninline_ops="), 0);
+    assert_int_equal(key_value(reply, "\nhist_sub_bits="), HIST_SUB_BITS);
+    assert_true(key_value(reply, "\npool_threads=") >=
+                key_value(reply, "\npool_idle="));
+    free(reply);
+    blockdev_close(bd);
+    free(ctl);
+}
+
 int
 main(void)
 {
@@ -298,6 +397,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_protocol, setup, bt_teardown),
         cmocka_unit_test_setup_teardown(test_paths, setup, bt_teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, bt_teardown),
+        cmocka_unit_test_setup_teardown(test_stats_raw, setup, bt_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

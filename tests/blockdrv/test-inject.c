@@ -1,6 +1,7 @@
 /* tlbd: fault and latency injection: the grammar and its messages, each
  * trigger, errors surfacing as -errno in aio callbacks, deterministic
- * random rates, delays, and the latching of a failed flush.
+ * random rates, delays, the latching of a failed flush, and interrupts
+ * (a queued request taken back, a delay cut short).
  */
 #include "blockdrv-test.h"
 
@@ -271,6 +272,73 @@ test_delay(void **state)
     blockdev_close(bd);
 }
 
+typedef struct Interrupt {
+    BlockDevAio *aio;
+    bool cancelled;
+} Interrupt;
+
+/* blockdev_aio_interrupt, on the IOThread that runs the callbacks. */
+static void
+interrupt_on_io(void *opaque)
+{
+    Interrupt *in = opaque;
+    in->cancelled = blockdev_aio_interrupt(in->aio);
+}
+
+/* One worker, reads delayed 10 s: a read queued behind a running one is
+ * taken back (-ECANCELED) and the running read's delay is cut short
+ * (-EINTR), long before 10 s; both counted; nothing left in flight.
+ */
+static void
+test_interrupt(void **state)
+{
+    Fixture *f = *state;
+    ThreadletQueue q;
+    ThreadletStats ts;
+    BlockDevOptions opts;
+    BlockDevStats st;
+    BlockDev *bd = NULL;
+    uint8_t buf[2][512];
+    struct iovec iov[2] = { { buf[0], 512 }, { buf[1], 512 } };
+    BtWait w[2];
+    Interrupt in[2];
+    uint64_t t0 = tlbd_now_ns();
+
+    assert_int_equal(threadlet_queue_init_named(&q, "intr", 1, 1), 0);
+    blockdev_options_init(&opts);
+    opts.iothread = f->io;
+    opts.queue = &q;
+    opts.inject = "read:delay=10s";
+    assert_int_equal(blockdev_open(f->path, &opts, &bd, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        bt_wait_init(&w[i], f->io);
+        assert_int_equal(blockdev_aio_rw_intr(bd, false, 512u * i, &iov[i], 1,
+                                              0, bt_wait_cb, &w[i], &in[i].aio),
+                         0);
+        /* The first one runs (in its delay) before the second comes. */
+        do {
+            threadlet_queue_get_stats(&q, &ts);
+        } while (i == 0 && (ts.queued || ts.idle_threads));
+    }
+    iothread_call(f->io, interrupt_on_io, &in[1]);
+    assert_true(in[1].cancelled);
+    assert_int_equal(bt_wait(&w[1]), -ECANCELED);
+    iothread_call(f->io, interrupt_on_io, &in[0]);
+    assert_false(in[0].cancelled);
+    assert_int_equal(bt_wait(&w[0]), -EINTR);
+    assert_true(tlbd_now_ns() - t0 < 9000000000u);
+
+    blockdev_get_stats(bd, &st);
+    assert_int_equal(st.cancelled, 1);
+    assert_int_equal(st.interrupted, 1);
+    assert_int_equal(st.in_flight, 0);
+    /* The device serves on. */
+    assert_int_equal(blockdev_set_inject(bd, "", NULL), 0);
+    assert_int_equal(blockdev_pread(bd, buf[0], 512, 0), 512);
+    blockdev_close(bd);
+    threadlet_queue_destroy(&q, THREADLET_DRAIN);
+}
+
 int
 main(void)
 {
@@ -283,6 +351,7 @@ main(void)
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_triggers, setup, bt_teardown),
         cmocka_unit_test_setup_teardown(test_delay, setup, bt_teardown),
+        cmocka_unit_test_setup_teardown(test_interrupt, setup, bt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

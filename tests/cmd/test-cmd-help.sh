@@ -8,7 +8,7 @@ tlbd=$(tlbd_bin)
 [ -x "$tlbd" ] || die "$tlbd not built"
 
 out=$("$tlbd" --help)
-for cmd in bench nbd info ctl replay; do
+for cmd in bench nbd info ctl replay stat; do
     grep -q "^  $cmd " <<<"$out" || die "tlbd --help does not list $cmd"
 done
 grep -q '^usage: tlbd' <<<"$out" || die "tlbd --help: no usage line"
@@ -18,7 +18,7 @@ version=$("$tlbd" --version)
     die "tlbd --version printed '$version'"
 [ "$("$tlbd" -V)" = "$version" ] || die "tlbd -V differs from --version"
 
-for cmd in bench nbd info ctl replay; do
+for cmd in bench nbd info ctl replay stat; do
     out=$("$tlbd" "$cmd" --help)
     grep -q "^usage: tlbd $cmd" <<<"$out" ||
         die "tlbd $cmd --help: no usage line"

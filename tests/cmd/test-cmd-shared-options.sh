@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The options every front end shares (blockdrv's table: cache, discard,
 # offload, inline-max, inject, threads-min, threads-max, idle-timeout,
-# volatile-cache, powercut, control, log-writes),
+# volatile-cache, powercut, control, log-writes, force-share, enospc),
 # good and bad values, through each front end: the nbdkit plugin under real
 # nbdkit, `tlbd nbd`, `tlbd fuse` (a real mount, unmounted again) and
 # `tlbd bench` (a short read-only run).  Every front end must accept the
@@ -222,6 +222,12 @@ good|volatile-cache=1M|powercut=after-flushes=1000,mode=torn
 bad|powercut=after-writes=10,mode=sometimes
 bad|powercut=mode=all
 bad|powercut=after=soon
+good|force-share=on
+good|force-share=off
+bad|force-share=maybe
+good|enospc=error
+good|enospc=wait
+bad|enospc=later
 # threads-min alone above the default threads-max raises it; given both,
 # threads-min may not be above threads-max.
 good|threads-min=100
@@ -254,5 +260,9 @@ for fe in nbd bench ${frontends##*bench}; do
         grep -q -- "--$key=" <<<"$help" ||
             die "tlbd $fe --help lacks --$key"
     done
+    grep -qF -- "--enospc=error|wait" <<<"$help" ||
+        die "tlbd $fe --help lacks --enospc"
+    grep -qF -- "--force-share[=on|off]" <<<"$help" ||
+        die "tlbd $fe --help lacks --force-share"
 done
 echo "$test_name: ok"

@@ -2,6 +2,7 @@
 
 NBD family (served on a Unix socket; target is an NBD URI):
   tlbd              nbdkit BUILD/nbd-plugin/nbdkit-tlbd-plugin.so file=IMG
+                    force-share=on
   nbdkit            nbdkit file file=IMG
   qemu-nbd-threads  qemu-nbd --aio=threads
   qemu-nbd-uring    qemu-nbd --aio=io_uring
@@ -11,8 +12,9 @@ FUSE family (target is the exported file):
   qsd               qemu-storage-daemon --export type=fuse
   raw               no server: the image file itself (the limit)
 
-The NBD servers of one row share one image (qemu's image locking is off),
-since only one of them does I/O at a time; each FUSE server has its own
+The NBD servers of one row share one image (qemu's image locking is off,
+tlbd's plugin runs with force-share=on), since only one of them does I/O at
+a time; each FUSE server has its own
 image, because the ext4 rows put a file system on it.  A server that is not
 built or not installed is "n/a" with the reason; one that fails to start is
 an error with the last line of its log.
@@ -126,7 +128,8 @@ class TlbdNbd(ServerDef):
     def start(self, image_key, image):
         tag = "tlbd-nbd-" + image_key
         p, sock = self._nbdkit_file(
-            tag, image, lambda img: [self.path(), "file=" + img]
+            tag, image, lambda img: [self.path(), "file=" + img,
+                                     "force-share=on"]
             + self.ctx.opts.tlbd_nbd_args)
         return Instance(self, image_key, self._uri(sock), [p])
 

@@ -1,5 +1,5 @@
-/* tlbd: log-linear latency histogram (see histogram.h).  Called by one
- * thread at a time.
+/* tlbd: log-linear latency histogram (see histogram.h).  A Histogram is
+ * used by one thread at a time; the bucket functions by any.
  */
 #include <string.h>
 
@@ -9,8 +9,8 @@
  * top HIST_SUB_BITS+1 bits (leading one included) select the bucket within
  * the octave.
  */
-static unsigned
-bucket_of(uint64_t value)
+unsigned
+hist_bucket_of(uint64_t value)
 {
     if (value < 2 * HIST_SUB) {
         return (unsigned)value;
@@ -21,14 +21,22 @@ bucket_of(uint64_t value)
 }
 
 uint64_t
-hist_bucket_high(unsigned b)
+hist_bucket_low(unsigned b)
 {
     if (b < 2 * HIST_SUB) {
         return b;
     }
     unsigned shift = b / HIST_SUB - 1;
     uint64_t sub = b - shift * HIST_SUB;
-    return (sub << shift) + ((1ull << shift) - 1);
+    return sub << shift;
+}
+
+uint64_t
+hist_bucket_high(unsigned b)
+{
+    /* One less than the next bucket's lowest value (which wraps to 0 past
+     * the last bucket). */
+    return b < 2 * HIST_SUB ? b : hist_bucket_low(b + 1) - 1;
 }
 
 void
@@ -41,7 +49,7 @@ hist_init(Histogram *h)
 void
 hist_record(Histogram *h, uint64_t value)
 {
-    h->buckets[bucket_of(value)]++;
+    h->buckets[hist_bucket_of(value)]++;
     h->count++;
     h->sum += value;
     if (value < h->min) {
@@ -49,6 +57,26 @@ hist_record(Histogram *h, uint64_t value)
     }
     if (value > h->max) {
         h->max = value;
+    }
+}
+
+void
+hist_add_bucket(Histogram *h, unsigned b, uint64_t n)
+{
+    uint64_t low = hist_bucket_low(b);
+    uint64_t high = hist_bucket_high(b);
+
+    if (n == 0) {
+        return;
+    }
+    h->buckets[b] += n;
+    h->count += n;
+    h->sum += n * high;
+    if (low < h->min) {
+        h->min = low;
+    }
+    if (high > h->max) {
+        h->max = high;
     }
 }
 

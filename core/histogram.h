@@ -3,8 +3,11 @@
  * Values (nanoseconds) below 64 have a bucket each; above, every power of
  * two is cut into 32 linear buckets, so a recorded value is known to within
  * about 3%.  The buckets are a fixed array inside the struct: recording never
- * allocates.  Not thread-safe: one thread records (the bench's I/O thread),
- * and copies are taken on that thread.
+ * allocates.  A Histogram is not thread-safe: one thread records (the
+ * bench's I/O thread), and copies are taken on that thread.  Who keeps
+ * counters shared by threads (paio's latency per request kind) keeps an
+ * array of HIST_BUCKETS atomic counters indexed by hist_bucket_of, and
+ * rebuilds a Histogram from them with hist_add_bucket (tlbd stat).
  */
 #ifndef TLBD_HISTOGRAM_H
 #define TLBD_HISTOGRAM_H
@@ -26,6 +29,18 @@ typedef struct Histogram {
 void hist_init(Histogram *h);
 void hist_record(Histogram *h, uint64_t value);
 
+/* The bucket VALUE lands in (below HIST_BUCKETS), and the lowest and the
+ * highest value that land in bucket B.
+ */
+unsigned hist_bucket_of(uint64_t value);
+uint64_t hist_bucket_low(unsigned b);
+uint64_t hist_bucket_high(unsigned b);
+
+/* Add N values of bucket B (< HIST_BUCKETS) to H, as if each were the
+ * bucket's highest value (min takes its lowest).
+ */
+void hist_add_bucket(Histogram *h, unsigned b, uint64_t n);
+
 /* Add every value of SRC to DST. */
 void hist_merge(Histogram *dst, const Histogram *src);
 
@@ -35,10 +50,5 @@ void hist_merge(Histogram *dst, const Histogram *src);
 uint64_t hist_percentile(const Histogram *h, double pct);
 
 uint64_t hist_mean(const Histogram *h);
-
-/* The highest value that lands in bucket B (< HIST_BUCKETS); bucket B holds
- * the values above bucket B-1's.
- */
-uint64_t hist_bucket_high(unsigned b);
 
 #endif /* TLBD_HISTOGRAM_H */
