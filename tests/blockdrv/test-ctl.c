@@ -86,6 +86,9 @@ open_ctl(BtFixture *f, const char *ctl, const char *cache, char **errmsg,
 
     blockdev_options_init(&opts);
     opts.control = ctl;
+    /* test_paths opens the image twice: the control socket is the
+     * conflict under test, not the image lock */
+    opts.force_share = true;
     if (cache) {
         assert_int_equal(
             blockdev_parse_option(&opts, "volatile-cache", cache, NULL), 0);
