@@ -482,19 +482,19 @@ int
 ct_loop_detach(const char *dev, int out_fd)
 {
     Clean *c = find(CL_LOOP, dev);
-    int ret = -1;
+    int ret = 0;
     int fd = -1;
 
     if (!c) {
         return -1;
     }
     /* Never by number alone (losetup -d): only while it is still ours.
-     * With our descriptor open the kernel detaches it at our close. */
+     * With our descriptor open the kernel detaches it at our close.  A
+     * device someone else detached while we used it was let go by the
+     * kernel at our last close: nothing left to do. */
     if (!loop_owned(c, &fd)) {
         if (out_fd >= 0) {
-            dprintf(out_fd,
-                    "tlbd crashtest: %s no longer serves our file; "
-                    "not detached\n",
+            dprintf(out_fd, "tlbd crashtest: %s no longer serves our file\n",
                     dev);
         }
     } else if (ioctl(fd, LOOP_CLR_FD, 0) < 0) {
@@ -502,11 +502,16 @@ ct_loop_detach(const char *dev, int out_fd)
             dprintf(out_fd, "tlbd crashtest: detaching %s: %s\n", dev,
                     strerror(errno));
         }
-    } else {
-        ret = 0;
+        ret = -1;
     }
     if (fd >= 0) {
         close(fd);
+    }
+    /* The kernel lets the device go at the last close, maybe a moment
+     * later: wait for that (at most 5 s), so that nothing of ours is left
+     * attached when we exit. */
+    for (int i = 0; ret == 0 && i < 500 && loop_owned(c, NULL); i++) {
+        usleep(10 * 1000);
     }
     forget_loop(dev); /* in no case try that number again */
     return ret;

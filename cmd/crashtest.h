@@ -155,8 +155,8 @@ int ct_umount(const char *dir, int out_fd);
 char *ct_loop_attach(const char *file, bool direct_io, int out_fd);
 
 /* Detach DEV if it still serves the file ct_loop_attach attached (loop
- * devices are shared by the machine), and forget it in any case.  0 or
- * -1.
+ * devices are shared by the machine), and forget it in any case.  0, also
+ * when it serves our file no more; -1 if detaching failed.
  */
 int ct_loop_detach(const char *dev, int out_fd);
 

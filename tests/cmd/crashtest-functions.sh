@@ -49,7 +49,8 @@ crashtest_left_nothing()
     left=$(grep -c -F "$dir/" /proc/mounts || true)
     [ "$left" = 0 ] || die "$left mounts left: $(grep -F "$dir/" /proc/mounts)"
     left=$(losetup -a | grep -c -F "$dir/" || true)
-    [ "$left" = 0 ] || die "$left loop devices left: $(losetup -a)"
+    [ "$left" = 0 ] ||
+        die "$left loop devices left: $(losetup -a | grep -F "$dir/")"
 }
 
 metadata_workload()
