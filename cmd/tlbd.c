@@ -7,6 +7,7 @@
  *   tlbd ctl    PATH COMMAND       (cmd/ctl.c)
  *   tlbd replay LOG IMAGE          (cmd/replay.c)
  *   tlbd stat   PATH               (cmd/stat.c)
+ *   tlbd crashtest -- WORKLOAD     (cmd/crashtest*.c)
  *
  * Each subcommand parses its own options and prints its own --help.  A
  * subcommand whose code is not built (FUSE without libfuse3) is not listed.
@@ -25,6 +26,8 @@ static const struct subcommand {
 } subcommands[] = {
 #ifdef TLBD_HAVE_FUSE
     { "fuse", tlbd_fuse_main, "present IMAGE as a FUSE-mounted file" },
+    { "crashtest", tlbd_crashtest_main,
+      "check a file system's crash states under a workload" },
 #endif
     { "nbd", tlbd_nbd_main, "serve IMAGE over NBD with nbdkit" },
     { "bench", tlbd_bench_main, "drive IMAGE with verified vcpu I/O" },
@@ -41,7 +44,7 @@ static void __attribute__((noreturn)) usage(FILE *fp, int exitcode)
     if (fp == stdout) {
         fprintf(fp, "\ncommands:\n");
         for (size_t i = 0; subcommands[i].name; i++) {
-            fprintf(fp, "  %-6s %s\n", subcommands[i].name,
+            fprintf(fp, "  %-9s %s\n", subcommands[i].name,
                     subcommands[i].summary);
         }
         fprintf(fp, "\n'tlbd COMMAND --help' shows a command's options;"
