@@ -15,6 +15,15 @@
 #                         (A-Z) it repeats, 0 for zeroes, or "mixed"
 #   ctl_stat SOCKET KEY   KEY's value in `tlbd ctl SOCKET stats`
 #   expect_ctl_stat SOCKET KEY VALUE  fail unless ctl_stat says VALUE
+#   attach_loop FILE [LOSETUP OPTIONS]  attach FILE to a free loop device,
+#                         set loop_dev to it and register detach_loop as a
+#                         cleanup.  Call it directly, not in $(...): the
+#                         record and the cleanup would be lost in a subshell
+#   detach_loop DEV [FILE]  detach DEV if it still serves FILE (by default
+#                         the file attach_loop attached to it), else leave
+#                         it alone: its number may serve another test by
+#                         now.  Safe to call again, as the cleanup does
+#   loop_backing_file DEV  the file DEV serves, empty when detached
 #
 # Tests run from ctest with TLBD_BUILD and TLBD_SRC set; run by hand they
 # guess them from the script's location.
@@ -123,6 +132,47 @@ expect_ctl_stat()
     local v
     v=$(ctl_stat "$1" "$2")
     [ "$v" = "$3" ] || die "tlbd ctl stats: $2=$v, expected $3"
+}
+
+# Loop devices are shared by every test running on the machine, and a
+# number is handed out again as soon as it is free: detaching by number
+# alone, after the device was freed, would detach somebody else's.
+declare -gA _loop_files=()
+attach_loop()
+{
+    local file back
+    file=$(readlink -e "$1") || die "$1: no such file"
+    shift
+    loop_dev=$(losetup -f --show "$@" "$file") ||
+        die "losetup $* $file failed"
+    _loop_files[$loop_dev]=$file
+    cleanup_fn "detach_loop $loop_dev"
+    back=$(loop_backing_file "$loop_dev")
+    [ "$back" = "$file" ] || die "$loop_dev serves '$back', not $file"
+}
+
+loop_backing_file()
+{
+    local back
+    back=$(cat "/sys/block/${1#/dev/}/loop/backing_file" 2>/dev/null) ||
+        return 0
+    echo "${back% (deleted)}"
+}
+
+detach_loop()
+{
+    local dev=$1 file=${_loop_files[$1]:-} back
+    if [ $# -gt 1 ]; then
+        file=$(readlink -f "$2")
+    fi
+    [ -n "$file" ] || return 0
+    back=$(loop_backing_file "$dev")
+    if [ "$back" = "$file" ]; then
+        losetup -d "$dev" || return
+    elif [ -n "$back" ] && [ $# = 1 ]; then
+        echo "$test_name: $dev serves $back now, not $file: left alone" >&2
+    fi
+    unset "_loop_files[$dev]"
 }
 
 # Under an ASan build, programs that dlopen our code (nbdkit) need the

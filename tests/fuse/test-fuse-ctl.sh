@@ -30,8 +30,8 @@ start_fuse "$d/log" --volatile-cache=1M --control="$ctl" "$img" "$mnt"
 # Every close() of the mounted file flushes (tlbd-fuse(1)), so the writes
 # go through a loop device with direct I/O, which keeps the file open and
 # flushes only when asked, as a file system on it would.
-loop=$(losetup --direct-io=on -f --show "$file")
-cleanup_fn "losetup -d $loop 2>/dev/null"
+attach_loop "$file" --direct-io=on
+loop=$loop_dev
 # put LETTER BLOCK: 4k of LETTER at 4k block BLOCK of the loop device.
 put()
 {
@@ -65,7 +65,7 @@ fi
 grep -q 'Input/output error' "$d/err" || die "read: $(cat "$d/err")"
 # (the loop driver may report the failed write as ENOSPC)
 if put Z 0 2>"$d/err"; then die "a write after the cut worked"; fi
-losetup -d "$loop"
+detach_loop "$loop"
 # The final flush fails on a dead device: the exit status says so.
 kill -TERM "$fuse_pid"
 wait "$fuse_pid" || true

@@ -30,8 +30,8 @@ head -c 1M /dev/urandom >"$d/before"
 
 start_fuse "$d/log" --enospc=wait "$img" "$mnt"
 mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$mnt/disk.img"
-loop=$(losetup -f --show "$mnt/disk.img")
-cleanup_fn "losetup -d $loop 2>/dev/null"
+attach_loop "$mnt/disk.img"
+loop=$loop_dev
 mount -o errors=remount-ro "$loop" "$fs"
 cleanup_fn "umount $fs 2>/dev/null"
 errors=/sys/fs/ext4/$(basename "$loop")/errors_count
@@ -86,7 +86,7 @@ echo 3 >/proc/sys/vm/drop_caches
 cmp "$d/pattern" "$fs/data" || die "the data written does not check out"
 cmp "$d/before" "$fs/before" || die "the data written before changed"
 umount "$fs"
-losetup -d "$loop"
+detach_loop "$loop"
 e2fsck -fn "$mnt/disk.img" >"$d/fsck" 2>&1 ||
     { cat "$d/fsck" >&2; die "e2fsck found problems"; }
 kill -USR1 "$fuse_pid"

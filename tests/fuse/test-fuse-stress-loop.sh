@@ -21,8 +21,8 @@ truncate -s 1G "$img"
 
 start_fuse "$d/log" "$img" "$mnt"
 mkfs.ext4 -q -F "$mnt/disk.img"
-loop=$(losetup -f --show "$mnt/disk.img")
-cleanup_fn "losetup -d $loop 2>/dev/null"
+attach_loop "$mnt/disk.img"
+loop=$loop_dev
 mount "$loop" "$fs"
 cleanup_fn "umount $fs 2>/dev/null"
 
@@ -41,7 +41,7 @@ grep -q "successful run completed" "$d/stress.log" ||
     die "stress-ng did not complete: $(tail -5 "$d/stress.log")"
 
 umount "$fs"
-losetup -d "$loop"
+detach_loop "$loop"
 e2fsck -fn "$mnt/disk.img" >"$d/fsck" 2>&1 ||
     { cat "$d/fsck" >&2; die "e2fsck found problems"; }
 stop_fuse "$d/log" "$mnt"

@@ -1,11 +1,8 @@
 # tlbd: helpers for the ioctl tests.  Source after tests/functions.sh.
 #
-#   attach_loop FILE [SECTOR_SIZE]
-#                  attach FILE to a free loop device (with that logical
-#                  sector size), set loop_dev to it and register its
-#                  detach as a cleanup, so it is detached even when the
-#                  test fails.  Call it directly, not in $(...): a
-#                  cleanup registered in a subshell is lost.
+#   attach_sector_loop FILE SECTOR_SIZE
+#                  attach_loop (tests/functions.sh) with that logical
+#                  sector size, checked with blockdev --getss
 #   blkioctl       path of the ioctl helper (tests/ioctl/blkioctl.c)
 
 requires_root
@@ -17,12 +14,10 @@ blkioctl()
     echo "$TLBD_BUILD/tests/ioctl/blkioctl"
 }
 
-attach_loop()
+attach_sector_loop()
 {
-    local file=$1 sector=${2:-512}
-    loop_dev=$(losetup -f --show --sector-size "$sector" "$file") ||
-        die "losetup $file failed"
-    cleanup_fn "losetup -d $loop_dev 2>/dev/null"
+    local sector=$2
+    attach_loop "$1" --sector-size "$sector"
     [ "$(blockdev --getss "$loop_dev")" = "$sector" ] ||
         die "$loop_dev: sector size $(blockdev --getss "$loop_dev")," \
             "not $sector"

@@ -47,7 +47,7 @@ grep -q "ioctl-kinds" "$d/err" || die "$(cat "$d/err")"
 for sector in 512 4096; do
     back=$d/back-$sector
     truncate -s 32M "$back"
-    attach_loop "$back" "$sector"
+    attach_sector_loop "$back" "$sector"
     all=getsize,discard,zeroout
     mix "$loop_dev" getsize --rw randread --verify --bs 4k
     mix "$loop_dev" $all --bs 4k-64k
@@ -55,5 +55,5 @@ for sector in 512 4096; do
     # Last: a later run with larger blocks could not tell a block that
     # this one partly zeroed from a corrupted one.
     mix "$loop_dev" $all --bs 512-8k
-    losetup -d "$loop_dev"
+    detach_loop "$loop_dev"
 done

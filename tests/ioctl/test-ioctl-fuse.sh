@@ -51,7 +51,7 @@ export_check -r "$img"
 for sector in 512 4096; do
     back=$d/back-$sector
     head -c 16M /dev/urandom >"$back"
-    attach_loop "$back" "$sector"
+    attach_sector_loop "$back" "$sector"
     export_check "$loop_dev"
     sum=$(sha256sum <"$loop_dev")
     export_check -r "$loop_dev"
@@ -78,16 +78,15 @@ for sector in 512 4096; do
         done
         stop_fuse "$d/log" "$mnt"
     fi
-    losetup -d "$loop_dev"
+    detach_loop "$loop_dev"
 done
 
 # A read-only loop device (BLKROGET 1): refused for writing with one
 # message, exported with -r, where the file says BLKROGET 1.
-loop_dev=$(losetup -r -f --show "$d/back-512")
-cleanup_fn "losetup -d $loop_dev 2>/dev/null"
+attach_loop "$d/back-512" -r
 if tlbd_fuse "$loop_dev" "$mnt" 2>"$d/err"; then
     die "a read-only device was mounted for writing"
 fi
 grep -q "the device is read-only" "$d/err" || die "$(cat "$d/err")"
 export_check -r "$loop_dev"
-losetup -d "$loop_dev"
+detach_loop "$loop_dev"

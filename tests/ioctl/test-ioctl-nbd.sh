@@ -45,7 +45,7 @@ zeros()
 for sector in 512 4096; do
     back=$d/back-$sector
     truncate -s 64M "$back"
-    attach_loop "$back" "$sector"
+    attach_sector_loop "$back" "$sector"
     dd if=/dev/urandom of="$loop_dev" bs=1M count=32 oflag=direct \
        status=none
     head -c $((32 * M)) "$loop_dev" >"$d/copy"
@@ -120,14 +120,13 @@ JOB
     [ "$err" = 0 ] || die "fio reported error '$err' on $loop_dev"
     written=$(grep '^3;' "$d/fio.out" | cut -d';' -f47)
     [ "$written" -gt 0 ] || die "fio wrote nothing on $loop_dev"
-    losetup -d "$loop_dev"
+    detach_loop "$loop_dev"
 done
 
 # A read-only loop device: BLKROGET says so, the export is read-only.
-loop_dev=$(losetup -r -f --show "$d/back-512")
-cleanup_fn "losetup -d $loop_dev 2>/dev/null"
+attach_loop "$d/back-512" -r
 nbdkit -U - "$plugin" file="$loop_dev" \
     --run 'nbdinfo --json "$uri"' >"$d/info.json" ||
     die "nbdinfo on the read-only $loop_dev failed"
 [ "$(json is_read_only)" = true ] || die "read-only $loop_dev served writable"
-losetup -d "$loop_dev"
+detach_loop "$loop_dev"
