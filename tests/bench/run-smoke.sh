@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # tlbd: smoke run of tests/bench/run, so that the runner keeps working: one
 # NBD row, one repetition of one second, on a small image, against the real
-# servers.  It must exit 0, print the table, write summary.md and
+# servers and tlbd's variants (tlbd-vcache; tlbd-stat, with `tlbd stat`
+# watching it).  It must exit 0, print the table, write summary.md and
 # results.json with a positive figure and a fio JSON file for every server
 # that can run here (tlbd too once the plugin is built, "n/a" with a reason
 # before), summary.svg with the row's bar for each peer, and leave nothing
-# mounted or running.  Speed is not checked.
+# mounted or running, `tlbd stat` included.  Speed is not checked.
 . "$(dirname "$0")/../functions.sh"
 set -e
 
@@ -18,7 +19,9 @@ requires rsvg-convert --version
 d=$(mktestdir)
 row=nbd-4k-randread-qd1
 "$TLBD_SRC/tests/bench/run" --build "$TLBD_BUILD" --reps 1 --runtime 1 \
-    --size 64M --sections nbd --only "$row" --out "$d/out" >"$d/stdout" ||
+    --size 64M --sections nbd --only "$row" --out "$d/out" \
+    --servers tlbd-vcache,tlbd-stat,nbdkit,qemu-nbd-threads,qemu-nbd-uring \
+    >"$d/stdout" ||
     { cat "$d/stdout"; die "tests/bench/run failed"; }
 cat "$d/stdout"
 
@@ -37,11 +40,13 @@ sys.path.insert(0, tests)
 import svgcheck as S
 res = json.load(open(os.path.join(out, "results.json")))
 want = ["nbdkit", "qemu-nbd-threads", "qemu-nbd-uring"]
+tlbds = ["tlbd", "tlbd-vcache", "tlbd-stat"]
 if os.path.exists(plugin):
-    want.append("tlbd")
+    want += tlbds
 else:
-    why = res["unavailable"].get(row + "/tlbd", "")
-    assert why.startswith("not built"), "tlbd not n/a: %r" % why
+    for s in tlbds:
+        why = res["unavailable"].get(row + "/" + s, "")
+        assert why.startswith("not built"), "%s not n/a: %r" % (s, why)
 runs = {r["server"]: r for r in res["runs"] if r["row"] == row}
 for s in want:
     r = runs.get(s)
@@ -71,9 +76,13 @@ else:
     assert not bars, bars
 # every server the runner started is gone, and so is its scratch tmpfs
 for inst in res["servers"].values():
-    for pid in inst["pids"]:
+    for pid in inst["pids"] + inst["watchers"]:
         assert not os.path.exists("/proc/%d" % pid), "pid %d alive" % pid
     assert inst["kib"] and inst["kib"] > 0, inst
+if "tlbd-stat" in want:
+    stat = [i for k, i in res["servers"].items()
+            if k.startswith("nbd/tlbd-stat/")]
+    assert len(stat) == 1 and len(stat[0]["watchers"]) == 1, stat
 scratch = res["options"]["scratch"]
 assert not os.path.exists(scratch), scratch + " left behind"
 mounts = open("/proc/self/mountinfo").read()

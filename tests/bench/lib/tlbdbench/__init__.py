@@ -7,8 +7,10 @@ tests/bench/run is the entry point; main.py drives the modules here:
   cleanup.py  the undo stack and the signal handling that runs it
   context.py  the tmpfs, disk folder, images, tarball, servers, ext4 mounts
   procs.py    child processes, their CPU time and peak RSS from /proc
-  servers.py  how each server is started, found ready and stopped
-  rows.py     the workloads (fio jobs, nbdcopy, ext4, pool-bench)
+  servers.py  how each server (and tlbd's variants) is started, found
+              ready and stopped
+  rows.py     the workloads (fio jobs, nbdcopy, ext4, pool-bench,
+              tlbd crashtest)
   report.py   medians, ratios, the table and the targets
   summary.py  results.json, table.txt, summary.md and summary.svg
   chart.py    summary.svg: tlbd's ratio to each peer, row by row

@@ -71,8 +71,11 @@ def parse_args(argv, src):
     p.add_argument("--only", default=None,
                    help="comma-separated row names or shell patterns")
     p.add_argument("--servers", default=None,
-                   help="comma-separated subset of %s" % ",".join(
-                       S.ALL_NAMES + tuple(POOL_LIB_NAMES)))
+                   help="comma-separated subset of %s; tlbd's variants "
+                   "(%s) run on a few rows unless named here, then on "
+                   "every row of their family" % (",".join(
+                       S.ALL_NAMES + tuple(POOL_LIB_NAMES)),
+                       ",".join(S.VARIANTS)))
     p.add_argument("--reps", type=int, default=3,
                    help="repetitions of every row (default 3)")
     p.add_argument("--runtime", type=float, default=DEFAULT_RUNTIME,
@@ -129,6 +132,7 @@ FAMILY_SERVERS = {
     "fuse": [c.name for c in S.FUSE_SERVERS],
     "ext4": [c.name for c in S.FUSE_SERVERS] + ["raw"],
     "raw": ["raw"],
+    "crashtest": ["tlbd"],
     "pool": POOL_LIB_NAMES,
 }
 
@@ -148,7 +152,10 @@ def make_servers_for(opts):
         keep = set(opts.servers.split(","))
 
     def servers_for(row):
-        names = FAMILY_SERVERS[row.family]
+        names = [n for n in FAMILY_SERVERS[row.family]
+                 if n not in S.VARIANTS or (keep and n in keep)
+                 or any(fnmatch.fnmatchcase(row.name, p)
+                        for p in R.VARIANT_ROWS[n])]
         if keep is not None:
             names = [n for n in names if n in keep or n == "tlbd"]
         return names
@@ -173,6 +180,8 @@ def settle():
 
 def run_cell(ctx, defs, row, name, rep):
     sdef = def_for(defs, row, name)
+    if row.kind == "crashtest":
+        return R.run_crashtest(ctx, sdef.path())
     inst = ctx.instance(sdef, row)
     tag = "%s-rep%d" % (name, rep)
     if row.kind == "fio":
@@ -297,7 +306,9 @@ def collect_rss(ctx, report):
             v = inst.rss_kib()
         except OSError:
             v = None
-        rss["%s/%s/%s" % (fam, name, ik)] = dict(kib=v, pids=inst.pids())
+        rss["%s/%s/%s" % (fam, name, ik)] = dict(
+            kib=v, pids=inst.pids(),
+            watchers=[p.pid for p in inst.watchers])
     for c in report.cells.values():
         for r in c.recs:
             if r.get("instance") in rss:

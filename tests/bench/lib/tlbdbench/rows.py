@@ -9,6 +9,7 @@ server of its family.
         --direct-io=on)
   raw   the same fio jobs directly on an image file: the limit
   pool  tests/bench/pool-bench, folded in row by row
+  crashtest  `tlbd crashtest` on ext4 (tlbd only): seconds per crash state
 
 A row names its image: storage (tmpfs or disk) and whether it is dense
 (filled with data) or sparse.  Each run returns a record: the row's metric,
@@ -18,9 +19,10 @@ server's CPU seconds over the run.
 
 import json
 import os
+import re
 import time
 
-from .procs import RunError, cpu_seconds, run
+from .procs import RunError, cpu_seconds, first_line, run
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -33,8 +35,9 @@ class Row:
                  ref=None, loop_dio=False):
         self.name = name
         self.section = section    # nbd, fuse, raw or pool
-        self.family = family      # which servers: nbd, fuse, ext4, raw
-        self.kind = kind          # fio, nbdcopy, untar, fsync, pool
+        self.family = family      # servers: nbd, fuse, ext4, raw, crashtest
+        self.kind = kind          # fio, nbdcopy, untar, fsync, meta, pool,
+        #                           crashtest
         self.unit = unit          # IOPS, MiB/s, s, pairs/s, ...
         self.desc = desc
         self.fio = fio or {}
@@ -90,6 +93,10 @@ def _fuse_rows():
         ("fuse-4k-randwrite-psync-2j", "4k random write, psync, 2 jobs",
          "IOPS", dict(rw="randwrite", bs="4k", ioengine="psync",
                       numjobs=2)),
+        ("fuse-4k-randwrite-fdatasync-2j",
+         "4k random write + fdatasync after each, psync, 2 jobs", "IOPS",
+         dict(rw="randwrite", bs="4k", ioengine="psync", numjobs=2,
+              fdatasync=1)),
         ("fuse-4k-randread-uring-qd32", "4k random read, io_uring QD32",
          "IOPS", dict(rw="randread", bs="4k", ioengine="io_uring",
                       iodepth=32)),
@@ -131,6 +138,10 @@ def _fuse_rows():
                 "ext4 on %s over the export: untar the fixed tarball, "
                 "find, rm -rf, syncfs (metadata); image on %s"
                 % (loop, storage), higher=False, **common))
+    rows.append(Row(
+        "crashtest-ext4-per-state", "fuse", "crashtest", "crashtest", "s",
+        "tlbd crashtest --fs ext4 --size 256M --states 20: median seconds "
+        "to build, recover and check one crash state", higher=False))
     return rows
 
 
@@ -172,6 +183,17 @@ def _pool_rows():
     return [Row("pool-" + key.replace("_", "-"), "pool", "pool", "pool",
                 unit, desc, higher=higher)
             for key, unit, higher, desc in POOL_METRICS]
+
+
+#: tlbd's variants (servers.VARIANTS) and the rows they run on unless
+#: --servers names them: the volatile cache's rows (a write-heavy row of
+#: each kind, with and without flushes) and the rows where the per-request
+#: cost of counting for `tlbd stat` would show (small I/O, many in flight)
+VARIANT_ROWS = {
+    "tlbd-vcache": ("nbd-4k-randwrite-qd32", "fuse-4k-randwrite-*",
+                    "ext4-untar-sync*"),
+    "tlbd-stat": ("nbd-4k-rand*-qd32", "fuse-4k-rand*-direct"),
+}
 
 
 def all_rows():
@@ -287,6 +309,31 @@ def run_meta(ctx, row, inst, mnt):
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds(pids) - cpu0
     return dict(value=elapsed, elapsed_s=elapsed, cpu_s=cpu)
+
+
+# A small workload for the crashtest row: files written and fsynced, a
+# directory, a rename.
+CRASHTEST_WORKLOAD = ("for i in 1 2 3 4 5 6 7 8; do "
+                      "head -c 64k /dev/urandom >f$i; sync f$i; done; "
+                      "mkdir d; mv f1 f2 d/; sync")
+
+
+def run_crashtest(ctx, tlbd):
+    """tlbd crashtest's own median seconds per state; its work directory
+    on the run's tmpfs."""
+    t0 = time.monotonic()
+    p = run(["env", "TMPDIR=" + ctx.scratch, tlbd, "crashtest", "--fs",
+             "ext4", "--size", "256M", "--states", "20", "--seed", "1",
+             "--", "sh", "-c", CRASHTEST_WORKLOAD], timeout=600,
+            check=False)
+    elapsed = time.monotonic() - t0
+    m = re.search(r"^(\d+) states, (\d+) failed, ([0-9.]+) s per state",
+                  p.stdout, re.M)
+    if p.returncode not in (0, 1) or m is None:
+        raise RunError("tlbd crashtest failed (exit %d): %s"
+                       % (p.returncode, first_line(p.stderr or p.stdout)))
+    return dict(value=float(m.group(3)), states=int(m.group(1)),
+                failed=int(m.group(2)), elapsed_s=elapsed, cpu_s=None)
 
 
 # Runs of pool-bench's libraries, interleaved, within one repetition: one

@@ -3,6 +3,9 @@
 NBD family (served on a Unix socket; target is an NBD URI):
   tlbd              nbdkit BUILD/nbd-plugin/nbdkit-tlbd-plugin.so file=IMG
                     force-share=on
+  tlbd-vcache       the same with volatile-cache=64M
+  tlbd-stat         the same with control=SOCK and `tlbd stat --interval 1s
+                    --json SOCK` watching it (its output in its log)
   nbdkit            nbdkit file file=IMG
   qemu-nbd-threads  qemu-nbd --aio=threads
   qemu-nbd-uring    qemu-nbd --aio=io_uring
@@ -11,16 +14,21 @@ FUSE family (target is the exported file):
   tlbd-uring        the same with --io-uring=on (FUSE over io_uring; the run
                     turns the fuse module's enable_uring on and puts the
                     old value back at its end)
+  tlbd-vcache       tlbd with --volatile-cache=64M
+  tlbd-stat         tlbd with --control=SOCK and `tlbd stat` watching it
   nbdfuse           nbdfuse DIR --unix SOCK over nbdkit file
   qsd               qemu-storage-daemon --export type=fuse
   raw               no server: the image file itself (the limit)
 
 The NBD servers of one row share one image (qemu's image locking is off,
 tlbd's plugin runs with force-share=on), since only one of them does I/O at
-a time; each FUSE server has its own
-image, because the ext4 rows put a file system on it.  A server that is not
-built or not installed is "n/a" with the reason; one that fails to start is
-an error with the last line of its log.
+a time; each FUSE server has its own image, because the ext4 rows put a
+file system on it.  tlbd's variants (VARIANTS) run on the rows that
+rows.VARIANT_ROWS names, and on every row of their family when --servers
+names them; tlbd-stat's `tlbd stat` is not one of the server's processes
+(its CPU time and RSS are not the server's).  A server that is not built or
+not installed is "n/a" with the reason; one that fails to start is an error
+with the last line of its log.
 """
 
 import os
@@ -39,6 +47,7 @@ class Instance:
         self.image_key = image_key
         self.target = target      # NBD URI or path of the exported file
         self.procs = procs        # [] for raw
+        self.watchers = []        # tlbd-stat's `tlbd stat`
         self.counter = None       # SwitchCounter, when perf works
 
     def switches(self, start, end):
@@ -50,7 +59,7 @@ class Instance:
         return [p.pid for p in self.procs]
 
     def check_alive(self):
-        for p in self.procs:
+        for p in self.procs + self.watchers:
             if not p.alive():
                 raise RunError(p.why_dead())
 
@@ -120,21 +129,61 @@ class ServerDef:
         return "nbd+unix:///?socket=" + sock
 
 
-class TlbdNbd(ServerDef):
+class Tlbd(ServerDef):
+    """What tlbd's front ends share: the variants' device options."""
+    is_tlbd = True
+    #: the variants: a volatile write cache of this size ...
+    vcache = None
+    #: ... or a control socket with `tlbd stat` watching it
+    stat = False
+
+    def device_opts(self, tag):
+        """[(key, value)]: the plugin's key=value, tlbd's --key=value."""
+        opts = []
+        if self.vcache:
+            opts.append(("volatile-cache", self.vcache))
+        if self.stat:
+            opts.append(("control", self.ctx.sock_path(tag + "-ctl")))
+        return opts
+
+    def unavailable(self):
+        why = super().unavailable()
+        if why is None and self.stat and not os.path.exists(self.tlbd()):
+            why = "not built (no cmd/tlbd)"
+        return why
+
+    def tlbd(self):
+        return os.path.join(self.ctx.build, "cmd/tlbd")
+
+    def watch(self, inst, tag, opts, server):
+        """tlbd-stat: start `tlbd stat` on the control socket; it is
+        stopped before the server (the cleanup stack runs backwards)."""
+        sock = dict(opts).get("control")
+        if sock:
+            wait_until(tag + " control", lambda: unix_socket_ready(sock),
+                       server)
+            inst.watchers.append(self._spawn(
+                tag + "-stat", [self.tlbd(), "stat", "--interval", "1s",
+                                "--json", sock]))
+        return inst
+
+
+class TlbdNbd(Tlbd):
     family = "nbd"
     name = "tlbd"
-    is_tlbd = True
     tools = ("nbdkit",)
 
     built = "nbd-plugin/nbdkit-tlbd-plugin.so"
 
     def start(self, image_key, image):
-        tag = "tlbd-nbd-" + image_key
+        tag = "%s-nbd-%s" % (self.name, image_key)
+        opts = self.device_opts(tag)
         p, sock = self._nbdkit_file(
             tag, image, lambda img: [self.path(), "file=" + img,
                                      "force-share=on"]
-            + self.ctx.opts.tlbd_nbd_args)
-        return Instance(self, image_key, self._uri(sock), [p])
+            + ["%s=%s" % kv for kv in opts] + self.ctx.opts.tlbd_nbd_args)
+        inst = Instance(self, image_key, self._uri(sock), [p])
+        return self.watch(inst, tag, opts, p)
 
 
 class NbdkitFile(ServerDef):
@@ -176,10 +225,9 @@ class QemuNbdUring(QemuNbd):
     aio = "io_uring"
 
 
-class TlbdFuse(ServerDef):
+class TlbdFuse(Tlbd):
     family = "fuse"
     name = "tlbd"
-    is_tlbd = True
     tools = ("fusermount3",)
 
     built = "cmd/tlbd"
@@ -202,11 +250,13 @@ class TlbdFuse(ServerDef):
     def start(self, image_key, image):
         tag = "%s-fuse-%s" % (self.name, image_key)
         mnt = self.ctx.mount_file(tag)
+        opts = self.device_opts(tag)
         p = self._spawn(tag, [self.path(), "fuse", "-f",
                               "--io-uring=" + self.io_uring]
+                        + ["--%s=%s" % kv for kv in opts]
                         + self.ctx.opts.tlbd_fuse_args + [image, mnt])
         wait_until(tag + " mount", lambda: mounted(mnt), p)
-        return Instance(self, image_key, mnt, [p])
+        return self.watch(Instance(self, image_key, mnt, [p]), tag, opts, p)
 
 
 class TlbdFuseUring(TlbdFuse):
@@ -271,7 +321,21 @@ class Raw(ServerDef):
         return Instance(self, image_key, image, [])
 
 
-NBD_SERVERS = (TlbdNbd, NbdkitFile, QemuNbdThreads, QemuNbdUring)
-FUSE_SERVERS = (TlbdFuse, TlbdFuseUring, Nbdfuse, QsdFuse)
-ALL_NAMES = ("tlbd", "nbdkit", "qemu-nbd-threads", "qemu-nbd-uring",
-             "tlbd-uring", "nbdfuse", "qsd", "raw")
+def variants(base):
+    """tlbd-vcache and tlbd-stat of one of tlbd's front ends."""
+    return (type(base.__name__ + "Vcache", (base,),
+                 dict(name="tlbd-vcache", vcache="64M")),
+            type(base.__name__ + "Stat", (base,),
+                 dict(name="tlbd-stat", stat=True)))
+
+
+NBD_SERVERS = (TlbdNbd,) + variants(TlbdNbd) + (NbdkitFile, QemuNbdThreads,
+                                                 QemuNbdUring)
+FUSE_SERVERS = (TlbdFuse,) + variants(TlbdFuse) + (TlbdFuseUring, Nbdfuse,
+                                                   QsdFuse)
+ALL_NAMES = ("tlbd", "tlbd-vcache", "tlbd-stat", "nbdkit",
+             "qemu-nbd-threads", "qemu-nbd-uring", "tlbd-uring", "nbdfuse",
+             "qsd", "raw")
+#: tlbd's variants, which run only where rows.VARIANT_ROWS or --servers
+#: puts them
+VARIANTS = ("tlbd-vcache", "tlbd-stat")
