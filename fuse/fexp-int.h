@@ -80,6 +80,7 @@ typedef struct FexpReq {
     struct iovec iov;
     int whence;       /* lseek */
     BlockDevAio *aio; /* a read or write in the pool, for an INTERRUPT */
+    bool interrupted; /* req_interrupted ran */
 } FexpReq;
 
 extern const struct fuse_lowlevel_ops fexp_ops;
@@ -149,6 +150,13 @@ ssize_t fexp_uring_send(FuseExport *exp, const struct iovec *iov, int count);
  * there.
  */
 void *fexp_uring_payload(FuseExport *exp, size_t size);
+
+/* The request being processed came over the ring and its requester,
+ * thread TID, is exiting with a signal pending: the kernel took the
+ * request as interrupted but sends no INTERRUPT for it (fexp-uring.c).
+ * For a FLUSH only: it reads /proc.
+ */
+bool fexp_uring_interrupt_lost(FuseExport *exp, pid_t tid);
 
 /* Stop taking requests from the ring (shutdown); replies still commit. */
 void fexp_uring_stop(FuseExport *exp);

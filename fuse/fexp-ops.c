@@ -251,10 +251,12 @@ fexp_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* libfuse, on the I/O thread, when the kernel sends an INTERRUPT for R's
- * request (or at once if it came first): a request still queued in the
- * pool is taken back and answered EINTR (read_done or write_done, through
- * fexp_req_fail); an injected delay is cut short; a running request
- * completes as usual.
+ * request (or at once if it came first), or submit_interruptible for the
+ * INTERRUPT the kernel does not send: a request still queued in the pool
+ * is taken back and answered EINTR (read_done or write_done, through
+ * fexp_req_fail, later on this thread); an injected delay is cut short; a
+ * running request completes as usual.  Once per request, though both may
+ * come.
  */
 static void
 req_interrupted(fuse_req_t req, void *data)
@@ -262,6 +264,10 @@ req_interrupted(fuse_req_t req, void *data)
     FexpReq *r = data;
 
     (void)req;
+    if (r->interrupted) {
+        return;
+    }
+    r->interrupted = true;
     r->exp->stats.interrupts++;
     if (blockdev_aio_interrupt(r->aio)) {
         r->exp->stats.cancelled++;
@@ -272,6 +278,8 @@ req_interrupted(fuse_req_t req, void *data)
  * (FLUSH true); an INTERRUPT may then take it back.  A process killed
  * while it waits sends an INTERRUPT for its read, then one for the FLUSH
  * of its close, which the kernel waits out: both must leave the queue.
+ * Over io_uring the kernel never sends the FLUSH's INTERRUPT: it is taken
+ * as sent.
  */
 static void
 submit_interruptible(FexpReq *r, bool write, bool flush,
@@ -285,6 +293,10 @@ submit_interruptible(FexpReq *r, bool write, bool flush,
         return;
     }
     fuse_req_interrupt_func(r->req, req_interrupted, r);
+    if (flush && fexp_uring_interrupt_lost(r->exp, fuse_req_ctx(r->req)->pid)) {
+        r->exp->stats.ring_interrupts++;
+        req_interrupted(r->req, r);
+    }
 }
 
 static void

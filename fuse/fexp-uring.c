@@ -21,6 +21,17 @@
  * and each commit hands its entry back for the next request.  FORGET,
  * INTERRUPT and notifications stay on /dev/fuse.
  *
+ * INTERRUPT: the kernel sends it on /dev/fuse for ring requests too, and
+ * libfuse finds the request in its list (a ring request passes through
+ * fuse_session_process_buf like any other) and calls its interrupt
+ * function.  Except for a request that was interrupted before it reached
+ * its entry: the ring's send (fuse_uring_prepare_send) sets FR_SENT
+ * without the FR_INTERRUPTED check that /dev/fuse's read makes, so that
+ * INTERRUPT never comes.  A process dying of a signal always hits this
+ * with the FLUSH of its close (the signal is pending before the FLUSH
+ * exists), and waits for it uninterruptibly: fexp_uring_interrupt_lost
+ * tells the FLUSH that the kernel takes it as interrupted.
+ *
  * Thread model: everything runs on the export's IOThread, which is also
  * the thread that submits (so the kernel's task work, which delivers the
  * requests, runs there and interrupts its epoll_wait).  Registration waits
@@ -38,6 +49,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "fexp-int.h"
@@ -49,6 +61,7 @@
 #define REQ_ROOM         4096 /* room for the rebuilt request headers */
 #define MIN_PAYLOAD      8192 /* the kernel's FUSE_MIN_READ_BUFFER */
 #define SERVE_ROUNDS     4    /* submit-and-serve rounds per pass hook */
+#define PF_EXITING       0x4  /* task flag: in do_exit (linux/sched.h) */
 
 typedef struct FexpRingEnt {
     struct FexpRing *ring;
@@ -472,6 +485,57 @@ fexp_uring_send(FuseExport *exp, const struct iovec *iov, int count)
     queue_cmd(ring, ent, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
     exp->stats.ring_commits++;
     return total;
+}
+
+/* /proc/TID/NAME into BUF, NUL-terminated; false if it cannot be read. */
+static bool
+read_proc(pid_t tid, const char *name, char *buf, size_t size)
+{
+    char path[64];
+    FILE *fp;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)tid, name);
+    fp = fopen(path, "re");
+    if (!fp) {
+        return false;
+    }
+    n = fread(buf, 1, size - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    return n > 0;
+}
+
+/* The signal set of the line "KEY:\tHEX" in /proc/TID/status text S. */
+static uint64_t
+status_sigset(const char *s, const char *key)
+{
+    const char *line = strstr(s, key);
+    return line ? strtoull(line + strlen(key), NULL, 16) : 0;
+}
+
+bool
+fexp_uring_interrupt_lost(FuseExport *exp, pid_t tid)
+{
+    char buf[4096];
+    const char *p;
+    unsigned flags = 0;
+    uint64_t pending;
+
+    if (!exp->cur_ent || tid <= 0) {
+        return false; /* over /dev/fuse its INTERRUPT comes */
+    }
+    /* "TID (COMM) STATE PPID PGRP SESSION TTY TPGID FLAGS ..." */
+    if (!read_proc(tid, "stat", buf, sizeof(buf)) || !(p = strrchr(buf, ')')) ||
+        sscanf(p, ") %*c %*d %*d %*d %*d %*d %u", &flags) != 1 ||
+        !(flags & PF_EXITING) || !read_proc(tid, "status", buf, sizeof(buf))) {
+        return false;
+    }
+    /* signal_pending() of the exiting thread: what the kernel saw when it
+     * began to wait.
+     */
+    pending = status_sigset(buf, "\nSigPnd:") | status_sigset(buf, "\nShdPnd:");
+    return (pending & ~status_sigset(buf, "\nSigBlk:")) != 0;
 }
 
 void *

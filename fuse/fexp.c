@@ -627,13 +627,14 @@ fexp_dump_stats(const FuseExport *exp, FILE *fp)
             " bytes\n"
             "  ring: requests %" PRIu64 " (%.1f per entry), commits %" PRIu64
             " in %" PRIu64 " io_uring_enter (%.2f per enter),"
-            " oversized replies %" PRIu64 ", errors %" PRIu64 "\n",
+            " oversized replies %" PRIu64 ", errors %" PRIu64
+            ", flushes of dying processes interrupted %" PRIu64 "\n",
             s->ring_queues, s->ring_depth, s->ring_payload, s->ring_requests,
             (double)s->ring_requests / (double)(s->ring_queues * s->ring_depth),
             s->ring_commits, s->ring_enters,
             s->ring_enters ? (double)s->ring_commits / (double)s->ring_enters
                            : 0.0,
-            s->ring_oversize, s->ring_errors);
+            s->ring_oversize, s->ring_errors, s->ring_interrupts);
     } else {
         fprintf(fp, "  transport: /dev/fuse%s%s%s\n",
                 exp->uring_why[0] ? " (io_uring not used: " : "",

@@ -49,16 +49,18 @@ typedef struct FexpOptions {
 
 /* What the export has done.  I/O thread only. */
 typedef struct FexpStats {
-    uint64_t requests;      /* read from /dev/fuse */
-    bool io_uring;          /* the ring carries the requests */
-    uint64_t ring_requests; /* arrived in ring entries */
-    uint64_t ring_commits;  /* replies committed (COMMIT_AND_FETCH) */
-    uint64_t ring_enters;   /* io_uring_enter calls that submitted them */
-    uint64_t ring_oversize; /* replies too big for the entry: sent EIO */
-    uint64_t ring_errors;   /* completions with an unexpected error */
-    unsigned ring_queues;   /* one per possible CPU */
-    unsigned ring_depth;    /* entries per queue */
-    size_t ring_payload;    /* bytes of each entry's payload buffer */
+    uint64_t requests;        /* read from /dev/fuse */
+    bool io_uring;            /* the ring carries the requests */
+    uint64_t ring_requests;   /* arrived in ring entries */
+    uint64_t ring_commits;    /* replies committed (COMMIT_AND_FETCH) */
+    uint64_t ring_enters;     /* io_uring_enter calls that submitted them */
+    uint64_t ring_oversize;   /* replies too big for the entry: sent EIO */
+    uint64_t ring_errors;     /* completions with an unexpected error */
+    uint64_t ring_interrupts; /* flushes of dying processes, taken as
+                                 interrupted (no INTERRUPT over the ring) */
+    unsigned ring_queues;     /* one per possible CPU */
+    unsigned ring_depth;      /* entries per queue */
+    size_t ring_payload;      /* bytes of each entry's payload buffer */
     uint64_t reads, writes, flushes, fsyncs, fallocates, lseeks, truncates;
     uint64_t bytes_read, bytes_written;
     uint64_t errors;    /* replies carrying an error */
