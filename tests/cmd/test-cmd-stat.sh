@@ -120,7 +120,8 @@ TLBD_CONTROL=$d/bench.sock "$tlbd" stat --json --interval 200ms --count 3 - \
 import json, sys
 for line in open(sys.argv[1]):
     o = json.loads(line)
-    assert 0.15 < o["interval_s"] < 0.5, o
+    # lines keep to a 200ms beat: after a late answer the next comes sooner
+    assert 0 < o["interval_s"] < 1.0, o
     assert o["ops_per_s"]["read"] + o["ops_per_s"]["write"] > 0, o
     lat = o["latency_ns"]["write"]
     assert lat["count"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"], o
