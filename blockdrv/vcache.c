@@ -13,8 +13,10 @@
  * cut, and the older extents it overlaps are cut out as for FUA.  A write
  * larger than SIZE is destaged at once.
  *
- * The cache is a list of extents in completion order; a lookup walks it,
- * O(extents) per read: fine for a cache of a few MiB, slow for GiBs.
+ * The cache is a list of extents in completion order, the order of
+ * record; two indexes (vcache-index.c) find extents in it without a walk:
+ * by position in that order (a destage's pick) and by offset (the
+ * extents a read or a trim overlaps), O(log extents) each.
  *
  * A power cut (a rule of powercut.c, a mark (vcache_mark), or on demand:
  * vcache_powercut, for the control channel) applies the
@@ -46,12 +48,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "paio-int.h"
+#include "vcache-index.h"
 #include "vcache.h"
 
 /* Reads that retry this often take flush_lock. */
@@ -71,10 +75,18 @@ typedef struct VcExtent {
     uint64_t length;
     VcBuf *buf;     /* NULL: zeroes */
     size_t buf_off; /* where offset's byte is in buf->data */
+    VcNode by_ord;  /* in Vcache.by_ord: key (seq, offset) */
+    VcNode by_off;  /* in Vcache.by_off: key (offset, seq), end */
 } VcExtent;
 
-/* What one extent costs against SIZE, besides its buffer. */
-#define EXTENT_COST (sizeof(VcExtent) + sizeof(VcBuf))
+#define EXTENT_OF(node, field)                                                 \
+    ((VcExtent *)(void *)((char *)(node)-offsetof(VcExtent, field)))
+
+/* What one extent costs against SIZE, besides its buffer: the size of an
+ * extent and a buffer before the indexes, kept so that the cache destages
+ * when it did, and a seed picks what it did.
+ */
+#define EXTENT_COST ((uint64_t)72)
 
 struct Vcache {
     PaioDev *dev;
@@ -94,6 +106,9 @@ struct Vcache {
     /* lock protects everything below */
     pthread_mutex_t lock;
     VcExtent *head, *tail; /* completion order */
+    VcNode *by_ord;        /* the list's extents by (seq, offset) */
+    VcNode *by_off;        /* and by (offset, seq) */
+    uint64_t nindexed;     /* extents indexed: their treap priorities */
     uint64_t nextents;
     uint64_t bytes;     /* charged against cap */
     uint64_t next_seq;  /* the next write's sequence number */
@@ -112,10 +127,36 @@ buf_put(Vcache *vc, VcBuf *buf)
     }
 }
 
+/* Under lock: index E, with its current offset and length. */
+static void
+index_add(Vcache *vc, VcExtent *e)
+{
+    uint64_t prio = powercut_mix(++vc->nindexed);
+
+    e->by_ord = (VcNode){ .k1 = e->seq, .k2 = e->offset, .prio = prio };
+    e->by_off = (VcNode){ .k1 = e->offset,
+                          .k2 = e->seq,
+                          .end = e->offset + e->length,
+                          .prio = prio };
+    vcix_insert(&vc->by_ord, &e->by_ord);
+    vcix_insert(&vc->by_off, &e->by_off);
+}
+
+/* Under lock: take E out of the indexes (before its offset or length
+ * changes, or it leaves).
+ */
+static void
+index_del(Vcache *vc, VcExtent *e)
+{
+    vcix_remove(&vc->by_ord, &e->by_ord);
+    vcix_remove(&vc->by_off, &e->by_off);
+}
+
 /* Under lock. */
 static void
 unlink_extent(Vcache *vc, VcExtent *e)
 {
+    index_del(vc, e);
     if (e->prev) {
         e->prev->next = e->next;
     } else {
@@ -157,6 +198,7 @@ link_after(Vcache *vc, VcExtent *e, VcExtent *n)
     }
     vc->nextents++;
     vc->bytes += EXTENT_COST;
+    index_add(vc, n);
 }
 
 static bool
@@ -165,42 +207,49 @@ overlaps(const VcExtent *e, uint64_t offset, uint64_t end)
     return e->offset < end && offset < e->offset + e->length;
 }
 
-/* Under lock: how many extents older than SEQ a trim of [OFFSET, END)
- * splits in two.
+/* Under lock: the extents older than SEQ that [OFFSET, END) overlaps,
+ * in OUT (room for MAX; returns how many, which can be more), and how
+ * many of them a trim of [OFFSET, END) splits in two (*SPLITS).
  */
 static size_t
-count_splits(Vcache *vc, uint64_t offset, uint64_t end, uint64_t seq)
+older_overlaps(Vcache *vc, uint64_t offset, uint64_t end, uint64_t seq,
+               VcNode **out, size_t max, size_t *splits)
 {
-    size_t n = 0;
+    size_t n = vcix_overlaps(vc->by_off, offset, end, out, max);
+    size_t k = 0;
 
-    for (VcExtent *e = vc->head; e && e->seq < seq; e = e->next) {
-        if (e->offset < offset && e->offset + e->length > end) {
-            n++;
+    *splits = 0;
+    for (size_t i = 0; i < n && i < max; i++) {
+        VcExtent *e = EXTENT_OF(out[i], by_off);
+
+        if (e->seq < seq) {
+            out[k++] = out[i];
+            if (e->offset < offset && e->offset + e->length > end) {
+                ++*splits;
+            }
         }
     }
-    return n;
+    return n <= max ? k : n;
 }
 
-/* Under lock and flush_lock: cut [OFFSET, END) out of every extent older
- * than SEQ; SPARE holds the extents count_splits asked for.
+/* Under lock and flush_lock: cut [OFFSET, END) out of the N extents of
+ * OLDER (older_overlaps' nodes); SPARE holds the extents a split needs.
  */
 static void
-trim_older(Vcache *vc, uint64_t offset, uint64_t end, uint64_t seq,
+trim_older(Vcache *vc, uint64_t offset, uint64_t end, VcNode **older, size_t n,
            VcExtent **spare)
 {
-    VcExtent *next;
-
-    for (VcExtent *e = vc->head; e && e->seq < seq; e = next) {
+    for (size_t i = 0; i < n; i++) {
+        VcExtent *e = EXTENT_OF(older[i], by_off);
         uint64_t e_end = e->offset + e->length;
 
-        next = e->next;
-        if (!overlaps(e, offset, end)) {
-            continue;
-        }
         vc->gen++;
         if (e->offset >= offset && e_end <= end) {
             drop_extent(vc, e);
-        } else if (e->offset < offset && e_end > end) {
+            continue;
+        }
+        index_del(vc, e);
+        if (e->offset < offset && e_end > end) {
             VcExtent *t = *spare++;
             *t = *e;
             t->offset = end;
@@ -220,22 +269,42 @@ trim_older(Vcache *vc, uint64_t offset, uint64_t end, uint64_t seq,
             e->length = e_end - end;
             e->offset = end;
         }
+        index_add(vc, e);
     }
 }
 
-/* Under flush_lock: trim_older, with the spare extents it needs. */
+/* Under flush_lock: cut [OFFSET, OFFSET+LENGTH) out of every extent older
+ * than SEQ.  Only flush_lock's holder trims or removes extents, and newer
+ * ones have a larger seq, so the set older_overlaps finds stays.
+ */
 static int
 supersede(Vcache *vc, uint64_t offset, uint64_t length, uint64_t seq)
 {
-    VcExtent **spare;
-    size_t n;
+    VcNode *local[16], **older = local;
+    VcExtent **spare = NULL;
+    size_t max = 16, n, splits = 0;
+    int ret = 0;
 
-    tlbd_mutex_lock(&vc->lock);
-    n = count_splits(vc, offset, offset + length, seq);
-    tlbd_mutex_unlock(&vc->lock);
-    /* Only flush_lock's holder trims, so N stays right. */
-    spare = calloc(n + 1, sizeof(*spare));
-    for (size_t i = 0; spare && i < n; i++) {
+    for (;;) {
+        tlbd_mutex_lock(&vc->lock);
+        n = older_overlaps(vc, offset, offset + length, seq, older, max,
+                           &splits);
+        tlbd_mutex_unlock(&vc->lock);
+        if (n <= max) {
+            break;
+        }
+        /* more than room: older holds junk, ask again with room */
+        if (older != local) {
+            free(older);
+        }
+        max = n;
+        older = malloc(max * sizeof(*older));
+        if (!older) {
+            return -ENOMEM;
+        }
+    }
+    spare = calloc(splits + 1, sizeof(*spare));
+    for (size_t i = 0; spare && i < splits; i++) {
         spare[i] = malloc(sizeof(VcExtent));
         if (!spare[i]) {
             while (i-- > 0) {
@@ -245,14 +314,18 @@ supersede(Vcache *vc, uint64_t offset, uint64_t length, uint64_t seq)
             spare = NULL;
         }
     }
-    if (!spare) {
-        return -ENOMEM;
+    if (spare) {
+        tlbd_mutex_lock(&vc->lock);
+        trim_older(vc, offset, offset + length, older, n, spare);
+        tlbd_mutex_unlock(&vc->lock);
+        free(spare);
+    } else {
+        ret = -ENOMEM;
     }
-    tlbd_mutex_lock(&vc->lock);
-    trim_older(vc, offset, offset + length, seq, spare);
-    tlbd_mutex_unlock(&vc->lock);
-    free(spare);
-    return 0;
+    if (older != local) {
+        free(older);
+    }
+    return ret;
 }
 
 /* Write [OFFSET, OFFSET+LENGTH) of extent E to the image (no sync). */
@@ -303,24 +376,61 @@ iov_fill(const struct iovec *iov, int niov, uint64_t pos, const uint8_t *src,
     }
 }
 
-/* Under lock: lay every extent over a read of [OFFSET, OFFSET+TOTAL). */
+/* Lay extent E over the read REQ of [OFFSET, END). */
+static void
+overlay_one(const VcExtent *e, const PaioRequest *req, uint64_t offset,
+            uint64_t end)
+{
+    uint64_t from = e->offset > offset ? e->offset : offset;
+    uint64_t to = e->offset + e->length < end ? e->offset + e->length : end;
+
+    iov_fill(req->u.rw.iov, req->u.rw.niov, from - offset,
+             e->buf ? e->buf->data + e->buf_off + (from - e->offset) : NULL,
+             to - from);
+}
+
+/* qsort: by_off nodes in completion order (pieces of one write do not
+ * overlap, so seq alone orders what matters).
+ */
+static int
+by_seq(const void *a, const void *b)
+{
+    const VcExtent *x = EXTENT_OF(*(VcNode *const *)a, by_off);
+    const VcExtent *y = EXTENT_OF(*(VcNode *const *)b, by_off);
+
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Under lock: lay every extent over a read of [OFFSET, OFFSET+TOTAL), in
+ * completion order.
+ */
 static void
 overlay(Vcache *vc, const PaioRequest *req, uint64_t total)
 {
     uint64_t offset = req->offset;
     uint64_t end = offset + total;
+    VcNode *local[32], **found = local;
+    size_t n = vcix_overlaps(vc->by_off, offset, end, local, 32);
 
-    for (VcExtent *e = vc->head; e; e = e->next) {
-        uint64_t from, to;
-
-        if (!overlaps(e, offset, end)) {
-            continue;
+    if (n > 32) {
+        found = malloc(n * sizeof(*found));
+        if (!found) {
+            /* no room to sort: the walk of the list, in order */
+            for (VcExtent *e = vc->head; e; e = e->next) {
+                if (overlaps(e, offset, end)) {
+                    overlay_one(e, req, offset, end);
+                }
+            }
+            return;
         }
-        from = e->offset > offset ? e->offset : offset;
-        to = e->offset + e->length < end ? e->offset + e->length : end;
-        iov_fill(req->u.rw.iov, req->u.rw.niov, from - offset,
-                 e->buf ? e->buf->data + e->buf_off + (from - e->offset) : NULL,
-                 to - from);
+        vcix_overlaps(vc->by_off, offset, end, found, n);
+    }
+    qsort(found, n, sizeof(*found), by_seq);
+    for (size_t i = 0; i < n; i++) {
+        overlay_one(EXTENT_OF(found[i], by_off), req, offset, end);
+    }
+    if (found != local) {
+        free(found);
     }
 }
 
@@ -734,6 +844,7 @@ cut_locked(Vcache *vc, const PowercutRule *r, const char *why, char *report,
     atomic_store(&vc->dead, true);
     list = vc->head;
     vc->head = vc->tail = NULL;
+    vc->by_ord = vc->by_off = NULL;
     vc->nextents = 0;
     vc->bytes = 0;
     vc->gen++;
@@ -956,9 +1067,8 @@ destage_one(Vcache *vc)
     }
     vc->destage_rng = powercut_mix(vc->destage_rng);
     pick = vc->destage_rng % vc->nextents;
-    for (e = vc->head; pick > 0; pick--) {
-        e = e->next;
-    }
+    /* the list is in (seq, offset) order: the pick-th of by_ord */
+    e = EXTENT_OF(vcix_nth(vc->by_ord, pick), by_ord);
     tlbd_mutex_unlock(&vc->lock);
 
     /* E stays: only this thread removes extents. */
