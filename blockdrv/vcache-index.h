@@ -24,7 +24,7 @@ VcNode *vcix_nth(VcNode *root, uint64_t i);
 /* Nodes whose [k1, end) overlaps [OFFSET, END), in key order: the first
  * MAX go to OUT (can be NULL); returns how many there are.
  */
-size_t vcix_overlaps(VcNode *root, uint64_t offset, uint64_t end,
-                     VcNode **out, size_t max);
+size_t vcix_overlaps(VcNode *root, uint64_t offset, uint64_t end, VcNode **out,
+                     size_t max);
 
 #endif
