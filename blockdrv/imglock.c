@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "imglock.h"
+#include "paio-int.h"
 
 /* F_OFD_SETLK or F_OFD_GETLK on the one byte OFF; TYPE is F_RDLCK or
  * F_WRLCK.  Returns 0 or -errno; for GETLK, *FREE says whether TYPE could
@@ -43,12 +44,14 @@ lock_byte(int fd, int cmd, short type, off_t off, bool *free)
     return 0;
 }
 
-/* Errors that mean "this file system has no (OFD) locks". */
+/* Errors that mean "this file system has no (OFD) locks": paio's "not
+ * supported" set, plus what fcntl says for an unknown command (EINVAL)
+ * and a lock manager that keeps none (ENOLCK).
+ */
 static bool
 unsupported(int err)
 {
-    return err == -EINVAL || err == -ENOLCK || err == -EOPNOTSUPP ||
-           err == -ENOSYS;
+    return paio_is_notsup(err) || err == -EINVAL || err == -ENOLCK;
 }
 
 /* Who holds permission BIT that we do not share. */
