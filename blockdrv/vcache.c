@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,25 +57,19 @@
 
 #include "paio-int.h"
 #include "vcache-index.h"
+#include "vcache-mem.h"
 #include "vcache.h"
 
 /* Reads that retry this often take flush_lock. */
 #define READ_TRIES 4
-
-/* Cached data; extents split from one write share it. */
-typedef struct VcBuf {
-    unsigned refs; /* under Vcache.lock */
-    size_t size;
-    uint8_t data[];
-} VcBuf;
 
 typedef struct VcExtent {
     struct VcExtent *prev, *next;
     uint64_t seq; /* completion order; the pieces of a write share it */
     uint64_t offset;
     uint64_t length;
-    VcBuf *buf;     /* NULL: zeroes */
-    size_t buf_off; /* where offset's byte is in buf->data */
+    VcBuf *buf;     /* NULL: zeroes; extents split from one write share it */
+    size_t buf_off; /* where offset's byte is in buf */
     VcNode by_ord;  /* in Vcache.by_ord: key (seq, offset) */
     VcNode by_off;  /* in Vcache.by_off: key (offset, seq), end */
 } VcExtent;
@@ -82,15 +77,20 @@ typedef struct VcExtent {
 #define EXTENT_OF(node, field)                                                 \
     ((VcExtent *)(void *)((char *)(node)-offsetof(VcExtent, field)))
 
-/* What one extent costs against SIZE, besides its buffer: the size of an
- * extent and a buffer before the indexes, kept so that the cache destages
- * when it did, and a seed picks what it did.
+/* What one extent costs against SIZE, besides its buffer's charge
+ * (vcmem_charge): its slot in its pool.
  */
-#define EXTENT_COST ((uint64_t)72)
+#define EXTENT_COST ((uint64_t)(sizeof(VcExtent) + 15) / 16 * 16)
+
+/* Iovecs a piece of an extent is written from without the heap (the
+ * heap of a worker thread keeps what it once held: vcache-mem.c).
+ */
+#define LOCAL_IOV 64
 
 struct Vcache {
     PaioDev *dev;
     uint64_t cap; /* SIZE */
+    VcMem mem;    /* the data */
     bool has_rule;
     PowercutRule rule; /* read-only; without a rule: mode all, seed 0 */
     uint64_t start_ns; /* open time, for after= */
@@ -122,8 +122,8 @@ static void
 buf_put(Vcache *vc, VcBuf *buf)
 {
     if (buf && --buf->refs == 0) {
-        vc->bytes -= buf->size;
-        free(buf);
+        vc->bytes -= vcmem_charge(buf);
+        vcmem_free(&vc->mem, buf);
     }
 }
 
@@ -177,7 +177,7 @@ drop_extent(Vcache *vc, VcExtent *e)
 {
     unlink_extent(vc, e);
     buf_put(vc, e->buf);
-    free(e);
+    vcmem_extent_free(&vc->mem, e);
 }
 
 /* Under lock: put N after E (or at the tail when E is NULL). */
@@ -281,7 +281,7 @@ static int
 supersede(Vcache *vc, uint64_t offset, uint64_t length, uint64_t seq)
 {
     VcNode *local[16], **older = local;
-    VcExtent **spare = NULL;
+    VcExtent *spare_local[16], **spare = spare_local;
     size_t max = 16, n, splits = 0;
     int ret = 0;
 
@@ -303,14 +303,18 @@ supersede(Vcache *vc, uint64_t offset, uint64_t length, uint64_t seq)
             return -ENOMEM;
         }
     }
-    spare = calloc(splits + 1, sizeof(*spare));
+    if (splits > 16) {
+        spare = calloc(splits, sizeof(*spare));
+    }
     for (size_t i = 0; spare && i < splits; i++) {
-        spare[i] = malloc(sizeof(VcExtent));
+        spare[i] = vcmem_extent_new(&vc->mem, true);
         if (!spare[i]) {
             while (i-- > 0) {
-                free(spare[i]);
+                vcmem_extent_free(&vc->mem, spare[i]);
             }
-            free(spare);
+            if (spare != spare_local) {
+                free(spare);
+            }
             spare = NULL;
         }
     }
@@ -318,7 +322,9 @@ supersede(Vcache *vc, uint64_t offset, uint64_t length, uint64_t seq)
         tlbd_mutex_lock(&vc->lock);
         trim_older(vc, offset, offset + length, older, n, spare);
         tlbd_mutex_unlock(&vc->lock);
-        free(spare);
+        if (spare != spare_local) {
+            free(spare);
+        }
     } else {
         ret = -ENOMEM;
     }
@@ -328,6 +334,27 @@ supersede(Vcache *vc, uint64_t offset, uint64_t length, uint64_t seq)
     return ret;
 }
 
+/* [OFFSET, OFFSET+LENGTH) of extent E (with data) as iovecs in *IOV:
+ * LOCAL (LOCAL_IOV of them) or malloc'd.  How many, or -ENOMEM.
+ */
+static int
+piece_iov(Vcache *vc, const VcExtent *e, uint64_t offset, uint64_t length,
+          struct iovec *local, struct iovec **iov)
+{
+    uint64_t off = e->buf_off + (offset - e->offset);
+    size_t n = vcmem_iov(&vc->mem, e->buf, off, length, local, LOCAL_IOV);
+
+    *iov = local;
+    if (n > LOCAL_IOV) {
+        *iov = malloc(n * sizeof(**iov));
+        if (!*iov) {
+            return -ENOMEM;
+        }
+        vcmem_iov(&vc->mem, e->buf, off, length, *iov, n);
+    }
+    return (int)n;
+}
+
 /* Write [OFFSET, OFFSET+LENGTH) of extent E to the image (no sync). */
 static int64_t
 write_piece(Vcache *vc, const VcExtent *e, uint64_t offset, uint64_t length)
@@ -335,11 +362,14 @@ write_piece(Vcache *vc, const VcExtent *e, uint64_t offset, uint64_t length)
     PaioRequest z;
 
     if (e->buf) {
-        struct iovec v = {
-            .iov_base = e->buf->data + e->buf_off + (offset - e->offset),
-            .iov_len = length,
-        };
-        return paio_write_range(vc->dev, &v, 1, offset, length);
+        struct iovec local[LOCAL_IOV], *iov;
+        int n = piece_iov(vc, e, offset, length, local, &iov);
+        int64_t ret =
+            n < 0 ? n : paio_write_range(vc->dev, iov, n, offset, length);
+        if (iov != local) {
+            free(iov);
+        }
+        return ret;
     }
     memset(&z, 0, sizeof(z));
     z.type = PAIO_WRITE_ZEROES;
@@ -378,15 +408,23 @@ iov_fill(const struct iovec *iov, int niov, uint64_t pos, const uint8_t *src,
 
 /* Lay extent E over the read REQ of [OFFSET, END). */
 static void
-overlay_one(const VcExtent *e, const PaioRequest *req, uint64_t offset,
-            uint64_t end)
+overlay_one(Vcache *vc, const VcExtent *e, const PaioRequest *req,
+            uint64_t offset, uint64_t end)
 {
     uint64_t from = e->offset > offset ? e->offset : offset;
     uint64_t to = e->offset + e->length < end ? e->offset + e->length : end;
 
-    iov_fill(req->u.rw.iov, req->u.rw.niov, from - offset,
-             e->buf ? e->buf->data + e->buf_off + (from - e->offset) : NULL,
-             to - from);
+    while (from < to) {
+        uint64_t n = to - from;
+        const uint8_t *src = NULL;
+
+        if (e->buf) {
+            src =
+                vcmem_at(&vc->mem, e->buf, e->buf_off + (from - e->offset), &n);
+        }
+        iov_fill(req->u.rw.iov, req->u.rw.niov, from - offset, src, n);
+        from += n;
+    }
 }
 
 /* qsort: by_off nodes in completion order (pieces of one write do not
@@ -418,7 +456,7 @@ overlay(Vcache *vc, const PaioRequest *req, uint64_t total)
             /* no room to sort: the walk of the list, in order */
             for (VcExtent *e = vc->head; e; e = e->next) {
                 if (overlaps(e, offset, end)) {
-                    overlay_one(e, req, offset, end);
+                    overlay_one(vc, e, req, offset, end);
                 }
             }
             return;
@@ -427,7 +465,7 @@ overlay(Vcache *vc, const PaioRequest *req, uint64_t total)
     }
     qsort(found, n, sizeof(*found), by_seq);
     for (size_t i = 0; i < n; i++) {
-        overlay_one(EXTENT_OF(found[i], by_off), req, offset, end);
+        overlay_one(vc, EXTENT_OF(found[i], by_off), req, offset, end);
     }
     if (found != local) {
         free(found);
@@ -470,14 +508,14 @@ do_read(Vcache *vc, PaioRequest *req)
 }
 
 static void
-free_list(VcExtent *e)
+free_list(Vcache *vc, VcExtent *e)
 {
     while (e) {
         VcExtent *next = e->next;
         if (e->buf && --e->buf->refs == 0) {
-            free(e->buf);
+            vcmem_free(&vc->mem, e->buf);
         }
-        free(e);
+        vcmem_extent_free(&vc->mem, e);
         e = next;
     }
 }
@@ -581,7 +619,7 @@ read_image(Vcache *vc, uint8_t *buf, uint64_t offset, uint64_t len)
 
 /* Lay the bytes of E in the sector at POS over SEC. */
 static void
-lay_over(const VcExtent *e, uint64_t pos, uint8_t *sec)
+lay_over(Vcache *vc, const VcExtent *e, uint64_t pos, uint8_t *sec)
 {
     uint64_t from, to;
 
@@ -591,10 +629,14 @@ lay_over(const VcExtent *e, uint64_t pos, uint8_t *sec)
     from = e->offset > pos ? e->offset : pos;
     to = e->offset + e->length < pos + WLOG_SECTOR ? e->offset + e->length
                                                    : pos + WLOG_SECTOR;
-    if (e->buf) {
-        memcpy(sec + (from - pos),
-               e->buf->data + e->buf_off + (from - e->offset), to - from);
-    } else {
+    while (e->buf && from < to) {
+        uint64_t n = to - from;
+        const uint8_t *src =
+            vcmem_at(&vc->mem, e->buf, e->buf_off + (from - e->offset), &n);
+        memcpy(sec + (from - pos), src, n);
+        from += n;
+    }
+    if (!e->buf) {
         memset(sec + (from - pos), 0, to - from);
     }
 }
@@ -621,7 +663,7 @@ sector_before(Vcache *vc, VcExtent *const *list, size_t i, uint64_t pos,
         return NULL;
     }
     for (size_t j = 0; j < i; j++) {
-        lay_over(list[j], pos, sec);
+        lay_over(vc, list[j], pos, sec);
     }
     return sec;
 }
@@ -696,15 +738,21 @@ log_range(Vcache *vc, uint64_t flags, uint64_t offset, uint64_t length,
 static int
 log_extent(Vcache *vc, const VcExtent *e, uint64_t flags, uint8_t *const *pads)
 {
-    struct iovec v = { NULL, 0 };
+    struct iovec local[LOCAL_IOV], *iov = NULL;
+    int n = 0, ret;
 
     if (e->buf) {
-        v.iov_base = e->buf->data + e->buf_off;
-        v.iov_len = e->length;
+        n = piece_iov(vc, e, e->offset, e->length, local, &iov);
+        if (n < 0) {
+            return n;
+        }
     }
-    return log_range(vc, flags, e->offset, e->length, e->buf ? &v : NULL,
-                     e->buf ? 1 : 0, pads ? pads[0] : NULL,
-                     pads ? pads[1] : NULL, e->seq);
+    ret = log_range(vc, flags, e->offset, e->length, iov, n,
+                    pads ? pads[0] : NULL, pads ? pads[1] : NULL, e->seq);
+    if (iov != local) {
+        free(iov);
+    }
+    return ret;
 }
 
 /* Log LIST[0..N) (flags 0: volatile), with the pads pad_list made. */
@@ -857,7 +905,8 @@ cut_locked(Vcache *vc, const PowercutRule *r, const char *why, char *report,
         log_cut(vc, list, nwrites);
     }
     ret = apply_cut(vc, r, list, nwrites, &kept, &dropped);
-    free_list(list);
+    free_list(vc, list);
+    vcmem_trim(&vc->mem);
     if (ret == 0) {
         ret = paio_do_flush(vc->dev);
     }
@@ -1009,6 +1058,7 @@ flush_locked(Vcache *vc)
         }
         vc->gen++;
         tlbd_mutex_unlock(&vc->lock);
+        vcmem_trim(&vc->mem);
     }
     free(snap);
     return ret;
@@ -1051,7 +1101,9 @@ do_flush(Vcache *vc)
     return ret;
 }
 
-/* Under flush_lock: destage one extent picked by the seeded generator. */
+/* Under flush_lock: destage one extent picked by the seeded generator.
+ * 1 if it did, 0 if the cache holds none, or -errno.
+ */
 static int
 destage_one(Vcache *vc)
 {
@@ -1081,13 +1133,17 @@ destage_one(Vcache *vc)
         return ret;
     }
     if (vc->log) {
-        struct iovec v = { NULL, 0 };
+        struct iovec local[LOCAL_IOV], *iov = NULL;
+        int niov = 0;
         if (e->buf) {
-            v.iov_base = e->buf->data + e->buf_off;
-            v.iov_len = e->length;
+            niov = piece_iov(vc, e, e->offset, e->length, local, &iov);
         }
-        ret = log_durable(vc, e->offset, e->length, e->buf ? &v : NULL,
-                          e->buf ? 1 : 0, e->seq);
+        ret = niov < 0
+                  ? niov
+                  : log_durable(vc, e->offset, e->length, iov, niov, e->seq);
+        if (iov != local) {
+            free(iov);
+        }
         if (ret < 0) {
             return log_failed(vc, ret);
         }
@@ -1097,7 +1153,7 @@ destage_one(Vcache *vc)
     vc->gen++;
     vc->ndestaged++;
     tlbd_mutex_unlock(&vc->lock);
-    return 0;
+    return 1;
 }
 
 /* Under lock: a write completed; true if the rule cuts now. */
@@ -1174,11 +1230,65 @@ write_through(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
     return ret;
 }
 
+/* Under neither lock: make room by destaging one extent; when the cache
+ * holds none (what fills it is still being copied in), let those writers
+ * run.  0 or -errno.
+ */
+static int
+make_room(Vcache *vc)
+{
+    int ret;
+
+    tlbd_mutex_lock(&vc->flush_lock);
+    ret = atomic_load(&vc->dead) ? -EIO : destage_one(vc);
+    tlbd_mutex_unlock(&vc->flush_lock);
+    if (ret == 0) {
+        sched_yield();
+    }
+    return ret < 0 ? ret : 0;
+}
+
+/* An extent for REQ, and for a write a buffer holding its data (*BUF),
+ * in the cache's memory, made room for as a full cache does.  NULL with
+ * *ERR set (-EIO once the power is cut).
+ */
+static VcExtent *
+new_extent(Vcache *vc, const PaioRequest *req, uint64_t length, VcBuf **buf,
+           int *err)
+{
+    bool data = req->type == PAIO_WRITE;
+    VcExtent *e = NULL;
+
+    *buf = NULL;
+    for (;;) {
+        if (data && !*buf) {
+            *buf = vcmem_alloc(&vc->mem, length);
+        }
+        if ((!data || *buf) && !e) {
+            e = vcmem_extent_new(&vc->mem, false);
+        }
+        if ((!data || *buf) && e) {
+            break;
+        }
+        *err = make_room(vc);
+        if (*err < 0) {
+            vcmem_free(&vc->mem, *buf);
+            vcmem_extent_free(&vc->mem, e);
+            return NULL;
+        }
+    }
+    if (data) {
+        vcmem_copy_in(&vc->mem, *buf, req->u.rw.iov, req->u.rw.niov);
+    }
+    return e;
+}
+
 /* A write, write-zeroes or discard of LENGTH bytes into the cache. */
 static int64_t
 do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
 {
-    uint64_t cost = EXTENT_COST + (req->type == PAIO_WRITE ? length : 0);
+    bool data = req->type == PAIO_WRITE;
+    uint64_t cost = EXTENT_COST;
     VcExtent *e;
     VcBuf *buf = NULL;
     int ret;
@@ -1190,26 +1300,24 @@ do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
     if (length == 0) {
         return 0;
     }
+    if (data) {
+        /* the least its buffer can be charged: units and one run */
+        cost += vcmem_units(length) * VCMEM_UNIT + sizeof(VcBuf);
+    }
     if ((req->flags & PAIO_FUA) || cost > vc->cap) {
         return write_through(vc, req, length, cut_now);
     }
-    e = calloc(1, sizeof(*e));
-    if (req->type == PAIO_WRITE) {
-        buf = malloc(sizeof(*buf) + length);
-    }
-    if (!e || (req->type == PAIO_WRITE && !buf)) {
-        free(e);
-        free(buf);
-        return -ENOMEM;
+    e = new_extent(vc, req, length, &buf, &ret);
+    if (!e) {
+        return ret;
     }
     if (buf) {
-        buf->refs = 1;
-        buf->size = length;
-        size_t pos = 0;
-        for (int i = 0; i < req->u.rw.niov; i++) {
-            memcpy(buf->data + pos, req->u.rw.iov[i].iov_base,
-                   req->u.rw.iov[i].iov_len);
-            pos += req->u.rw.iov[i].iov_len;
+        cost = EXTENT_COST + vcmem_charge(buf);
+        if (cost > vc->cap) {
+            /* scattered in too many runs to be charged: write it through */
+            vcmem_free(&vc->mem, buf);
+            vcmem_extent_free(&vc->mem, e);
+            return write_through(vc, req, length, cut_now);
         }
     }
     e->offset = req->offset;
@@ -1222,20 +1330,18 @@ do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
         } else if (vc->bytes + cost <= vc->cap) {
             e->seq = vc->next_seq++;
             link_after(vc, NULL, e);
-            vc->bytes += buf ? length : 0;
+            vc->bytes += buf ? vcmem_charge(buf) : 0;
             *cut_now = write_done_locked(vc);
             tlbd_mutex_unlock(&vc->lock);
             return (int64_t)length;
         }
         tlbd_mutex_unlock(&vc->lock);
         if (ret == 0) {
-            tlbd_mutex_lock(&vc->flush_lock);
-            ret = atomic_load(&vc->dead) ? -EIO : destage_one(vc);
-            tlbd_mutex_unlock(&vc->flush_lock);
+            ret = make_room(vc);
         }
         if (ret < 0) {
-            free(e);
-            free(buf);
+            vcmem_free(&vc->mem, buf); /* never charged */
+            vcmem_extent_free(&vc->mem, e);
             return ret;
         }
     }
@@ -1293,11 +1399,13 @@ vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule, Wlog *log,
            Vcache **out)
 {
     Vcache *vc = calloc(1, sizeof(*vc));
+    int err = vc ? vcmem_init(&vc->mem, size, sizeof(VcExtent)) : -ENOMEM;
 
     *out = NULL;
-    if (!vc) {
+    if (err < 0) {
+        free(vc);
         wlog_close(log);
-        return -ENOMEM;
+        return err;
     }
     vc->dev = dev;
     vc->log = log;
@@ -1341,7 +1449,8 @@ vcache_free(Vcache *vc)
         free(path);
     }
     tlbd_mutex_unlock(&vc->flush_lock);
-    free_list(vc->head);
+    free_list(vc, vc->head);
+    vcmem_destroy(&vc->mem);
     vc->dev->vcache = NULL;
     pthread_mutex_destroy(&vc->lock);
     pthread_mutex_destroy(&vc->flush_lock);
