@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench.h"
 #include "options.h"
@@ -89,6 +90,7 @@ typedef struct Figures {
     double read_mbps;
     double write_mbps;
     const char *result;
+    uint64_t peak_rss_kib; /* the process's, so far: its VmHWM */
 } Figures;
 
 static void
@@ -96,6 +98,7 @@ compute(const Bench *b, Figures *f)
 {
     const BenchCounters *c = &b->count;
     uint64_t ns = b->end_ns - b->start_ns;
+    struct rusage ru;
 
     f->elapsed_s = (double)ns / 1e9;
     f->final_s = (double)(b->final_end_ns - b->end_ns) / 1e9;
@@ -107,6 +110,8 @@ compute(const Bench *b, Figures *f)
     f->read_mbps = per_s(c->bytes_read, ns) / 1e6;
     f->write_mbps = per_s(c->bytes_written, ns) / 1e6;
     f->mbps = per_s(c->bytes_read + c->bytes_written, ns) / 1e6;
+    f->peak_rss_kib =
+        getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss : 0;
     if (b->failure || c->errors) {
         f->result = "failed";
     } else if (b->cfg.verify) {
@@ -197,6 +202,7 @@ report_text(const Bench *b, const Figures *f, const ThreadletStats *pool,
            ", wake-ups %" PRIu64 ", batches %" PRIu64 ", largest batch %" PRIu64
            "\n",
            ios->posted, ios->kicks, ios->wakeups, ios->batches, ios->max_batch);
+    printf("  memory    peak RSS %.1f MiB\n", (double)f->peak_rss_kib / 1024);
     if (!strcmp(f->result, "failed")) {
         printf("  verify    FAILED: %s\n",
                b->failure ? b->failure : "I/O errors");
@@ -280,6 +286,7 @@ report_json(FILE *fp, const Bench *b, const Figures *f,
             ", \"max_batch\": %" PRIu64 "},\n",
             ios->posted, ios->kicks, ios->wakeups, ios->batches,
             ios->max_batch);
+    fprintf(fp, "  \"peak_rss_kib\": %" PRIu64 ",\n", f->peak_rss_kib);
     fprintf(
         fp,
         "  \"verification\": {\"result\": \"%s\", \"blocks_checked\": %" PRIu64
