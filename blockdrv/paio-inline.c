@@ -21,7 +21,11 @@
  *    as a plain pwritev where RWF_NOWAIT is refused: it may sleep in the
  *    kernel (the inode lock, page allocation, dirty throttling) but starts
  *    no device I/O, and the kernel serializes buffered writes to one file
- *    on the inode lock whichever thread makes them.
+ *    on the inode lock whichever thread makes them;
+ *  - with a volatile cache, a write that the cache takes in memory at once
+ *    (vcache_try_inline: it fits, it is not FUA, no rule cuts at it) is a
+ *    copy; everything else the cache does (reads of the image, making
+ *    room, flushes) may wait on the device and goes to the pool.
  *
  * Only plain requests qualify: no injection rules, at most dev->inline_max
  * bytes (but see PAIO_MAY_WAIT; 0 turns all of this off), no O_DIRECT
@@ -35,6 +39,7 @@
 #include <sys/uio.h>
 
 #include "paio-int.h"
+#include "vcache.h"
 
 /* One RWF_NOWAIT transfer of the whole of REQ: true if it all moved. */
 static bool
@@ -107,26 +112,34 @@ paio_try_inline(PaioDev *dev, PaioRequest *req)
 {
     bool done = false;
 
-    if (dev->inline_max == 0 || dev->vcache || !paio_valid_request(req) ||
+    if (dev->inline_max == 0 || !paio_valid_request(req) ||
         atomic_load_explicit(&dev->inject_on, memory_order_relaxed)) {
-        return false; /* the cache or injection must see it, or a bad
-                         request: paio_submit says why */
+        return false; /* injection must see it, or a bad request:
+                         paio_submit says why */
     }
     req->dev = dev;
     req->start_ns = tlbd_now_ns();
-    switch (req->type) {
-    case PAIO_READ:
-    case PAIO_WRITE:
-        done = try_rw(dev, req);
-        break;
-    case PAIO_FLUSH:
-        if (dev->mem_fs) {
-            req->ret = paio_do_flush(dev);
-            done = true;
+    if (dev->vcache) {
+        /* only a write the cache takes in memory, as a disk's cache does */
+        done =
+            req->type == PAIO_WRITE && !dev->readonly &&
+            paio_iov_total(req->u.rw.iov, req->u.rw.niov) <= dev->inline_max &&
+            vcache_try_inline(dev->vcache, req);
+    } else {
+        switch (req->type) {
+        case PAIO_READ:
+        case PAIO_WRITE:
+            done = try_rw(dev, req);
+            break;
+        case PAIO_FLUSH:
+            if (dev->mem_fs) {
+                req->ret = paio_do_flush(dev);
+                done = true;
+            }
+            break;
+        default:
+            break;
         }
-        break;
-    default:
-        break;
     }
     if (done && dev->enospc_wait && req->type == PAIO_WRITE &&
         paio_is_nospace(req->ret)) {

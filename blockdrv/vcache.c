@@ -33,7 +33,9 @@
  * rebuilds the cut.  A log that cannot be written stops the device.
  *
  * Threads: vcache_handle runs on whatever thread runs the request (pool
- * workers, the caller with offload=never), many at once.  Two locks:
+ * workers, the caller with offload=never), many at once;
+ * vcache_try_inline on the thread that submits a write (paio-inline.c),
+ * which it never blocks on I/O: it takes only the short locks.  Two locks:
  *  - flush_lock is held by whoever writes the image on the cache's behalf
  *    (flush, destage, FUA and write-through, the cut) across its system
  *    calls; it alone removes or trims extents, so while it is held no
@@ -1283,12 +1285,34 @@ new_extent(Vcache *vc, const PaioRequest *req, uint64_t length, VcBuf **buf,
     return e;
 }
 
+/* Under lock: link E (its BUF charged COST with it) as the newest write
+ * if it fits now and the power is on; *CUT_NOW as write_done_locked.
+ */
+static bool
+admit_locked(Vcache *vc, VcExtent *e, uint64_t cost, bool *cut_now)
+{
+    if (atomic_load(&vc->dead) || vc->bytes + cost > vc->cap) {
+        return false;
+    }
+    e->seq = vc->next_seq++;
+    link_after(vc, NULL, e);
+    vc->bytes += e->buf ? vcmem_charge(e->buf) : 0;
+    *cut_now = write_done_locked(vc);
+    return true;
+}
+
+/* The least a write of LENGTH bytes of data costs: its units, one run. */
+static uint64_t
+least_cost(uint64_t length)
+{
+    return EXTENT_COST + vcmem_units(length) * VCMEM_UNIT + sizeof(VcBuf);
+}
+
 /* A write, write-zeroes or discard of LENGTH bytes into the cache. */
 static int64_t
 do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
 {
-    bool data = req->type == PAIO_WRITE;
-    uint64_t cost = EXTENT_COST;
+    uint64_t cost = req->type == PAIO_WRITE ? least_cost(length) : EXTENT_COST;
     VcExtent *e;
     VcBuf *buf = NULL;
     int ret;
@@ -1299,10 +1323,6 @@ do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
     }
     if (length == 0) {
         return 0;
-    }
-    if (data) {
-        /* the least its buffer can be charged: units and one run */
-        cost += vcmem_units(length) * VCMEM_UNIT + sizeof(VcBuf);
     }
     if ((req->flags & PAIO_FUA) || cost > vc->cap) {
         return write_through(vc, req, length, cut_now);
@@ -1325,15 +1345,12 @@ do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
     e->buf = buf;
     for (;;) {
         tlbd_mutex_lock(&vc->lock);
-        if (atomic_load(&vc->dead)) {
-            ret = -EIO;
-        } else if (vc->bytes + cost <= vc->cap) {
-            e->seq = vc->next_seq++;
-            link_after(vc, NULL, e);
-            vc->bytes += buf ? vcmem_charge(buf) : 0;
-            *cut_now = write_done_locked(vc);
+        if (admit_locked(vc, e, cost, cut_now)) {
             tlbd_mutex_unlock(&vc->lock);
             return (int64_t)length;
+        }
+        if (atomic_load(&vc->dead)) {
+            ret = -EIO;
         }
         tlbd_mutex_unlock(&vc->lock);
         if (ret == 0) {
@@ -1345,6 +1362,44 @@ do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
             return ret;
         }
     }
+}
+
+bool
+vcache_try_inline(Vcache *vc, PaioRequest *req)
+{
+    uint64_t length = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
+    bool cut_now = false, done;
+    VcExtent *e;
+    VcBuf *buf;
+
+    if (req->type != PAIO_WRITE || (req->flags & PAIO_FUA) || length == 0 ||
+        least_cost(length) > vc->cap || atomic_load(&vc->dead) ||
+        (vc->has_rule && vc->rule.after_ns) ||
+        paio_check_end(vc->dev, req->offset, length) < 0) {
+        return false; /* a cut, an error, or the image to write */
+    }
+    buf = vcmem_alloc(&vc->mem, length);
+    e = buf ? vcmem_extent_new(&vc->mem, false) : NULL;
+    if (!e) {
+        vcmem_free(&vc->mem, buf);
+        return false; /* full: making room writes the image */
+    }
+    vcmem_copy_in(&vc->mem, buf, req->u.rw.iov, req->u.rw.niov);
+    e->offset = req->offset;
+    e->length = length;
+    e->buf = buf;
+    tlbd_mutex_lock(&vc->lock);
+    /* not the write a rule cuts at: the cut writes the image */
+    done = !(vc->has_rule && vc->nwrites + 1 == vc->rule.after_writes) &&
+           admit_locked(vc, e, EXTENT_COST + vcmem_charge(buf), &cut_now);
+    tlbd_mutex_unlock(&vc->lock);
+    if (!done) {
+        vcmem_free(&vc->mem, buf);
+        vcmem_extent_free(&vc->mem, e);
+        return false;
+    }
+    req->ret = (int64_t)length;
+    return true;
 }
 
 int64_t

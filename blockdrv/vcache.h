@@ -131,6 +131,12 @@ int vcache_new(PaioDev *dev, uint64_t size, const PowercutRule *rule, Wlog *log,
  * type, for the requests the cache does not take.  Bytes, 0 or -errno;
  * -EIO for everything once the power was cut.
  */
+/* A write that fits in the cache now, without making room, a cut or an
+ * error, done on the calling thread (paio_try_inline): true if it was,
+ * with REQ->ret set; false leaves nothing changed.
+ */
+bool vcache_try_inline(Vcache *vc, PaioRequest *req);
+
 int64_t vcache_handle(Vcache *vc, PaioRequest *req,
                       int64_t (*fallback)(PaioRequest *));
 
