@@ -5,7 +5,9 @@
  * disk-backed file, where a read runs inline only while the page cache
  * holds its data (RWF_NOWAIT) and falls back to the pool after the pages
  * were dropped; BLOCKDEV_MAY_WAIT lets a write of any size run there, and
- * a buffered one even where the file system refuses RWF_NOWAIT.
+ * a buffered one even where the file system refuses RWF_NOWAIT.  With a
+ * volatile cache only a write it holds at once runs inline: not a read,
+ * not FUA, not one that needs room, not the one a rule cuts at.
  * offload=never runs every request of the blocking forms
  * on the caller's thread, injection and errors included, and offload=always
  * none.  Every path is checked for the data it moves.
@@ -472,6 +474,72 @@ test_disk_nowait(void **state)
     blockdev_close(bd);
 }
 
+/* Open PATH with a volatile cache of CACHE and RULE (NULL: none). */
+static BlockDev *
+open_cached(const char *path, const char *cache, const char *rule)
+{
+    BlockDevOptions opts;
+    BlockDev *bd = NULL;
+    char *msg = NULL;
+
+    blockdev_options_init(&opts);
+    assert_int_equal(
+        blockdev_parse_option(&opts, "volatile-cache", cache, &msg), 0);
+    if (rule) {
+        assert_int_equal(blockdev_parse_option(&opts, "powercut", rule, &msg),
+                         0);
+    }
+    assert_int_equal(blockdev_open(path, &opts, &bd, &msg), 0);
+    assert_null(msg);
+    return bd;
+}
+
+static void
+test_vcache_inline(void **state)
+{
+    Fixture *f = *state;
+    BlockDev *bd = open_cached(f->bt.path, "16k", NULL);
+    uint8_t buf[4096], want[4096], old[4096];
+    struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
+    int64_t ret = 0;
+    int n = 0;
+    int fd = open(f->bt.path, O_RDONLY);
+
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, old, sizeof(old), 0), (ssize_t)sizeof(old));
+    close(fd);
+    bt_pattern(want, sizeof(want), 0, 99);
+    memcpy(buf, want, sizeof(buf));
+    /* in the cache, on this thread; the image has not changed */
+    assert_true(blockdev_try_pwritev(bd, 0, &v, 1, 0, &ret));
+    assert_int_equal(ret, 4096);
+    assert_int_equal(inline_ops(bd), 1);
+    assert_file_has(f->bt.path, 0, old, sizeof(old));
+    /* a read and a FUA write touch the image: the pool's */
+    assert_false(blockdev_try_preadv(bd, 0, &v, 1, &ret));
+    assert_false(blockdev_try_pwritev(bd, 4096, &v, 1, BLOCKDEV_FUA, &ret));
+    assert_int_equal(blockdev_pread(bd, buf, sizeof(buf), 0), 4096);
+    assert_memory_equal(buf, want, sizeof(want));
+    /* until the cache is full: then room must be made, by the pool */
+    while (blockdev_try_pwritev(bd, 8192 * (n + 1), &v, 1, 0, &ret)) {
+        n++;
+        assert_true(n < 4);
+    }
+    assert_int_equal(n, 2); /* 16k holds three 4k writes */
+    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), 65536, 0), 4096);
+    assert_int_equal(inline_ops(bd), 3);
+    blockdev_close(bd);
+
+    /* the write a rule cuts at is not taken inline: the cut writes */
+    bd = open_cached(f->bt.path, "64k", "after-writes=2,mode=all");
+    assert_true(blockdev_try_pwritev(bd, 0, &v, 1, 0, &ret));
+    assert_false(blockdev_try_pwritev(bd, 4096, &v, 1, 0, &ret));
+    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), 4096, 0), 4096);
+    assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), 8192, 0), -EIO);
+    assert_false(blockdev_try_pwritev(bd, 12288, &v, 1, 0, &ret));
+    blockdev_close(bd);
+}
+
 int
 main(void)
 {
@@ -482,6 +550,7 @@ main(void)
         cmocka_unit_test(test_may_wait),
         cmocka_unit_test(test_offload_never),
         cmocka_unit_test(test_offload_always),
+        cmocka_unit_test(test_vcache_inline),
     };
 
     if (!bt_private_mounts()) {
