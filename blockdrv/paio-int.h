@@ -122,6 +122,12 @@ bool paio_valid_request(const PaioRequest *req);
  */
 void paio_count_done(PaioDev *dev, const PaioRequest *req);
 
+/* Work DEV does on its own (the cache's background destaging) holds it
+ * like a request in flight: paio_dev_drain waits until it lets go.
+ */
+void paio_dev_hold(PaioDev *dev);
+void paio_dev_unhold(PaioDev *dev);
+
 /* Sleep NS nanoseconds on REQ's futex word (an injected delay, a write
  * waiting for space), so that paio_interrupt can wake it.  Returns true
  * when REQ was interrupted.

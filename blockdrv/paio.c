@@ -203,6 +203,18 @@ dev_put(PaioDev *dev, uint64_t counts)
 }
 
 void
+paio_dev_hold(PaioDev *dev)
+{
+    atomic_fetch_add(&dev->in_flight, IN_FLIGHT_HELD);
+}
+
+void
+paio_dev_unhold(PaioDev *dev)
+{
+    dev_put(dev, IN_FLIGHT_HELD);
+}
+
+void
 paio_dev_drain(PaioDev *dev)
 {
     tlbd_mutex_lock(&dev->drain_lock);

@@ -11,7 +11,10 @@
  * destages (writes to the image early) extents picked by the seeded
  * generator, as a disk picks its own order; a destaged extent survives a
  * cut, and the older extents it overlaps are cut out as for FUA.  A write
- * larger than SIZE is destaged at once.
+ * larger than SIZE is destaged at once.  Without a rule (which must cut
+ * the same way for the same requests) and with workers, a write that
+ * takes the cache past BG_HIGH also queues background destaging down to
+ * BG_LOW, so that the next writes find room.
  *
  * The cache is a list of extents in completion order, the order of
  * record; two indexes (vcache-index.c) find extents in it without a walk:
@@ -118,7 +121,20 @@ struct Vcache {
     uint64_t nflushes;  /* flushes completed: the epoch */
     uint64_t ndestaged; /* writes destaged early */
     uint64_t gen;       /* bumped when an extent leaves or shrinks */
+
+    _Atomic bool bg_on; /* background destaging is queued or running */
 };
+
+/* Background destaging, without a rule on a device with workers: from
+ * above the high mark down to the low one.
+ */
+#define BG_HIGH(vc) ((vc)->cap - (vc)->cap / 8)
+#define BG_LOW(vc)  ((vc)->cap - (vc)->cap / 4)
+
+typedef struct BgWork {
+    ThreadletWork work;
+    Vcache *vc;
+} BgWork;
 
 static void
 buf_put(Vcache *vc, VcBuf *buf)
@@ -1285,11 +1301,79 @@ new_extent(Vcache *vc, const PaioRequest *req, uint64_t length, VcBuf **buf,
     return e;
 }
 
+static void start_background(Vcache *vc);
+
+/* On a worker: destage until under the low mark, the cache empty or dead,
+ * or an error (which the next write that needs room meets).
+ */
+static void
+background(ThreadletWork *w)
+{
+    Vcache *vc = container_of(w, BgWork, work)->vc;
+    int ret = 1;
+
+    while (ret > 0) {
+        tlbd_mutex_lock(&vc->flush_lock);
+        tlbd_mutex_lock(&vc->lock);
+        ret = !atomic_load(&vc->dead) && vc->bytes > BG_LOW(vc);
+        tlbd_mutex_unlock(&vc->lock);
+        if (ret) {
+            ret = destage_one(vc);
+        }
+        tlbd_mutex_unlock(&vc->flush_lock);
+    }
+}
+
+/* After background: the pool is done with W.  A write that went over the
+ * high mark meanwhile saw bg_on and started nothing: start again.
+ */
+static void
+background_done(ThreadletWork *w)
+{
+    Vcache *vc = container_of(w, BgWork, work)->vc;
+    bool again;
+
+    free(container_of(w, BgWork, work));
+    atomic_store(&vc->bg_on, false);
+    tlbd_mutex_lock(&vc->lock);
+    again = !atomic_load(&vc->dead) && vc->bytes > BG_HIGH(vc);
+    tlbd_mutex_unlock(&vc->lock);
+    if (again) {
+        start_background(vc);
+    }
+    paio_dev_unhold(vc->dev);
+}
+
+/* Queue background destaging unless it is queued or running. */
+static void
+start_background(Vcache *vc)
+{
+    BgWork *bg;
+
+    if (atomic_exchange(&vc->bg_on, true)) {
+        return;
+    }
+    bg = calloc(1, sizeof(*bg));
+    if (bg) {
+        bg->vc = vc;
+        bg->work.func = background;
+        paio_dev_hold(vc->dev);
+        if (threadlet_submit_complete(vc->dev->queue, &bg->work, NULL,
+                                      background_done) == 0) {
+            return;
+        }
+        paio_dev_unhold(vc->dev);
+        free(bg);
+    }
+    atomic_store(&vc->bg_on, false); /* writes make room themselves */
+}
+
 /* Under lock: link E (its BUF charged COST with it) as the newest write
- * if it fits now and the power is on; *CUT_NOW as write_done_locked.
+ * if it fits now and the power is on; *CUT_NOW as write_done_locked, *BG
+ * whether background destaging should start.
  */
 static bool
-admit_locked(Vcache *vc, VcExtent *e, uint64_t cost, bool *cut_now)
+admit_locked(Vcache *vc, VcExtent *e, uint64_t cost, bool *cut_now, bool *bg)
 {
     if (atomic_load(&vc->dead) || vc->bytes + cost > vc->cap) {
         return false;
@@ -1298,6 +1382,8 @@ admit_locked(Vcache *vc, VcExtent *e, uint64_t cost, bool *cut_now)
     link_after(vc, NULL, e);
     vc->bytes += e->buf ? vcmem_charge(e->buf) : 0;
     *cut_now = write_done_locked(vc);
+    *bg = !vc->has_rule && !vc->dev->caller_runs && vc->bytes > BG_HIGH(vc) &&
+          !atomic_load(&vc->bg_on);
     return true;
 }
 
@@ -1344,9 +1430,14 @@ do_write(Vcache *vc, PaioRequest *req, uint64_t length, bool *cut_now)
     e->length = length;
     e->buf = buf;
     for (;;) {
+        bool bg = false;
+
         tlbd_mutex_lock(&vc->lock);
-        if (admit_locked(vc, e, cost, cut_now)) {
+        if (admit_locked(vc, e, cost, cut_now, &bg)) {
             tlbd_mutex_unlock(&vc->lock);
+            if (bg) {
+                start_background(vc);
+            }
             return (int64_t)length;
         }
         if (atomic_load(&vc->dead)) {
@@ -1368,7 +1459,7 @@ bool
 vcache_try_inline(Vcache *vc, PaioRequest *req)
 {
     uint64_t length = paio_iov_total(req->u.rw.iov, req->u.rw.niov);
-    bool cut_now = false, done;
+    bool cut_now = false, bg = false, done;
     VcExtent *e;
     VcBuf *buf;
 
@@ -1391,8 +1482,11 @@ vcache_try_inline(Vcache *vc, PaioRequest *req)
     tlbd_mutex_lock(&vc->lock);
     /* not the write a rule cuts at: the cut writes the image */
     done = !(vc->has_rule && vc->nwrites + 1 == vc->rule.after_writes) &&
-           admit_locked(vc, e, EXTENT_COST + vcmem_charge(buf), &cut_now);
+           admit_locked(vc, e, EXTENT_COST + vcmem_charge(buf), &cut_now, &bg);
     tlbd_mutex_unlock(&vc->lock);
+    if (bg) {
+        start_background(vc);
+    }
     if (!done) {
         vcmem_free(&vc->mem, buf);
         vcmem_extent_free(&vc->mem, e);

@@ -6,7 +6,8 @@
  * keeping prefixes, ignore-flush losing flushed data); the same image for
  * the same seed; the after= trigger; FUA writes and
  * destaged writes surviving; EIO after a cut; a known-unsafe protocol
- * caught; and threads hammering one cache (for TSan).
+ * caught; destaging in the background without a rule and not with one;
+ * and threads hammering one cache (for TSan).
  */
 #include "blockdrv-test.h"
 
@@ -236,7 +237,11 @@ test_reads_newest(void **state)
     uint64_t rng = 12345;
 
     for (unsigned round = 0; round < 20; round++) {
-        BlockDev *bd = open_cached(f, "6k", NULL);
+        /* on this thread; or inline, on workers and destaging in the
+         * background (no rule) */
+        BlockDev *bd =
+            round % 2 ? open_cached(f, "6k", NULL)
+                      : open_offload(f, "6k", NULL, BLOCKDEV_OFFLOAD_BLOCKING);
         for (uint32_t w = 1; w <= 200; w++) {
             uint32_t first, count;
             rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -742,6 +747,51 @@ typedef struct Hammer {
     uint32_t id;
 } Hammer;
 
+/* Without a rule, a cache filled past 7/8 destages in the background, with
+ * no write waiting, down to 3/4; with a rule it destages only when a
+ * write needs room, so that a workload and a seed cut the same way.
+ */
+static void
+test_background(void **state)
+{
+    BtFixture *f = *state;
+    uint8_t *got = malloc(IMG_SIZE);
+    BlockDevStats st;
+
+    for (int rule = 0; rule < 2; rule++) {
+        BlockDev *bd =
+            open_offload(f, "64k", rule ? "after-writes=1000,mode=all" : NULL,
+                         BLOCKDEV_OFFLOAD_BLOCKING);
+        /* 14 writes of 4k: over 7/8 of 64k with their bookkeeping */
+        for (uint32_t w = 0; w < 14; w++) {
+            write_version(bd, 100 + w, w * 8, 8, 0);
+        }
+        for (int tries = 0; tries < 500; tries++) {
+            blockdev_get_stats(bd, &st);
+            if (st.destaged >= 3) {
+                break;
+            }
+            usleep(10000);
+        }
+        if (rule) {
+            assert_int_equal(st.destaged, 0);
+            assert_int_equal(st.volatile_bytes, 14 * 4096);
+        } else {
+            /* 3/4 of 64k holds 11 of them at most */
+            assert_true(st.destaged >= 3);
+            assert_true(st.volatile_bytes <= 11 * 4096);
+        }
+        assert_int_equal(blockdev_pread(bd, got, 14 * 4096, 0), 14 * 4096);
+        for (uint32_t s = 0; s < 14 * 8; s++) {
+            uint8_t want[SECTOR];
+            version_sector(want, 100 + s / 8, s);
+            assert_memory_equal(got + (size_t)s * SECTOR, want, SECTOR);
+        }
+        blockdev_close(bd);
+    }
+    free(got);
+}
+
 static void *
 hammer(void *arg)
 {
@@ -815,6 +865,7 @@ main(void)
                                         bt_teardown),
         cmocka_unit_test_setup_teardown(test_unsafe_protocol, setup,
                                         bt_teardown),
+        cmocka_unit_test_setup_teardown(test_background, setup, bt_teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, bt_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
