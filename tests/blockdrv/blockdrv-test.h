@@ -225,6 +225,30 @@ bt_teardown(void **state)
     return 0;
 }
 
+/* Open PATH with a volatile cache of CACHE bytes, the rule RULE (NULL:
+ * none) and OFFLOAD; assert success.
+ */
+static inline BlockDev *
+bt_open_cached(const char *path, const char *cache, const char *rule,
+               BlockDevOffload offload)
+{
+    BlockDevOptions opts;
+    BlockDev *bd = NULL;
+    char *msg = NULL;
+
+    blockdev_options_init(&opts);
+    opts.offload = offload;
+    assert_int_equal(
+        blockdev_parse_option(&opts, "volatile-cache", cache, &msg), 0);
+    if (rule) {
+        assert_int_equal(blockdev_parse_option(&opts, "powercut", rule, &msg),
+                         0);
+    }
+    assert_int_equal(blockdev_open(path, &opts, &bd, &msg), 0);
+    assert_null(msg);
+    return bd;
+}
+
 /* Open PATH with default options plus QUEUE and IO; assert success. */
 static inline BlockDev *
 bt_open(const char *path, bool readonly, BlockDevCache cache, IOThread *io)

@@ -474,31 +474,12 @@ test_disk_nowait(void **state)
     blockdev_close(bd);
 }
 
-/* Open PATH with a volatile cache of CACHE and RULE (NULL: none). */
-static BlockDev *
-open_cached(const char *path, const char *cache, const char *rule)
-{
-    BlockDevOptions opts;
-    BlockDev *bd = NULL;
-    char *msg = NULL;
-
-    blockdev_options_init(&opts);
-    assert_int_equal(
-        blockdev_parse_option(&opts, "volatile-cache", cache, &msg), 0);
-    if (rule) {
-        assert_int_equal(blockdev_parse_option(&opts, "powercut", rule, &msg),
-                         0);
-    }
-    assert_int_equal(blockdev_open(path, &opts, &bd, &msg), 0);
-    assert_null(msg);
-    return bd;
-}
-
 static void
 test_vcache_inline(void **state)
 {
     Fixture *f = *state;
-    BlockDev *bd = open_cached(f->bt.path, "16k", NULL);
+    BlockDev *bd =
+        bt_open_cached(f->bt.path, "16k", NULL, BLOCKDEV_OFFLOAD_BLOCKING);
     uint8_t buf[4096], want[4096], old[4096];
     struct iovec v = { .iov_base = buf, .iov_len = sizeof(buf) };
     int64_t ret = 0;
@@ -531,7 +512,8 @@ test_vcache_inline(void **state)
     blockdev_close(bd);
 
     /* the write a rule cuts at is not taken inline: the cut writes */
-    bd = open_cached(f->bt.path, "64k", "after-writes=2,mode=all");
+    bd = bt_open_cached(f->bt.path, "64k", "after-writes=2,mode=all",
+                        BLOCKDEV_OFFLOAD_BLOCKING);
     assert_true(blockdev_try_pwritev(bd, 0, &v, 1, 0, &ret));
     assert_false(blockdev_try_pwritev(bd, 4096, &v, 1, 0, &ret));
     assert_int_equal(blockdev_pwrite(bd, buf, sizeof(buf), 4096, 0), 4096);

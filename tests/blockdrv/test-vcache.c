@@ -37,21 +37,7 @@ static BlockDev *
 open_offload(BtFixture *f, const char *cache, const char *rule,
              BlockDevOffload offload)
 {
-    BlockDevOptions opts;
-    BlockDev *bd = NULL;
-    char *msg = NULL;
-
-    blockdev_options_init(&opts);
-    opts.offload = offload;
-    assert_int_equal(
-        blockdev_parse_option(&opts, "volatile-cache", cache, &msg), 0);
-    if (rule) {
-        assert_int_equal(blockdev_parse_option(&opts, "powercut", rule, &msg),
-                         0);
-    }
-    assert_int_equal(blockdev_open(f->path, &opts, &bd, &msg), 0);
-    assert_null(msg);
-    return bd;
+    return bt_open_cached(f->path, cache, rule, offload);
 }
 
 /* The same, every request on the calling thread. */
