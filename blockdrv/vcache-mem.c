@@ -399,17 +399,14 @@ vcmem_alloc(VcMem *m, uint64_t len)
         pthread_mutex_unlock(&m->lock);
         return NULL;
     }
-    while (have > blocks_for(n)) {
-        VcRunBlock *blk = b->more;
-        b->more = blk->next;
-        pool_put(m, &m->blocks, blk);
-        have--;
-    }
+    /* Blocks beyond what the runs need stay: giving one back could free a
+     * slab, and change the runs. */
     b->refs = 1;
+    b->nblocks = have;
     b->nruns = find_runs(m, (uint32_t)need, b);
     b->size = len;
     c = (RunCursor){ .b = b };
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < b->nruns; i++) {
         const VcRun *r = next_run(&c);
         set_units(m, r->unit, r->units, false);
         if (r->unit + r->units > m->high) {
@@ -443,7 +440,7 @@ uint64_t
 vcmem_charge(const VcBuf *b)
 {
     return vcmem_units(b->size) * VCMEM_UNIT + sizeof(VcBuf) +
-           blocks_for(b->nruns) * sizeof(VcRunBlock);
+           (uint64_t)b->nblocks * sizeof(VcRunBlock);
 }
 
 void *

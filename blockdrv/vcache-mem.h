@@ -46,8 +46,9 @@ typedef struct VcBuf {
     unsigned refs;
     uint32_t nruns;
     uint64_t size;
-    VcRunBlock *more;
+    VcRunBlock *more; /* NBLOCKS of them */
     VcRun own[VCBUF_RUNS];
+    uint32_t nblocks;
 } VcBuf;
 
 /* Objects of one size, PER_SLAB of them in a unit. */
